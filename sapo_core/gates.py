@@ -1,0 +1,408 @@
+"""Smooth gate functions for SAPO (SPEC §2).
+
+A gate is built from a base function g with g(0) = 0 and g'(0) = 1:
+
+    f_tau(x)  = 1 + g(tau (x - 1)) / tau          # SPEC §2, the gate value
+    f_tau'(x) = g'(tau (x - 1))                   # SPEC §2, the gradient weight
+
+It is *admissible* when f' (i) is continuous, (ii) peaks at exactly 1 at x = 1, (iii) decreases
+monotonically away from x = 1 on each side and (iv) tends to 0 as |x - 1| -> infinity.
+
+Gates live in a registry of named objects; adding one is a single call::
+
+    from sapo_core.gates import make_gate, register_gate
+    cauchy2 = make_gate("cauchy2", lambda z: 1 / (1 + z**2) ** 2)   # g' alone; g is integrated
+    register_gate(cauchy2)
+
+`make_gate` checks admissibility and raises `InadmissibleGateError` naming the failed property.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+__all__ = [
+    "Gate",
+    "AdmissibilityReport",
+    "InadmissibleGateError",
+    "TAILS",
+    "available_gates",
+    "get_gate",
+    "register_gate",
+    "make_gate",
+    "check_admissible",
+    "student_t",
+    "width_matched_tau",
+    "resolve_tau",
+    "clip_weight",
+    "gate_table",
+]
+
+TAILS = ("exponential", "gaussian", "polynomial")
+TauLike = float | torch.Tensor
+BaseFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A gate f_tau(x) = 1 + g(tau(x-1))/tau given by its base g and derivative g' (SPEC §2)."""
+
+    name: str
+    g: BaseFn = field(repr=False)
+    g_prime: BaseFn = field(repr=False)
+    halfmax: float
+    tail: str
+
+    def value(self, x: torch.Tensor, tau: TauLike = 1.0) -> torch.Tensor:
+        """f_tau(x) = 1 + g(tau (x - 1)) / tau."""
+        return 1.0 + self.g(tau * (x - 1.0)) / tau
+
+    def weight(self, x: torch.Tensor, tau: TauLike = 1.0) -> torch.Tensor:
+        """f_tau'(x) = g'(tau (x - 1)), the gradient weight of a token with ratio x."""
+        return self.g_prime(tau * (x - 1.0))
+
+
+# ---------------------------------------------------------------------------------------------
+# Built-in gates (SPEC §2 table). g' for the sigmoid is written as 4 s(z) s(-z) rather than
+# 4 s (1 - s) so that the tails keep full relative precision.
+# ---------------------------------------------------------------------------------------------
+
+_SQRT_PI_2 = math.sqrt(math.pi) / 2.0
+
+_BUILTIN = (
+    Gate("sigmoid", lambda z: 4.0 * torch.sigmoid(z) - 2.0,
+         lambda z: 4.0 * torch.sigmoid(z) * torch.sigmoid(-z),
+         halfmax=2.0 * math.acosh(math.sqrt(2.0)), tail="exponential"),
+    Gate("erf", lambda z: _SQRT_PI_2 * torch.erf(z),
+         lambda z: torch.exp(-z * z),
+         halfmax=math.sqrt(math.log(2.0)), tail="gaussian"),
+    Gate("arctan", torch.atan,
+         lambda z: 1.0 / (1.0 + z * z),
+         halfmax=1.0, tail="polynomial"),
+    Gate("softsign", lambda z: z / (1.0 + z.abs()),
+         lambda z: 1.0 / (1.0 + z.abs()) ** 2,
+         halfmax=math.sqrt(2.0) - 1.0, tail="polynomial"),
+)
+_REGISTRY: dict[str, Gate] = {gate.name: gate for gate in _BUILTIN}
+
+
+def available_gates() -> list[str]:
+    """Names of all registered gates, built-ins first."""
+    return list(_REGISTRY)
+
+
+def get_gate(name: str | Gate) -> Gate:
+    """The registered gate called `name` (a Gate passes through unchanged)."""
+    if isinstance(name, Gate):
+        return name
+    if not isinstance(name, str) or name not in _REGISTRY:
+        raise ValueError(f"unknown gate {name!r}; available gates: {', '.join(available_gates())}")
+    return _REGISTRY[name]
+
+
+def register_gate(gate: Gate, *, overwrite: bool = False) -> Gate:
+    """Add `gate` to the registry so that recipes and `get_gate` can name it."""
+    if not isinstance(gate, Gate):
+        raise TypeError(f"register_gate expects a Gate, got {type(gate).__name__}")
+    if gate.name in _REGISTRY and not overwrite:
+        raise ValueError(f"a gate named {gate.name!r} is already registered; pass overwrite=True to replace it")
+    if gate.name == "clip":
+        raise ValueError("'clip' is reserved for hard clipping (GRPO) and cannot name a gate")
+    _REGISTRY[gate.name] = gate
+    return gate
+
+
+# ---------------------------------------------------------------------------------------------
+# Temperature conventions (SPEC §2): equal tau, or width-matched to a reference gate's half-max.
+# ---------------------------------------------------------------------------------------------
+
+TAU_CONVENTIONS = ("equal", "width_matched")
+
+
+def width_matched_tau(name: str | Gate, tau: TauLike, reference: str | Gate = "sigmoid") -> TauLike:
+    """tau * halfmax_gate / halfmax_reference: the gate's half-max then sits where the reference's does."""
+    return tau * get_gate(name).halfmax / get_gate(reference).halfmax
+
+
+def resolve_tau(name: str | Gate, tau: TauLike, convention: str, reference: str | Gate = "sigmoid") -> TauLike:
+    """The temperature a gate runs at under `convention` ("equal" or "width_matched")."""
+    if convention == "equal":
+        return tau
+    if convention == "width_matched":
+        return width_matched_tau(name, tau, reference)
+    raise ValueError(f"unknown tau convention {convention!r}; allowed: {', '.join(TAU_CONVENTIONS)}")
+
+
+def clip_weight(x: torch.Tensor, advantage_sign: float | torch.Tensor, eps_low: float = 0.2,
+                eps_high: float = 0.2) -> torch.Tensor:
+    """Hard clipping's gradient weight: 1 inside the trust region, 0 outside (SPEC §2).
+
+    The region is x < 1 + eps_high for A > 0 and x > 1 - eps_low for A < 0 (A = 0: no gradient)."""
+    sign = torch.as_tensor(advantage_sign, dtype=x.dtype, device=x.device)
+    inside = torch.where(sign > 0, x < 1.0 + eps_high, x > 1.0 - eps_low) & (sign != 0)
+    return inside.to(x.dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# User gates from g' alone: g(z) = int_0^z g'(s) ds by Gauss-Legendre on geometric panels.
+# Panels [0, 2^-8], [2^-8, 2^-7], ..., [2^39, 2^40] on each side; the cumulative integral at the
+# panel edges is tabulated once and the last partial panel is integrated per element, so any
+# |z| up to 2^40 costs one 32-point quadrature and keeps ~1e-14 relative accuracy for smooth g'.
+# ---------------------------------------------------------------------------------------------
+
+_GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(32)
+_EDGES = np.concatenate([[0.0], 2.0 ** np.arange(-8, 41)])
+
+
+def _gl(fn: BaseFn, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """int_a^b fn(s) ds elementwise (float64), 32-point Gauss-Legendre."""
+    nodes = torch.as_tensor(_GL_NODES, dtype=torch.float64)
+    weights = torch.as_tensor(_GL_WEIGHTS, dtype=torch.float64)
+    mid, half = (a + b) / 2.0, (b - a) / 2.0
+    s = mid.unsqueeze(-1) + half.unsqueeze(-1) * nodes
+    return half * (fn(s) * weights).sum(-1)
+
+
+class _NumericBase:
+    """g(z) = int_0^z g'(s) ds for a g' given as a torch function, differentiable (d g / dz = g')."""
+
+    def __init__(self, g_prime: BaseFn):
+        self.g_prime = g_prime
+        edges = torch.as_tensor(_EDGES, dtype=torch.float64)
+        self._edges = edges
+        self._cum = {}
+        for sign in (1.0, -1.0):
+            fn = lambda s, sign=sign: g_prime(sign * s)  # noqa: E731  (integrate along +s)
+            panels = _gl(fn, edges[:-1], edges[1:])
+            self._cum[sign] = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(panels, 0)])
+
+    def _integral(self, z: torch.Tensor) -> torch.Tensor:
+        z64 = z.detach().to(torch.float64)
+        mag = z64.abs().clamp(max=float(self._edges[-1]))
+        k = (torch.searchsorted(self._edges, mag, right=True) - 1).clamp(0, len(self._edges) - 2)
+        out = torch.empty_like(z64)
+        for sign in (1.0, -1.0):
+            sel = z64 >= 0 if sign > 0 else z64 < 0
+            if not sel.any():
+                continue
+            lo = self._edges[k[sel]]
+            partial = _gl(lambda s: self.g_prime(sign * s), lo, mag[sel])
+            out[sel] = sign * (self._cum[sign][k[sel]] + partial)
+        return out.to(z.dtype)
+
+    def __call__(self, z: torch.Tensor) -> torch.Tensor:
+        return _IntegralFn.apply(z, self)
+
+
+class _IntegralFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, z, base):
+        ctx.save_for_backward(z)
+        ctx.base = base
+        return base._integral(z)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (z,) = ctx.saved_tensors
+        return grad * ctx.base.g_prime(z).to(grad.dtype), None
+
+
+# ---------------------------------------------------------------------------------------------
+# Admissibility (SPEC §2 (i)-(iv)) with numerical evidence.
+# ---------------------------------------------------------------------------------------------
+
+PROPERTIES = {
+    "(i)": "f is continuously differentiable (g' continuous, g' = dg/dz)",
+    "(ii)": "f' has its global maximum, equal to 1, at x = 1",
+    "(iii)": "f' decreases monotonically away from x = 1 on each side",
+    "(iv)": "f' -> 0 as |x - 1| -> infinity",
+}
+_GRID_STEP = 1e-3
+_DENSE = torch.arange(-40.0, 40.0 + _GRID_STEP / 2, _GRID_STEP, dtype=torch.float64)
+_FAR = torch.logspace(math.log10(40.0), 6, 400, dtype=torch.float64)
+_DECAY_AT, _DECAY_TOL = 1e6, 1e-3
+_JUMP_TOL = 0.05      # largest allowed change of g' between grid points 1e-3 apart (|g''| <= 50)
+_MONO_TOL = 1e-12     # float noise allowed when checking monotonicity
+
+
+@dataclass
+class AdmissibilityReport:
+    """Pass/fail and numerical evidence for each admissibility property of one gate."""
+
+    gate: str
+    results: dict[str, tuple[bool, str]]
+
+    @property
+    def passed(self) -> bool:
+        return all(ok for ok, _ in self.results.values())
+
+    @property
+    def failed(self) -> list[str]:
+        return [prop for prop, (ok, _) in self.results.items() if not ok]
+
+    def rows(self) -> list[dict]:
+        """One row per property: gate, property, statement, passed, evidence."""
+        return [{"gate": self.gate, "property": prop, "statement": PROPERTIES[prop], "passed": ok,
+                 "evidence": ev} for prop, (ok, ev) in self.results.items()]
+
+    def __str__(self) -> str:
+        lines = [f"gate {self.gate!r}: {'admissible' if self.passed else 'NOT admissible'}"]
+        lines += [f"  {p} {'pass' if ok else 'FAIL'}: {ev}" for p, (ok, ev) in self.results.items()]
+        return "\n".join(lines)
+
+
+class InadmissibleGateError(ValueError):
+    """A user gate fails one or more of the admissibility properties (i)-(iv)."""
+
+    def __init__(self, report: AdmissibilityReport):
+        self.report = report
+        failed = "; ".join(f"{p} {report.results[p][1]}" for p in report.failed)
+        super().__init__(f"gate {report.gate!r} is not admissible: {failed}")
+
+
+def _eval(fn: BaseFn, z: torch.Tensor) -> torch.Tensor:
+    return torch.as_tensor(fn(z), dtype=torch.float64).broadcast_to(z.shape)
+
+
+def check_admissible(gate: Gate) -> AdmissibilityReport:
+    """Check properties (i)-(iv) of SPEC §2 on dense and far grids; each result carries its evidence."""
+    results: dict[str, tuple[bool, str]] = {}
+    zero = torch.zeros(1, dtype=torch.float64)
+    dense, far = _eval(gate.g_prime, _DENSE), _eval(gate.g_prime, torch.cat([_FAR, -_FAR]))
+    n_far = len(_FAR)
+    finite = bool(torch.isfinite(dense).all() and torch.isfinite(far).all())
+
+    # (i) g' finite and continuous on the grid, and g consistent with it (g(0) = 0, dg/dz = g').
+    jumps = (dense[1:] - dense[:-1]).abs()
+    j = int(torch.argmax(jumps)) if finite else 0
+    z_probe = torch.tensor([-2.5, -0.7, 0.3, 1.9], dtype=torch.float64)
+    h = 1e-5
+    fd = (_eval(gate.g, z_probe + h) - _eval(gate.g, z_probe - h)) / (2 * h)
+    fd_err = float((fd - _eval(gate.g_prime, z_probe)).abs().max())
+    g0 = float(_eval(gate.g, zero)[0])
+    if not finite:
+        results["(i)"] = (False, "g' is not finite everywhere on [-1e6, 1e6]")
+    elif float(jumps[j]) > _JUMP_TOL:
+        results["(i)"] = (False, f"g' jumps by {float(jumps[j]):.3g} between z = {float(_DENSE[j]):.4f} "
+                                 f"and z = {float(_DENSE[j + 1]):.4f}, so f' is not continuous")
+    elif abs(g0) > 1e-9 or fd_err > 1e-5:
+        results["(i)"] = (False, f"g(0) = {g0:.3g} (must be 0) and |dg/dz - g'| up to {fd_err:.3g} "
+                                 "(must be ~0): g is not the integral of g'")
+    else:
+        results["(i)"] = (True, f"g' finite; largest step {float(jumps[j]):.2g} on a {_GRID_STEP:g} grid; "
+                                f"g(0) = {g0:.1g}; |dg/dz - g'| <= {fd_err:.1g}")
+
+    # (ii) g'(0) = 1 and nothing larger anywhere.
+    peak0 = float(_eval(gate.g_prime, zero)[0])
+    both = torch.cat([dense, far])
+    zs = torch.cat([_DENSE, _FAR, -_FAR])
+    m = int(torch.argmax(torch.nan_to_num(both, nan=-math.inf)))
+    gmax, zmax = float(both[m]), float(zs[m])
+    if abs(peak0 - 1.0) > 1e-9:
+        results["(ii)"] = (False, f"g'(0) = {peak0:.6g}, must equal 1")
+    elif gmax > 1.0 + 1e-9:
+        results["(ii)"] = (False, f"g'({zmax:.4g}) = {gmax:.6g} exceeds g'(0) = 1")
+    else:
+        results["(ii)"] = (True, f"g'(0) = {peak0:.12g}; max on grid {gmax:.12g} at z = {zmax:.3g}")
+
+    # (iii) non-increasing for z > 0 and non-decreasing for z < 0 (walking outwards from 0).
+    centre = len(_DENSE) // 2
+    right = torch.cat([dense[centre:], far[:n_far]])
+    left = torch.cat([dense[: centre + 1].flip(0), far[n_far:]])
+    zr = torch.cat([_DENSE[centre:], _FAR])
+    zl = torch.cat([_DENSE[: centre + 1].flip(0), -_FAR])
+    worst = None
+    for vals, zz in ((right, zr), (left, zl)):
+        rise = vals[1:] - vals[:-1]
+        i = int(torch.argmax(torch.nan_to_num(rise, nan=math.inf)))
+        if worst is None or float(rise[i]) > worst[0]:
+            worst = (float(rise[i]), float(zz[i]), float(zz[i + 1]), float(vals[i]), float(vals[i + 1]))
+    rise, za, zb, va, vb = worst
+    if not finite or rise > _MONO_TOL:
+        results["(iii)"] = (False, f"g' rises from {va:.4g} at z = {za:.4g} to {vb:.4g} at z = {zb:.4g} "
+                                   "moving away from 0 (not monotone)")
+    else:
+        results["(iii)"] = (True, f"largest rise moving away from 0: {max(rise, 0.0):.1g} over {len(zs)} points")
+
+    # (iv) decay: |g'(+-1e6)| small.
+    tails = _eval(gate.g_prime, torch.tensor([_DECAY_AT, -_DECAY_AT], dtype=torch.float64))
+    t_plus, t_minus = float(tails[0]), float(tails[1])
+    ok = finite and max(abs(t_plus), abs(t_minus)) < _DECAY_TOL
+    results["(iv)"] = (ok, f"g'(+1e6) = {t_plus:.3g}, g'(-1e6) = {t_minus:.3g} "
+                           f"({'<' if ok else 'not <'} {_DECAY_TOL:g}: {'decays' if ok else 'does not decay to 0'})")
+    return AdmissibilityReport(gate.name, results)
+
+
+def _halfmax(g_prime: BaseFn) -> float:
+    """The z > 0 where g'(z) = 1/2 (bisection; g' is monotone there for an admissible gate)."""
+    lo, hi = 0.0, 1.0
+    while float(_eval(g_prime, torch.tensor([hi], dtype=torch.float64))[0]) > 0.5:
+        lo, hi = hi, hi * 2.0
+        if hi > 1e12:
+            raise ValueError("g' never falls to 1/2 on z > 0")
+    for _ in range(200):
+        mid = (lo + hi) / 2.0
+        if float(_eval(g_prime, torch.tensor([mid], dtype=torch.float64))[0]) > 0.5:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2.0
+
+
+def _estimate_tail(g_prime: BaseFn) -> str:
+    """Classify g''s tail by the slope k of log(-log g') against log z: ~0 polynomial, 1 exp., 2 Gaussian."""
+    z = torch.logspace(0.5, 12, 400, dtype=torch.float64)
+    v = _eval(g_prime, z)
+    ok = (v > 1e-250) & (v < 1e-2)
+    if ok.sum() < 2:
+        return "polynomial"
+    zz, vv = z[ok], v[ok]
+    z2, v2 = zz[-1], vv[-1]
+    z1 = zz[int(torch.searchsorted(zz, z2 / 2.0))]
+    v1 = vv[int(torch.searchsorted(zz, z2 / 2.0))]
+    slope = float((torch.log(-torch.log(v2)) - torch.log(-torch.log(v1))) / (torch.log(z2) - torch.log(z1)))
+    return "polynomial" if slope < 0.6 else ("exponential" if slope < 1.5 else "gaussian")
+
+
+def make_gate(name: str, weight_fn: BaseFn, value_fn: BaseFn | None = None, *, tail: str | None = None,
+              halfmax: float | None = None) -> Gate:
+    """A user gate from g' (`weight_fn`, a torch function of z) and optionally g in closed form.
+
+    Without `value_fn`, g is integrated numerically (and stays differentiable). The half-max and tail
+    are computed when not given. Raises `InadmissibleGateError` when (i)-(iv) fail."""
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"gate name must be a non-empty string, got {name!r}")
+    if name == "clip":
+        raise ValueError("'clip' is reserved for hard clipping (GRPO) and cannot name a gate")
+    if tail is not None and tail not in TAILS:
+        raise ValueError(f"unknown tail {tail!r}; allowed: {', '.join(TAILS)}")
+    g = value_fn if value_fn is not None else _NumericBase(weight_fn)
+    provisional = Gate(name, g, weight_fn, halfmax=float("nan"), tail=tail or "polynomial")
+    report = check_admissible(provisional)
+    if not report.passed:
+        raise InadmissibleGateError(report)
+    return Gate(name, g, weight_fn, halfmax=halfmax if halfmax is not None else _halfmax(weight_fn),
+                tail=tail or _estimate_tail(weight_fn))
+
+
+def student_t(nu: float) -> Gate:
+    """Student-t kernel gate g'(z) = (1 + z^2/nu)^(-(nu+1)/2): nu = 1 is arctan, nu -> inf Gaussian-like."""
+    if not (isinstance(nu, (int, float)) and math.isfinite(nu) and nu > 0):
+        raise ValueError(f"student_t needs a finite nu > 0, got {nu!r}")
+    nu = float(nu)
+    power = -(nu + 1.0) / 2.0
+    halfmax = math.sqrt(nu * (2.0 ** (1.0 / -power) - 1.0))  # solves (1 + z^2/nu)^power = 1/2
+    return make_gate(f"student_t(nu={nu:g})", lambda z: (1.0 + z * z / nu) ** power,
+                     tail="polynomial", halfmax=halfmax)
+
+
+def gate_table(names: list[str | Gate] | None = None, tau: float = 1.0) -> list[dict]:
+    """Half-max width (in z and in |x - 1| at `tau`), width-matched factor and tail, one row per gate."""
+    gates = [get_gate(n) for n in (names or available_gates())]
+    return [{"gate": g.name, "halfmax_z": g.halfmax, "halfmax_x": g.halfmax / tau,
+             "width_matched_factor": width_matched_tau(g, 1.0), "tail": g.tail} for g in gates]

@@ -1,0 +1,33 @@
+# Two commands do all set-up on a fresh machine:
+#   make test   creates .venv (once), installs the pinned set, runs unit + notebook tests
+#   make demo   creates .venv (once), runs the demo pipeline on the embedded CPU default
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: test demo venv bench clean-venv
+
+venv: $(STAMP)
+
+# One pip call with torch pinned beside everything else, so pip never pulls a CUDA build of torch.
+$(STAMP): requirements/lock.txt pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements/lock.txt -e .
+	@touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+	SAPO_FIGURES_DIR=$$(mktemp -d) $(PY) -m pytest -q --nbval-lax notebooks/
+
+demo: $(STAMP)
+	$(PY) -m sapo_core.demo
+
+bench: $(STAMP)
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+clean-venv:
+	rm -rf $(VENV)

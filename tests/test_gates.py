@@ -1,0 +1,213 @@
+"""Gate library (SPEC §2): values, weights, admissibility, width matching, user gates."""
+
+import math
+
+import pytest
+import torch
+
+from sapo_core import gates as G
+
+BUILTIN = ["sigmoid", "erf", "arctan", "softsign"]
+
+
+@pytest.fixture(params=BUILTIN)
+def gate(request):
+    return G.get_gate(request.param)
+
+
+def test_registry_lists_builtins_and_rejects_unknown():
+    assert G.available_gates()[:4] == BUILTIN
+    with pytest.raises(ValueError, match="unknown gate 'tanh'.*sigmoid, erf, arctan, softsign"):
+        G.get_gate("tanh")
+
+
+@pytest.mark.parametrize("tau", [0.5, 1.0, 2.0, 5.0])
+def test_passes_through_one_with_unit_slope(gate, tau):
+    one = torch.ones(1, dtype=torch.float64)
+    assert gate.value(one, tau).item() == pytest.approx(1.0, abs=1e-15)
+    assert gate.weight(one, tau).item() == pytest.approx(1.0, abs=1e-15)
+
+
+def test_autograd_derivative_of_value_equals_weight(gate):
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.rand(500, generator=gen, dtype=torch.float64) * 3.0).requires_grad_()
+    tau = 0.5 + 1.5 * torch.rand(500, generator=gen, dtype=torch.float64)
+    (grad,) = torch.autograd.grad(gate.value(x, tau).sum(), x)
+    expected = gate.weight(x.detach(), tau)
+    assert torch.max((grad - expected).abs() / expected.abs()).item() < 1e-10
+
+
+def test_weight_formulas_match_spec_table():
+    z = torch.linspace(-6, 6, 241, dtype=torch.float64)
+    s = torch.sigmoid(z)
+    spec = {"sigmoid": 4 * s * (1 - s), "erf": torch.exp(-z**2), "arctan": 1 / (1 + z**2),
+            "softsign": 1 / (1 + z.abs()) ** 2}
+    for name, expected in spec.items():
+        torch.testing.assert_close(G.get_gate(name).g_prime(z), expected, rtol=1e-12, atol=1e-14)
+    # sigmoid's g' is also sech^2(z/2)
+    torch.testing.assert_close(G.get_gate("sigmoid").g_prime(z), 1 / torch.cosh(z / 2) ** 2)
+
+
+@pytest.mark.parametrize("tau", [0.5, 1.0, 2.0, 5.0])
+def test_weight_peaks_at_one_and_is_monotone_each_side(gate, tau):
+    x = torch.linspace(0.0, 10.0, 100_001, dtype=torch.float64)
+    w = gate.weight(x, tau)
+    i1 = int(torch.argmin((x - 1).abs()))
+    assert int(torch.argmax(w)) == i1
+    assert torch.all(torch.diff(w[: i1 + 1]) >= 0)
+    assert torch.all(torch.diff(w[i1:]) <= 0)
+
+
+@pytest.mark.parametrize("tau", [0.5, 1.0, 2.0, 5.0])
+def test_weight_small_far_from_one(gate, tau):
+    x = torch.tensor([1 - 1000 / tau, 1 + 1000 / tau], dtype=torch.float64)
+    assert torch.all(gate.weight(x, tau) < 1e-2)
+
+
+@pytest.mark.parametrize("tau", [0.5, 1.0, 2.0, 5.0])
+def test_value_positive_on_zero_to_ten(gate, tau):
+    x = torch.linspace(0.0, 10.0, 10_001, dtype=torch.float64)
+    assert torch.all(gate.value(x, tau) > 0)
+
+
+@pytest.mark.parametrize("tau", [0.7, 1.0, 1.05, 3.0])
+def test_sigmoid_differs_from_trl_sapo_by_a_constant(tau):
+    # TRL's SAPO surrogate: 4/tau * sigmoid(tau (x - 1)); ours adds 1 - 2/tau.
+    x = torch.linspace(0.0, 5.0, 501, dtype=torch.float64)
+    diff = G.get_gate("sigmoid").value(x, tau) - 4.0 / tau * torch.sigmoid(tau * (x - 1))
+    torch.testing.assert_close(diff, torch.full_like(diff, 1 - 2 / tau), rtol=0, atol=1e-13)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_dtypes_and_broadcast_tau(gate, dtype):
+    x = torch.linspace(0.0, 3.0, 12, dtype=dtype).reshape(3, 4).requires_grad_()
+    tau = torch.tensor([[1.0], [1.05], [2.0]], dtype=dtype)
+    v, w = gate.value(x, tau), gate.weight(x, tau)
+    assert v.dtype == dtype and w.dtype == dtype and v.shape == (3, 4)
+    v.sum().backward()
+    assert x.grad is not None and torch.all(torch.isfinite(x.grad))
+    ref = gate.weight(x.detach().double(), tau.double())
+    torch.testing.assert_close(w.double(), ref, rtol=2e-2, atol=2e-2)
+
+
+def test_halfmax_is_where_weight_is_half(gate):
+    z = torch.tensor([gate.halfmax, -gate.halfmax], dtype=torch.float64)
+    torch.testing.assert_close(gate.g_prime(z), torch.full_like(z, 0.5), rtol=0, atol=1e-12)
+
+
+def test_spec_halfmax_and_tails():
+    table = {"sigmoid": (1.7627, "exponential"), "erf": (0.8326, "gaussian"),
+             "arctan": (1.0, "polynomial"), "softsign": (0.4142, "polynomial")}
+    for name, (halfmax, tail) in table.items():
+        gate = G.get_gate(name)
+        assert gate.halfmax == pytest.approx(halfmax, abs=1e-4) and gate.tail == tail
+
+
+def test_width_matched_factors():
+    assert G.width_matched_tau("erf", 1.0) == pytest.approx(0.4723, abs=1e-3)
+    assert G.width_matched_tau("arctan", 1.0) == pytest.approx(0.5673, abs=1e-3)
+    assert G.width_matched_tau("softsign", 1.0) == pytest.approx(0.2350, abs=1e-3)
+    assert G.width_matched_tau("sigmoid", 1.7) == pytest.approx(1.7)
+    # the half-max then sits at the same |x - 1| as the sigmoid's
+    for name in BUILTIN:
+        tau = G.width_matched_tau(name, 2.0)
+        x_half = torch.tensor([1 + G.get_gate("sigmoid").halfmax / 2.0], dtype=torch.float64)
+        assert G.get_gate(name).weight(x_half, tau).item() == pytest.approx(0.5, abs=1e-12)
+
+
+def test_resolve_tau_conventions():
+    assert G.resolve_tau("erf", 1.0, "equal") == 1.0
+    assert G.resolve_tau("erf", 1.0, "width_matched") == G.width_matched_tau("erf", 1.0)
+    with pytest.raises(ValueError, match="unknown tau convention 'wide'.*equal, width_matched"):
+        G.resolve_tau("erf", 1.0, "wide")
+
+
+def test_builtins_are_admissible(gate):
+    report = G.check_admissible(gate)
+    assert report.passed, str(report)
+    assert [row["property"] for row in report.rows()] == ["(i)", "(ii)", "(iii)", "(iv)"]
+
+
+def test_student_t_one_is_arctan_and_large_nu_is_gaussian():
+    z = torch.linspace(-20, 20, 4001, dtype=torch.float64)
+    t1 = G.student_t(1)
+    assert torch.max((t1.g_prime(z) - G.get_gate("arctan").g_prime(z)).abs()).item() < 1e-12
+    assert t1.halfmax == pytest.approx(1.0, abs=1e-12)
+    gaps = [torch.max((G.student_t(nu).g_prime(z) - torch.exp(-z**2 / 2)).abs()).item() for nu in (10, 100, 10_000)]
+    assert gaps[0] > gaps[1] > gaps[2] and gaps[2] < 1e-4
+    # numerically integrated value of student_t(1) is arctan's closed form
+    x = torch.linspace(-5, 50, 1001, dtype=torch.float64)
+    torch.testing.assert_close(t1.value(x, 1.3), G.get_gate("arctan").value(x, 1.3), rtol=0, atol=1e-12)
+
+
+def test_student_t_rejects_bad_nu():
+    for nu in (0, -1, float("inf"), "3"):
+        with pytest.raises(ValueError, match="nu > 0"):
+            G.student_t(nu)
+
+
+@pytest.mark.parametrize("weight_fn, prop, message", [
+    (lambda z: 2.0 / (1 + z**2), "(ii)", r"\(ii\) g'\(0\) = 2, must equal 1"),
+    (lambda z: torch.exp(-z**2) + 0.3 * torch.exp(-(z - 3.0) ** 2) * (1 - torch.exp(-z**2)), "(iii)",
+     r"\(iii\) g' rises"),
+    (lambda z: 0.5 + 0.5 / (1 + z**2), "(iv)", r"\(iv\) g'\(\+1e6\) = 0.5"),
+])
+def test_inadmissible_user_gates_are_refused_with_the_property(weight_fn, prop, message):
+    with pytest.raises(G.InadmissibleGateError, match=message) as info:
+        G.make_gate("bad", weight_fn)
+    assert info.value.report.failed == [prop]
+
+
+def test_discontinuous_weight_fails_property_i():
+    with pytest.raises(G.InadmissibleGateError, match=r"\(i\) g' jumps"):
+        G.make_gate("step", lambda z: torch.where(z.abs() < 1, 1.0, 0.4) / (1 + z**2))
+
+
+def test_value_fn_inconsistent_with_weight_fails_property_i():
+    with pytest.raises(G.InadmissibleGateError, match=r"\(i\).*not the integral"):
+        G.make_gate("wrong_g", lambda z: torch.exp(-z**2), value_fn=torch.atan)
+
+
+@pytest.mark.parametrize("name", BUILTIN)
+def test_gate_from_weight_alone_matches_closed_form(name):
+    ref = G.get_gate(name)
+    user = G.make_gate(f"my_{name}", ref.g_prime)
+    x = torch.cat([torch.linspace(0.0, 5.0, 2001, dtype=torch.float64),
+                   torch.tensor([1e-6, 1e3, 1e6, 4.8e8], dtype=torch.float64)])
+    for tau in (0.5, 1.0, 3.0):
+        torch.testing.assert_close(user.value(x, tau), ref.value(x, tau), rtol=0, atol=1e-6)
+    assert user.halfmax == pytest.approx(ref.halfmax, abs=1e-9)
+    assert user.tail == ref.tail
+    # and stays differentiable
+    xg = torch.linspace(0.1, 3.0, 50, dtype=torch.float64).requires_grad_()
+    (grad,) = torch.autograd.grad(user.value(xg, 1.5).sum(), xg)
+    torch.testing.assert_close(grad, ref.weight(xg.detach(), 1.5), rtol=1e-12, atol=0)
+
+
+def test_register_gate_and_reserved_names():
+    gate = G.make_gate("cauchy2_test", lambda z: 1 / (1 + z**2) ** 2)
+    G.register_gate(gate)
+    assert G.get_gate("cauchy2_test") is gate
+    with pytest.raises(ValueError, match="already registered"):
+        G.register_gate(gate)
+    with pytest.raises(ValueError, match="reserved for hard clipping"):
+        G.make_gate("clip", lambda z: 1 / (1 + z**2))
+    with pytest.raises(ValueError, match="unknown tail"):
+        G.make_gate("x", lambda z: 1 / (1 + z**2), tail="heavy")
+
+
+def test_clip_weight():
+    x = torch.tensor([0.5, 0.79, 0.81, 1.0, 1.19, 1.21, 2.0])
+    torch.testing.assert_close(G.clip_weight(x, 1.0, 0.2, 0.2), torch.tensor([1, 1, 1, 1, 1, 0, 0.0]))
+    torch.testing.assert_close(G.clip_weight(x, -1.0, 0.2, 0.2), torch.tensor([0, 0, 1, 1, 1, 1, 1.0]))
+    torch.testing.assert_close(G.clip_weight(x, 0.0), torch.zeros(7))
+    signs = torch.tensor([1.0, -1.0])[:, None]
+    assert G.clip_weight(x[None, :], signs).shape == (2, 7)
+
+
+def test_gate_table_rows():
+    rows = G.gate_table(tau=2.0)
+    assert [r["gate"] for r in rows[:4]] == BUILTIN
+    assert rows[0]["halfmax_x"] == pytest.approx(1.7627 / 2, abs=1e-4)
+    assert rows[1]["width_matched_factor"] == pytest.approx(0.4723, abs=1e-3)
+    assert math.isclose(rows[0]["width_matched_factor"], 1.0)

@@ -82,8 +82,8 @@ AGGREGATIONS = ("seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm")
 _GROUPS = ("", "pos/", "neg/")  # all unmasked tokens, A > 0, A < 0
 _RATIO_STATS = ("mean", "std", "var", "min", "max", "p01", "p99", "outside_clip_frac")
 _WEIGHT_STATS = ("mean", "low_frac")
-_STAT_KEYS = ([f"tokens/{{}}count"] + [f"ratio/{{}}{s}" for s in _RATIO_STATS]
-              + [f"gate_weight/{{}}{s}" for s in _WEIGHT_STATS])
+_STAT_KEYS = (("tokens/{}count",) + tuple("ratio/{}" + s for s in _RATIO_STATS)
+              + tuple("gate_weight/{}" + s for s in _WEIGHT_STATS))
 METRIC_KEYS: tuple[str, ...] = tuple(k.format(g) for g in _GROUPS for k in _STAT_KEYS)
 _LOW_WEIGHT = 0.5  # SPEC §4: share of tokens with g' < 0.5
 
@@ -144,13 +144,16 @@ def per_token_objective(value: torch.Tensor, weight: torch.Tensor, ratio: torch.
 
 
 def aggregation_weights(mask: torch.Tensor, aggregation: str = "seq_mean_token_mean",
-                        max_completion_length: int | None = None) -> torch.Tensor:
+                        max_completion_length: int | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """W_i, the weight of one unmasked token of row i in `masked_aggregate`: (B, 1) or a scalar tensor."""
+    _check_choice("aggregation", aggregation, AGGREGATIONS)
     if aggregation == "seq_mean_token_mean":   # SPEC §1: 1/G sum_i 1/|o_i| sum_t
-        return 1.0 / (mask.sum(-1, keepdim=True).clamp(min=1) * mask.shape[0])
+        return 1.0 / (mask.sum(-1, keepdim=True).clamp(min=1).to(dtype) * mask.shape[0])
     if aggregation == "token_mean":            # DAPO: sum over all tokens / number of tokens
-        return 1.0 / mask.sum().clamp(min=1)
-    return torch.tensor(1.0 / (mask.shape[0] * max_completion_length))  # Dr. GRPO: / (B * L)
+        return 1.0 / mask.sum().clamp(min=1).to(dtype)
+    if max_completion_length is None:
+        raise ValueError("max_completion_length is required for aggregation='seq_mean_token_sum_norm'")
+    return torch.full((), 1.0 / (mask.shape[0] * max_completion_length), dtype=dtype, device=mask.device)
 
 
 def masked_aggregate(per_token: torch.Tensor, mask: torch.Tensor, aggregation: str = "seq_mean_token_mean",
@@ -214,7 +217,7 @@ def policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.
             return loss, metrics
         # d loss / d log pi_theta(o_{i,t}) = -W_i A_i f'(r) r (the sequence mean's 1/|o_i| cancels the
         # |o_i| tokens sharing s_i), zero on masked tokens and where the clamp is active.
-        weights = aggregation_weights(keep, aggregation, max_completion_length).to(dtype)
+        weights = aggregation_weights(keep, aggregation, max_completion_length, dtype)
         coef = torch.where(keep & live, d_objective * -weights, 0.0)
     return _ExactSurrogate.apply(loss, coef, logps, old_logps), metrics
 
@@ -242,7 +245,7 @@ def _metrics(gate, ratio, weight, adv, keep, epsilon_low, epsilon_high) -> dict[
     rows = []
     for group in (keep, keep & (adv > 0), keep & (adv < 0)):
         count = group.sum()
-        n = count.clamp(min=1)
+        n = count.clamp(min=1).double()
         mean = torch.where(group, r, 0.0).sum() / n
         var = torch.where(group, (r - mean) ** 2, 0.0).sum() / n
         ordered = torch.where(group, r, math.inf).flatten().sort().values
@@ -251,16 +254,11 @@ def _metrics(gate, ratio, weight, adv, keep, epsilon_low, epsilon_high) -> dict[
             _sorted_quantile(ordered, count, 0.01), _sorted_quantile(ordered, count, 0.99),
             (group & outside).sum() / n, torch.where(group, w, 0.0).sum() / n, (group & low).sum() / n,
         ]))
-    # stack order: count, mean, std, var, min, max, p01, p99, outside, weight mean, weight low
-    order = ("tokens/{}count", "ratio/{}mean", "ratio/{}std", "ratio/{}var", "ratio/{}min", "ratio/{}max",
-             "ratio/{}p01", "ratio/{}p99", "ratio/{}outside_clip_frac", "gate_weight/{}mean",
-             "gate_weight/{}low_frac")
     out = {}
-    for prefix, values in zip(_GROUPS, torch.stack(rows).tolist()):
-        empty = values[0] == 0
-        for key, v in zip(order, values):
-            out[key.format(prefix)] = v if (not empty or key.startswith("tokens/")) else math.nan
-    return {k: out[k] for k in METRIC_KEYS}
+    for prefix, values in zip(_GROUPS, torch.stack(rows).tolist()):  # one device sync
+        for key, v in zip(_STAT_KEYS, values):  # a group without tokens: count 0, statistics nan
+            out[key.format(prefix)] = math.nan if values[0] == 0 and not key.startswith("tokens/") else v
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -314,8 +312,6 @@ def _check_args(logps, old_logps, advantages, mask, gate, tau_pos, tau_neg, epsi
         raise ValueError(f"old_logps must have the dtype of logps ({logps.dtype}), got {old_logps.dtype}")
     if not advantages.is_floating_point():
         raise ValueError(f"advantages must be a floating tensor, got {advantages.dtype}")
-    if mask.is_floating_point() or mask.is_complex():
-        pass  # 0/1 floats are accepted: nonzero = counted
     for name, t in (("old_logps", old_logps), ("advantages", advantages), ("mask", mask)):
         if t.device != logps.device:
             raise ValueError(f"{name} must be on the device of logps ({logps.device}), got {t.device}")

@@ -1,0 +1,151 @@
+"""Forward + backward time of sapo_core.loss.policy_loss against TRL 1.16.0's own loss expressions.
+
+Every gate runs against TRL's loss_type="sapo" expression, and gate="clip" also against "grpo", on
+the same float32 CPU tensors in the same run (interleaved repeats, median). Before timing, the
+reproduced TRL expressions are checked against TRL's real `GRPOTrainer._compute_loss` and our loss
+against them. Last line: worst ratio ours / TRL SAPO over the gates (clip included) at the larger
+size without metrics.
+
+    .venv/bin/python benchmarks/bench_loss.py
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from collections import defaultdict
+from types import SimpleNamespace
+
+import torch
+
+from sapo_core.gates import available_gates
+from sapo_core.loss import masked_aggregate, policy_loss
+
+THREADS = min(4, os.cpu_count() or 1)
+SIZES = ((8, 512, 300), (64, 2048, 60))  # (B, T, repeats)
+TAU_POS, TAU_NEG, EPS = 1.0, 1.05, 0.2
+TARGET = 1.05
+
+
+# TRL 1.16.0 trl/trainer/grpo_trainer.py, `_compute_loss`, importance_sampling_level="token", beta=0.
+def trl_sapo(logps, old_logps, advantages, mask):
+    """TRL's loss_type="sapo" loss (eval mode: no gradient-accumulation normaliser)."""
+    advantages = advantages.unsqueeze(1)                                       # :3058-3059
+    log_ratio = logps - old_logps                                              # :3083
+    coef_1 = torch.exp(log_ratio)                                              # :3085, :3095
+    temperatures = torch.where(advantages > 0, TAU_POS, TAU_NEG)               # :3122
+    soft_coef_1 = torch.sigmoid(temperatures * (coef_1 - 1)) * 4 / temperatures  # :3123
+    per_token_loss = -soft_coef_1 * advantages                                 # :3124
+    return ((per_token_loss * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).mean()  # :3154
+
+
+def trl_grpo(logps, old_logps, advantages, mask):
+    """TRL's loss_type="grpo" loss (eval mode)."""
+    advantages = advantages.unsqueeze(1)                                       # :3058-3059
+    coef_1 = torch.exp(logps - old_logps)                                      # :3083, :3085, :3095
+    coef_2 = torch.clamp(coef_1, 1 - EPS, 1 + EPS)                             # :3113
+    per_token_loss = -torch.min(coef_1 * advantages, coef_2 * advantages)      # :3118-3120
+    return ((per_token_loss * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).mean()  # :3154
+
+
+def trl_real(loss_type, logps, old_logps, advantages, mask):
+    """TRL's own `GRPOTrainer._compute_loss` on a stub trainer that hands it `logps`."""
+    from trl.trainer.grpo_trainer import GRPOTrainer
+
+    same = lambda t, **_: t  # noqa: E731  (single process: gather/reduce are the identity)
+    stub = SimpleNamespace(
+        _get_per_token_logps_and_entropies=lambda *a, **k: (logps, torch.zeros_like(logps), None),
+        top_entropy_quantile=1.0, off_policy_mask_threshold=None, importance_sampling_level="token",
+        loss_type=loss_type, epsilon_low=EPS, epsilon_high=EPS, beta=0.0, use_vllm=False,
+        args=SimpleNamespace(delta=None, sapo_temperature_pos=TAU_POS, sapo_temperature_neg=TAU_NEG),
+        model=SimpleNamespace(training=False), current_gradient_accumulation_steps=1,
+        _entropy_bonus_enabled=False, aux_loss_enabled=False, _metrics=defaultdict(lambda: defaultdict(list)),
+        accelerator=SimpleNamespace(gather=same, reduce=same, gather_for_metrics=same, num_processes=1))
+    ids = torch.zeros_like(mask)
+    inputs = {"prompt_ids": ids[:, :1], "prompt_mask": mask[:, :1], "completion_ids": ids,
+              "completion_mask": mask, "advantages": advantages, "old_per_token_logps": old_logps}
+    return GRPOTrainer._compute_loss(stub, None, inputs)
+
+
+def make_inputs(batch, length, seed=0):
+    """float32 log-probs, ratios spread like a second update on a batch, TRL's int64 right-padded mask."""
+    gen = torch.Generator().manual_seed(seed)
+    old = -3.0 * torch.rand(batch, length, generator=gen)
+    logps = (old + 0.3 * torch.randn(batch, length, generator=gen)).requires_grad_()
+    advantages = torch.randn(batch, generator=gen)
+    lengths = torch.randint(1, length + 1, (batch,), generator=gen)
+    mask = (torch.arange(length) < lengths[:, None]).long()
+    return logps, old, advantages, mask
+
+
+def grad_of(fn, logps):
+    logps.grad = None
+    loss = fn()
+    loss.backward()
+    return loss.detach(), logps.grad.clone()
+
+
+def check_parity(logps, old, adv, mask):
+    """Our reproductions equal TRL's real code; our sigmoid/clip equal them (value up to SPEC §2's constant)."""
+    for name, ours in (("sapo", trl_sapo), ("grpo", trl_grpo)):
+        v_real, g_real = grad_of(lambda: trl_real(name, logps, old, adv, mask), logps)
+        v_ours, g_ours = grad_of(lambda: ours(logps, old, adv, mask), logps)
+        assert torch.equal(v_real, v_ours) and torch.equal(g_real, g_ours), f"TRL {name} reproduction differs"
+    tau = torch.where(adv > 0, TAU_POS, TAU_NEG)
+    offset = -masked_aggregate((adv * (1 - 2 / tau))[:, None], mask.bool())  # SPEC §2's constant 1 - 2/tau
+    for gate, ref, shift in (("sigmoid", trl_sapo, offset), ("clip", trl_grpo, 0.0)):
+        v_ref, g_ref = grad_of(lambda: ref(logps, old, adv, mask), logps)
+        v, g = grad_of(lambda: policy_loss(logps, old, adv, mask, gate=gate, compute_metrics=False)[0], logps)
+        assert abs(float(v - v_ref - shift)) <= 1e-6 * abs(float(v_ref)) + 1e-7, (gate, float(v), float(v_ref))
+        assert float((g - g_ref).abs().max()) <= 1e-6 * float(g_ref.abs().max()), gate
+
+
+def time_all(candidates, logps, repeats):
+    """Median seconds of forward + backward per candidate, repeats interleaved across candidates."""
+    times = defaultdict(list)
+    for rep in range(repeats + 3):  # 3 warm-up rounds
+        for name, fn in candidates.items():
+            logps.grad = None
+            start = time.perf_counter()
+            fn().backward()
+            elapsed = time.perf_counter() - start
+            if rep >= 3:
+                times[name].append(elapsed)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def main():
+    torch.set_num_threads(THREADS)
+    gates = available_gates() + ["clip"]
+    print(f"bench_loss: torch {torch.__version__}, {THREADS} threads (torch.set_num_threads), float32, CPU; "
+          "forward + backward, median of interleaved repeats")
+    check_parity(*make_inputs(16, 256, seed=1))
+    print("parity: TRL 1.16.0 _compute_loss == reproduced sapo/grpo expressions; sigmoid == sapo, clip == grpo")
+    header = (f"{'B x T':>10} {'gate':>9} {'metrics':>8} {'ours ms':>9} {'TRL sapo ms':>12} {'/sapo':>6} "
+              f"{'TRL grpo ms':>12} {'/grpo':>6}")
+    print(header)
+    print("-" * len(header))
+    worst = 0.0
+    for batch, length, repeats in SIZES:
+        logps, old, adv, mask = make_inputs(batch, length)
+        candidates = {"trl_sapo": lambda: trl_sapo(logps, old, adv, mask),
+                      "trl_grpo": lambda: trl_grpo(logps, old, adv, mask)}
+        for gate in gates:
+            for metrics in (False, True):
+                candidates[(gate, metrics)] = (lambda g=gate, m=metrics: policy_loss(
+                    logps, old, adv, mask, gate=g, compute_metrics=m)[0])
+        med = time_all(candidates, logps, repeats)
+        sapo, grpo = med["trl_sapo"], med["trl_grpo"]
+        for gate in gates:
+            for metrics in (False, True):
+                t = med[(gate, metrics)]
+                print(f"{f'{batch}x{length}':>10} {gate:>9} {'yes' if metrics else 'no':>8} {1e3 * t:9.3f} "
+                      f"{1e3 * sapo:12.3f} {t / sapo:6.3f} {1e3 * grpo:12.3f} {t / grpo:6.3f}")
+                if (batch, length) == SIZES[-1][:2] and not metrics:
+                    worst = max(worst, t / sapo)
+    print(f"bench_loss: worst_ratio={worst:.3f} (target <= {TARGET})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,188 @@
+"""GatedGRPOTrainer: TRL's GRPOTrainer with the policy loss replaced by `sapo_core.loss.policy_loss`.
+
+Everything else is TRL's (pinned to 1.16.0): generation (transformers or vLLM), reward functions,
+group-relative advantages, batch reuse (`num_iterations`), the KL term, the entropy metric and the
+logging machinery. Our loss metrics (ratio and gate-weight statistics, SPEC §4) go into TRL's metric
+buffers, so they reach `trainer.state.log_history` and every `report_to` backend.
+
+    args = GatedGRPOConfig(output_dir="runs/x", gate="erf", tau_convention="width_matched", num_iterations=2)
+    trainer = GatedGRPOTrainer(model, reward_funcs=[format_reward, correctness_reward], args=args,
+                               train_dataset=dataset, processing_class=tokenizer)
+
+Temperatures: `sapo_temperature_pos` / `sapo_temperature_neg` are the *base* tau; the gate runs at
+`resolve_tau(gate, tau, tau_convention)` (SPEC §2). Clipping uses `epsilon` / `epsilon_high`.
+
+TRL's vLLM importance-sampling correction (`vllm_importance_sampling_correction`) multiplies each
+token's loss by a truncated pi_old / pi_vllm ratio. That ratio is a second, gate-independent weight on
+top of the gate, so it is off in our recipes for gate comparisons (it would change the effective gate
+shape differently per run); turn it on explicitly when sampler/trainer mismatch is the object of study.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from trl import GRPOConfig, GRPOTrainer
+
+from sapo_core import gates as G
+from sapo_core.loss import AGGREGATIONS, CLIP, masked_aggregate, policy_loss
+
+__all__ = ["GatedGRPOConfig", "GatedGRPOTrainer", "reduce_metric"]
+
+_TRL_LOSS_TYPE = {"seq_mean_token_mean": "grpo", "token_mean": "dapo", "seq_mean_token_sum_norm": "dr_grpo"}
+
+
+@dataclass
+class GatedGRPOConfig(GRPOConfig):
+    """GRPOConfig plus the gate. `loss_type` is derived from `aggregation` and only informs TRL's warnings."""
+
+    gate: str = field(default="sigmoid", metadata={"help": "registered gate name, or 'clip' for hard clipping"})
+    tau_convention: str = field(default="equal", metadata={"help": "'equal' or 'width_matched' (SPEC §2)"})
+    aggregation: str = field(default="seq_mean_token_mean",
+                             metadata={"help": "seq_mean_token_mean | token_mean | seq_mean_token_sum_norm"})
+    log_ratio_clamp: float = field(default=20.0, metadata={"help": "|log r| clamp before exp"})
+    vllm_importance_sampling_correction: bool = field(
+        default=False, metadata={"help": "TRL's vLLM IS correction; off by default for gate comparisons"})
+
+    def __post_init__(self):
+        if self.aggregation not in AGGREGATIONS:
+            raise ValueError(f"aggregation={self.aggregation!r} is not allowed; choose one of {', '.join(AGGREGATIONS)}")
+        if self.gate != CLIP:
+            G.get_gate(self.gate)  # raises, listing the available names
+        if self.tau_convention not in G.TAU_CONVENTIONS:
+            raise ValueError(f"tau_convention={self.tau_convention!r} is not allowed; "
+                             f"choose one of {', '.join(G.TAU_CONVENTIONS)}")
+        self.loss_type = "sapo" if (self.gate == "sigmoid" and self.aggregation == "seq_mean_token_mean") \
+            else _TRL_LOSS_TYPE[self.aggregation]
+        super().__post_init__()
+
+    def gate_taus(self) -> tuple[float, float]:
+        """(tau_pos, tau_neg) the gate runs at, after the tau convention."""
+        if self.gate == CLIP:
+            return self.sapo_temperature_pos, self.sapo_temperature_neg
+        return (G.resolve_tau(self.gate, self.sapo_temperature_pos, self.tau_convention),
+                G.resolve_tau(self.gate, self.sapo_temperature_neg, self.tau_convention))
+
+
+def reduce_metric(name: str) -> str:
+    """How a per-process metric combines across processes: min, max, sum or mean (by its name)."""
+    if name.endswith("/min"):
+        return "min"
+    if name.endswith("/max"):
+        return "max"
+    if name.endswith("/count"):
+        return "sum"
+    return "mean"
+
+
+class GatedGRPOTrainer(GRPOTrainer):
+    """GRPOTrainer whose policy loss is `sapo_core.loss.policy_loss` with any registered gate or 'clip'."""
+
+    _UNSUPPORTED = {  # TRL features that act on the per-token loss; refused rather than silently dropped
+        "top_entropy_quantile": lambda a: a.top_entropy_quantile < 1.0,
+        "off_policy_mask_threshold": lambda a: a.off_policy_mask_threshold is not None,
+        "entropy_coef": lambda a: a.entropy_coef != 0.0 or a.use_adaptive_entropy,
+        "delta": lambda a: a.delta is not None,
+    }
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.args, GatedGRPOConfig):
+            raise TypeError(f"GatedGRPOTrainer needs a GatedGRPOConfig, got {type(self.args).__name__}")
+        for option, active in self._UNSUPPORTED.items():
+            if active(self.args):
+                raise ValueError(f"GatedGRPOTrainer does not support {option}={getattr(self.args, option)!r}; "
+                                 "leave it at TRL's default")
+        self.gate = self.args.gate if self.args.gate == CLIP else G.get_gate(self.args.gate)
+        self.gate_tau_pos, self.gate_tau_neg = self.args.gate_taus()
+
+    # -- when to pay for metrics ---------------------------------------------------------------------
+    def _metrics_wanted(self, mode: str) -> bool:
+        """Loss metrics on eval and on the optimizer steps that will be logged (logging_steps)."""
+        if mode == "eval":
+            return True
+        steps = self.args.logging_steps
+        return steps <= 1 or (self.state.global_step + 1) % steps == 0
+
+    def _compute_loss(self, model, inputs):
+        prompt_ids, prompt_mask = inputs["prompt_ids"], inputs["prompt_mask"]
+        completion_ids, completion_mask = inputs["completion_ids"], inputs["completion_mask"]
+        input_ids = torch.cat([prompt_ids, completion_ids], dim=1)
+        attention_mask = torch.cat([prompt_mask, completion_mask], dim=1)
+        mask = completion_mask if "tool_mask" not in inputs else completion_mask * inputs["tool_mask"]
+        forward_keys = ("pixel_values", "image_grid_thw", "num_images", "pixel_attention_mask", "spatial_shapes",
+                        "num_tiles", "image_sizes", "token_type_ids", "mm_token_type_ids", "image_position_ids")
+        per_token_logps, entropies, aux_loss = self._get_per_token_logps_and_entropies(
+            model, input_ids, attention_mask, completion_ids.size(1), compute_entropy=True,
+            compute_aux_loss=self.aux_loss_enabled, **{k: inputs.get(k) for k in forward_keys})
+
+        # Behaviour policy: TRL omits old logps when they equal the current ones (on-policy step).
+        old_per_token_logps = inputs.get("old_per_token_logps")
+        if old_per_token_logps is None:
+            old_per_token_logps = per_token_logps.detach()
+        token_weights = None
+        if self.use_vllm and self.args.vllm_importance_sampling_correction:
+            token_weights = inputs["importance_sampling_ratio"]
+
+        mode = "train" if self.model.training else "eval"
+        loss, metrics = policy_loss(
+            per_token_logps, old_per_token_logps, inputs["advantages"], mask, gate=self.gate,
+            tau_pos=self.gate_tau_pos, tau_neg=self.gate_tau_neg, epsilon_low=self.epsilon_low,
+            epsilon_high=self.epsilon_high, level=self.args.importance_sampling_level,
+            aggregation=self.args.aggregation, log_ratio_clamp=self.args.log_ratio_clamp,
+            max_completion_length=self.max_completion_length, compute_metrics=self._metrics_wanted(mode),
+            token_weights=token_weights)
+
+        if self.beta != 0.0:  # KL to the reference (TRL's k3 estimator), aggregated like the policy term
+            ref = inputs["ref_per_token_logps"]
+            per_token_kl = torch.exp(ref - per_token_logps) - (ref - per_token_logps) - 1
+            keep = mask.bool()
+            loss = loss + self.beta * masked_aggregate(per_token_kl, keep, self.args.aggregation,
+                                                       self.max_completion_length)
+            kl = self.accelerator.reduce(torch.stack([(per_token_kl.detach() * mask).sum(), mask.sum().float()]),
+                                         reduction="sum")
+            self._metrics[mode]["kl"].append((kl[0] / kl[1].clamp(min=1.0)).item())
+
+        # Gradient-accumulation normaliser, as TRL applies it per loss type.
+        if self.args.aggregation == "token_mean":
+            # DAPO: divide by the tokens of the whole accumulation window (TRL grpo_trainer.py:3169-3173)
+            normalizer = inputs["num_items_in_batch"].clamp(min=1.0) / self.accelerator.num_processes
+            if mode == "train":
+                normalizer = normalizer * self.current_gradient_accumulation_steps / self.args.steps_per_generation
+            loss = loss * mask.sum().clamp(min=1.0) / normalizer
+        elif mode == "train":
+            loss = loss / self.current_gradient_accumulation_steps
+
+        if self.aux_loss_enabled:
+            normalizer = self.current_gradient_accumulation_steps if mode == "train" else 1.0
+            loss = loss + self.router_aux_loss_coef * aux_loss / normalizer
+            self._metrics[mode]["aux_loss"].append(self.accelerator.gather_for_metrics(aux_loss).mean().item())
+
+        ent = self.accelerator.reduce(torch.stack([(entropies.detach() * mask).sum(), mask.sum().float()]),
+                                      reduction="sum")
+        self._metrics[mode]["entropy"].append((ent[0] / ent[1].clamp(min=1.0)).item())
+        for name, value in self._reduce_across_processes(metrics).items():
+            self._metrics[mode][name].append(value)
+        return loss
+
+    def _reduce_across_processes(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Combine per-process loss metrics (min/max exact, counts summed, the rest averaged over processes)."""
+        if not metrics or self.accelerator.num_processes == 1:
+            return metrics
+        names = sorted(metrics)
+        local = torch.tensor([metrics[n] for n in names], dtype=torch.float64, device=self.accelerator.device)
+        gathered = self.accelerator.gather(local.unsqueeze(0))  # (processes, metrics)
+        out = {}
+        for j, name in enumerate(names):
+            column = gathered[:, j]
+            how = reduce_metric(name)
+            if how == "min":
+                out[name] = float(column.nan_to_num(float("inf")).min())
+            elif how == "max":
+                out[name] = float(column.nan_to_num(float("-inf")).max())
+            elif how == "sum":
+                out[name] = float(column.sum())
+            else:
+                out[name] = float(column.nanmean())
+        return out

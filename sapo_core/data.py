@@ -3,10 +3,26 @@
 Every loader returns a `datasets.Dataset` with the columns
 
     prompt  : list of chat messages (`sapo_core.prompts.make_prompt`), TRL's conversational format
-    answer  : the gold answer as a string
+    answer  : the gold answer as a string (GSM8K: the final number after `####`, commas removed)
     source  : which dataset the row came from ("gsm8k", "deepmath", "math500", "aime24", "aime25",
               "synthetic")
-    id      : a stable identifier of the row within its source
+    id      : a stable identifier of the row, `<source>-<native id or split-index>`
+
+Training (SPEC §3): `training_mix(n, seed)`, an equal, shuffled mixture of GSM8K train and
+DeepMath-103K. Evaluation: `gsm8k("test")`, `math500()`, `aime24()`, `aime25()`.
+
+Where the data comes from: the Hugging Face hub by default, or a local directory when `data_dir`
+is given or env `SAPO_DATA_DIR` is set. The local layout holds one JSONL file per split with the
+hub's own records (field names unchanged), so both paths share one field mapping:
+
+    <data_dir>/gsm8k/train.jsonl     openai/gsm8k (config "main"), split train : question, answer
+    <data_dir>/gsm8k/test.jsonl      openai/gsm8k (config "main"), split test  : question, answer
+    <data_dir>/deepmath/train.jsonl  zwhe99/DeepMath-103K, split train         : question, final_answer
+    <data_dir>/math500/test.jsonl    HuggingFaceH4/MATH-500, split test        : problem, answer, unique_id
+    <data_dir>/aime24/test.jsonl     HuggingFaceH4/aime_2024, split train (!)  : problem, answer, id
+    <data_dir>/aime25/test.jsonl     math-ai/aime25, split test                : problem, answer, id
+
+Fill a directory from the hub (needs internet):  python -m sapo_core.data download --out DIR
 
 `synthetic_arithmetic` is the offline task of the embedded CPU default; it additionally carries
 `solution`, a worked completion in the required layout, used to warm-start the tiny model.
@@ -14,15 +30,239 @@ Every loader returns a `datasets.Dataset` with the columns
 
 from __future__ import annotations
 
+import argparse
+import json
+import logging
+import os
 import random
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
 
-from datasets import Dataset
+from datasets import Dataset, concatenate_datasets, load_dataset
 
 from sapo_core.prompts import format_completion, make_prompt
+from sapo_core.rewards import normalize_gold
 
-__all__ = ["COLUMNS", "synthetic_arithmetic"]
+__all__ = ["COLUMNS", "DATA_DIR_ENV", "SOURCES", "DatasetFormatError", "Source",
+           "synthetic_arithmetic", "load_source", "gsm8k", "deepmath", "math500", "aime24", "aime25",
+           "training_mix", "download"]
+
+logger = logging.getLogger(__name__)
 
 COLUMNS = ("prompt", "answer", "source", "id")
+DATA_DIR_ENV = "SAPO_DATA_DIR"
+
+
+class DatasetFormatError(ValueError):
+    """A data file or hub dataset lacks a field or holds an unusable value (the message names both)."""
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where one dataset lives on the hub and which of its fields become `prompt`, `answer` and `id`."""
+
+    name: str                      # `source` column and local sub-directory
+    hub_path: str                  # Hugging Face dataset id
+    hub_config: str | None         # its config ("subset"), if any
+    splits: dict[str, str]         # our split name (= local file stem) -> hub split name
+    problem_field: str             # becomes the user message of `prompt`
+    answer_field: str              # becomes `answer` (through `normalize_gold` for GSM8K)
+    id_field: str | None           # native id; None: `<split>-<index>`
+    keep_fields: tuple[str, ...] | None = None  # fields `download` writes; None: all of them
+
+
+SOURCES: dict[str, Source] = {s.name: s for s in (
+    Source("gsm8k", "openai/gsm8k", "main", {"train": "train", "test": "test"},
+           "question", "answer", None),
+    # DeepMath's three R1 solutions per row are several GB; the loader needs none of them.
+    Source("deepmath", "zwhe99/DeepMath-103K", None, {"train": "train"},
+           "question", "final_answer", None, ("question", "final_answer", "difficulty", "topic")),
+    Source("math500", "HuggingFaceH4/MATH-500", None, {"test": "test"},
+           "problem", "answer", "unique_id"),
+    # The 30 AIME 2024 I+II problems are published as the hub's "train" split.
+    Source("aime24", "HuggingFaceH4/aime_2024", None, {"test": "train"}, "problem", "answer", "id"),
+    # AIME 2025 I (ids "0"-"14") and II ("15"-"29"); answers are integers in some copies.
+    Source("aime25", "math-ai/aime25", None, {"test": "test"}, "problem", "answer", "id"),
+)}
+
+
+def _resolve_data_dir(data_dir: str | os.PathLike | None) -> Path | None:
+    """`data_dir`, else env SAPO_DATA_DIR, else None (the hub)."""
+    if data_dir is not None:
+        return Path(data_dir)
+    env = os.environ.get(DATA_DIR_ENV)
+    return Path(env) if env else None
+
+
+def _read_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(location, record) for each line of a JSONL file; location is `path:line`."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such data file (layout: <data_dir>/<source>/<split>.jsonl; "
+                                "fill it with `python -m sapo_core.data download --out <data_dir>`)")
+    with path.open(encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise DatasetFormatError(f"{path}:{line_no}: not valid JSON ({e})") from None
+            if not isinstance(record, dict):
+                raise DatasetFormatError(f"{path}:{line_no}: expected a JSON object, "
+                                         f"got {type(record).__name__}")
+            yield f"{path}:{line_no}", record
+
+
+def _hub_records(source: Source, split: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(location, record) for each row of the hub split; only the mapped fields are read."""
+    hub_split = source.splits[split]
+    config = f" (config {source.hub_config})" if source.hub_config else ""
+    where = f"hub dataset {source.hub_path}{config}, split {hub_split}"
+    ds = load_dataset(source.hub_path, source.hub_config, split=hub_split)
+    fields = [f for f in (source.problem_field, source.answer_field, source.id_field) if f]
+    missing = [f for f in fields if f not in ds.column_names]
+    if missing:
+        raise DatasetFormatError(f"{where}: no field {missing[0]!r} (fields: {', '.join(ds.column_names)})")
+    for i, record in enumerate(ds.select_columns(fields)):
+        yield f"{where}, row {i}", record
+
+
+def _field(record: dict[str, Any], field: str, where: str) -> Any:
+    """record[field], or an error naming the place and the field."""
+    if field not in record:
+        raise DatasetFormatError(f"{where}: no field {field!r} (fields: {', '.join(sorted(record))})")
+    value = record[field]
+    if value is None or isinstance(value, bool) or (isinstance(value, str) and not value.strip()):
+        raise DatasetFormatError(f"{where}: field {field!r} is empty or not usable: {value!r}")
+    return value
+
+
+def _rows(source: Source, split: str, records: Iterable[tuple[str, dict[str, Any]]]) -> Dataset:
+    """The common schema (COLUMNS) from raw records."""
+    rows: dict[str, list] = {c: [] for c in COLUMNS}
+    for index, (where, record) in enumerate(records):
+        problem = _field(record, source.problem_field, where)
+        answer = _field(record, source.answer_field, where)
+        if not isinstance(problem, str):
+            raise DatasetFormatError(f"{where}: field {source.problem_field!r} must be a string, "
+                                     f"got {problem!r:.80}")
+        if not isinstance(answer, (str, int)):
+            raise DatasetFormatError(f"{where}: field {source.answer_field!r} must be a string or an int, "
+                                     f"got {answer!r:.80}")
+        native = _field(record, source.id_field, where) if source.id_field else f"{split}-{index}"
+        rows["prompt"].append(make_prompt(problem))
+        # GSM8K golds are `reasoning #### 1,000`: keep the final answer, `1000` (the reward accepts both).
+        rows["answer"].append(normalize_gold(answer) if source.name == "gsm8k" else str(answer).strip())
+        rows["source"].append(source.name)
+        rows["id"].append(f"{source.name}-{native}")
+    if not rows["id"]:
+        raise DatasetFormatError(f"{source.name} {split}: no records")
+    return Dataset.from_dict(rows)
+
+
+def load_source(name: str, split: str, data_dir: str | os.PathLike | None = None) -> Dataset:
+    """Dataset `name` (a key of SOURCES), `split`, from `data_dir`/env SAPO_DATA_DIR if set, else the hub."""
+    if name not in SOURCES:
+        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(SOURCES)}")
+    source = SOURCES[name]
+    if split not in source.splits:
+        raise ValueError(f"{name} has no split {split!r}; available: {', '.join(source.splits)}")
+    root = _resolve_data_dir(data_dir)
+    if root is None:
+        return _rows(source, split, _hub_records(source, split))
+    return _rows(source, split, _read_jsonl(root / name / f"{split}.jsonl"))
+
+
+def gsm8k(split: str = "train", data_dir: str | os.PathLike | None = None) -> Dataset:
+    """GSM8K (7473 train / 1319 test grade-school word problems); `answer` is the final number."""
+    return load_source("gsm8k", split, data_dir)
+
+
+def deepmath(data_dir: str | os.PathLike | None = None) -> Dataset:
+    """DeepMath-103K (train only): hard, verifiable problems with a `final_answer`."""
+    return load_source("deepmath", "train", data_dir)
+
+
+def math500(data_dir: str | os.PathLike | None = None) -> Dataset:
+    """MATH-500, the PRM800K test subset of Hendrycks' MATH (500 problems)."""
+    return load_source("math500", "test", data_dir)
+
+
+def aime24(data_dir: str | os.PathLike | None = None) -> Dataset:
+    """AIME 2024 I and II (30 problems, integer answers 0-999, some written with leading zeros)."""
+    return load_source("aime24", "test", data_dir)
+
+
+def aime25(data_dir: str | os.PathLike | None = None) -> Dataset:
+    """AIME 2025 I and II (30 problems, integer answers 0-999)."""
+    return load_source("aime25", "test", data_dir)
+
+
+def training_mix(n: int, seed: int = 0, data_dir: str | os.PathLike | None = None) -> Dataset:
+    """SPEC §3 training data: n/2 GSM8K-train and n/2 DeepMath rows, drawn and shuffled with `seed`."""
+    if not isinstance(n, int) or n < 2 or n % 2:
+        raise ValueError(f"n must be an even int >= 2 (equal halves), got {n!r}")
+    parts = [gsm8k("train", data_dir), deepmath(data_dir)]
+    half = n // 2
+    for part in parts:
+        if len(part) < half:
+            raise ValueError(f"n/2 = {half} exceeds the {len(part)} rows of {part[0]['source']}; "
+                             "ask for fewer rows and train for more epochs")
+    rng = random.Random(f"training-mix-{seed}")
+    mix = concatenate_datasets([part.select(sorted(rng.sample(range(len(part)), half))) for part in parts])
+    order = list(range(n))
+    rng.shuffle(order)
+    return mix.select(order)
+
+
+def download(out_dir: str | os.PathLike, names: Sequence[str] | None = None,
+             overwrite: bool = False) -> list[Path]:
+    """Write the hub datasets into `out_dir` in the local layout (<source>/<split>.jsonl); returns paths."""
+    out = Path(out_dir)
+    written = []
+    for name in names or list(SOURCES):
+        if name not in SOURCES:
+            raise ValueError(f"unknown dataset {name!r}; available: {', '.join(SOURCES)}")
+        source = SOURCES[name]
+        for split, hub_split in source.splits.items():
+            path = out / name / f"{split}.jsonl"
+            if path.exists() and not overwrite:
+                logger.info("%s exists, kept (pass overwrite=True / --overwrite to replace)", path)
+                written.append(path)
+                continue
+            ds = load_dataset(source.hub_path, source.hub_config, split=hub_split)
+            if source.keep_fields is not None:
+                missing = [f for f in source.keep_fields if f not in ds.column_names]
+                if missing:
+                    raise DatasetFormatError(f"hub dataset {source.hub_path}, split {hub_split}: no field "
+                                             f"{missing[0]!r} (fields: {', '.join(ds.column_names)})")
+                ds = ds.select_columns(list(source.keep_fields))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".jsonl.part")
+            with tmp.open("w", encoding="utf-8") as f:
+                for record in ds:
+                    f.write(json.dumps(record, ensure_ascii=False) + "\n")
+            tmp.replace(path)
+            logger.info("wrote %s (%d records from %s)", path, len(ds), source.hub_path)
+            written.append(path)
+    return written
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """CLI: `python -m sapo_core.data download --out DIR [--only gsm8k math500 ...] [--overwrite]`."""
+    parser = argparse.ArgumentParser(prog="python -m sapo_core.data", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    dl = commands.add_parser("download", help="download the hub datasets into the local layout")
+    dl.add_argument("--out", required=True, type=Path, help="target directory (use it as SAPO_DATA_DIR)")
+    dl.add_argument("--only", nargs="+", choices=list(SOURCES), help="datasets to fetch (default: all)")
+    dl.add_argument("--overwrite", action="store_true", help="replace files that already exist")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+    for path in download(args.out, args.only, args.overwrite):
+        logger.info("ok %s", path)
+
 
 _NAMES = ("Ann", "Ben", "Cal", "Dee", "Eve", "Finn", "Gus", "Hal", "Ivy", "Jo")
 _ITEMS = ("apples", "pens", "coins", "cards", "books", "shells", "stamps", "marbles")
@@ -70,3 +310,7 @@ def synthetic_arithmetic(n: int, seed: int = 0, *, min_steps: int = 1, max_steps
         rows["id"].append(f"synthetic-{split}-{seed}-{i}")
         rows["solution"].append(format_completion(work, answer))
     return Dataset.from_dict(rows)
+
+
+if __name__ == "__main__":
+    main()

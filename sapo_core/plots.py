@@ -17,7 +17,7 @@ import torch  # noqa: E402
 from sapo_core import gates as G  # noqa: E402
 from sapo_core.paths import figures_dir  # noqa: E402
 
-__all__ = ["GATE_COLORS", "gate_figure", "save_figure"]
+__all__ = ["GATE_COLORS", "TRAINING_PANELS", "gate_figure", "training_curves", "save_figure"]
 
 GATE_COLORS = {"clip": "0.35", "sigmoid": "#1f77b4", "erf": "#d62728", "arctan": "#2ca02c",
                "softsign": "#9467bd"}
@@ -55,6 +55,39 @@ def gate_figure(gate_names=("sigmoid", "erf", "arctan", "softsign"), tau: float 
     handles, labels = ax_w.get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
     fig.suptitle(f"Smooth gates vs hard clipping (tau convention: {tau_convention}, base tau = {tau:g})")
+    return fig
+
+
+TRAINING_PANELS = (  # (title, [(metric key, label)]) read from metrics.jsonl by name
+    ("reward", [("reward", "R"), ("rewards/format_reward/mean", "R_format"),
+                ("rewards/correctness_reward/mean", "R_correct")]),
+    ("token entropy", [("entropy", "entropy")]),
+    ("importance-ratio variance", [("ratio/var", "all"), ("ratio/pos/var", "A>0"), ("ratio/neg/var", "A<0")]),
+    ("gate weight f'(r)", [("gate_weight/mean", "mean"), ("gate_weight/low_frac", "share < 0.5")]),
+)
+
+
+def training_curves(runs: dict[str, list[dict]] | list[dict], panels=TRAINING_PANELS):
+    """Reward, entropy, ratio-variance and gate-weight curves over steps for one run or several labelled runs."""
+    if isinstance(runs, list):
+        runs = {"run": runs}
+    if not runs or not all(runs.values()):
+        raise ValueError("training_curves needs at least one run with logged rows")
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), constrained_layout=True)
+    styles = ("-", "--", ":")
+    for ax, (title, series) in zip(axes, panels):
+        for i, (label, rows) in enumerate(runs.items()):
+            for style, (key, name) in zip(styles, series):
+                points = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+                if not points:
+                    continue
+                steps, values = zip(*points)
+                tag = name if len(runs) == 1 else f"{label} {name}" if len(series) > 1 else label
+                ax.plot(steps, values, style, color=_color(label, i) if len(runs) > 1 else f"C{series.index((key, name))}",
+                        label=tag, lw=1.4)
+        ax.set(title=title, xlabel="step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     return fig
 
 

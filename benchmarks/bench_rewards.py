@@ -1,12 +1,17 @@
 """Benchmark: `sapo_core.rewards.correctness_reward` against TRL's `accuracy_reward`, same run.
 
-4,096 completions are built from the MATH-500 golds (about half right, half wrong; the final answer
-in `\\boxed{}` inside the <answer> block, which both graders can read; TRL needs the box or `$`
-because it parses the whole completion with `try_extract_without_anchor=False`). TRL gets its
-documented input: conversational completions and `solution` strings; golds are given inside `$...$`
-(math-verify only finds bare LaTeX such as `\\dfrac{14}{3}` or `(1,2)` between math delimiters).
-Both are warmed up first (our worker pool started, TRL's lazy regexes compiled); the pool's start-up
-time is printed separately, it is paid once per training run.
+4,096 completions are built from the MATH-500 golds, 8 rollouts per problem as GRPO samples them
+(SPEC §3), about half right and half wrong (numbers moved by 1..9, else another problem's gold).
+The final answer sits in `\\boxed{}` inside the <answer> block, which both graders can read (TRL
+parses the whole completion with `try_extract_without_anchor=False`, so it needs a box or `$`).
+TRL gets its documented input, conversational completions and `solution` strings, with the golds
+inside `$...$` (math-verify only finds bare LaTeX such as `\\dfrac{14}{3}` or `(1,2)` there).
+
+Both are warmed up alike first: each grades the same pairs built from `WARMUP_ANSWERS`, which our
+workers grade at start-up (the LaTeX parser and sympy are much faster once they have seen the
+common forms); the pool's start-up time is printed separately, it is paid once per training run.
+The completions are graded in batches of 512 (64 prompts x 8 rollouts), TRL and ours alternating
+batch by batch, so that load from other processes on the machine falls on both alike.
 
     python benchmarks/bench_rewards.py            # data: env SAPO_DATA_DIR or ../shared/data
 
@@ -29,7 +34,12 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from sapo_core import data  # noqa: E402
 from sapo_core.prompts import format_completion  # noqa: E402
-from sapo_core.rewards import default_grader, make_correctness_reward, reward_stats  # noqa: E402
+from sapo_core.rewards import (  # noqa: E402
+    WARMUP_ANSWERS,
+    default_grader,
+    make_correctness_reward,
+    reward_stats,
+)
 
 TARGET = 2.0
 
@@ -54,12 +64,12 @@ def wrong_answer(gold: str, golds: list[str], rng: random.Random) -> str:
                 return other
 
 
-def build(golds: list[str], n: int, seed: int) -> tuple[list[str], list[str], list[bool]]:
-    """n completions (text), their golds, and whether each was built right."""
+def build(golds: list[str], n: int, seed: int, group: int) -> tuple[list[str], list[str], list[bool]]:
+    """n completions (text) in groups of `group` per problem as GRPO samples them, their golds, rightness."""
     rng = random.Random(seed)
     texts, answers, right = [], [], []
     for k in range(n):
-        gold = golds[k % len(golds)]
+        gold = golds[(k // group) % len(golds)]
         is_right = rng.random() < 0.5
         final = gold if is_right else wrong_answer(gold, golds, rng)
         reasoning = f"Attempt {k}: set up the problem, simplify step by step, and check the result."
@@ -72,34 +82,44 @@ def build(golds: list[str], n: int, seed: int) -> tuple[list[str], list[str], li
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=4096, help="number of completions")
+    parser.add_argument("--batch", type=int, default=512, help="completions per reward call")
+    parser.add_argument("--group", type=int, default=8, help="rollouts per prompt (SPEC §3: 8)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     from trl.rewards import accuracy_reward  # TRL 1.16: (completions: list[list[dict]], solution: list[str])
 
     golds = data.math500(data_dir())["answer"]
-    texts, answers, right = build(golds, args.n, args.seed)
+    texts, answers, right = build(golds, args.n, args.seed, args.group)
     conversational = [[{"role": "assistant", "content": t}] for t in texts]
     trl_solutions = [f"${g}$" for g in answers]
     ours = make_correctness_reward(default_grader())
 
     start = time.perf_counter()
-    ours(conversational[:8], answer=answers[:8])  # starts the worker pool
+    ours(conversational[:8], answer=answers[:8])  # starts the worker pool (which warms itself up)
     startup = time.perf_counter() - start
+    warm = WARMUP_ANSWERS  # the same pairs the workers graded at start-up
+    warm_pairs = [(warm[(k + j) % len(warm)], gold) for k, gold in enumerate(warm) for j in (0, 1, 7)]
+    accuracy_reward([[{"role": "assistant", "content": format_completion("w", f"\\boxed{{{a}}}")}]
+                     for a, _ in warm_pairs], [f"${g}$" for _, g in warm_pairs])
     accuracy_reward(conversational[:8], trl_solutions[:8])
 
-    start = time.perf_counter()
-    trl_scores = accuracy_reward(conversational, trl_solutions)
-    trl_s = time.perf_counter() - start
-    start = time.perf_counter()
-    our_scores = ours(conversational, answer=answers)
-    our_s = time.perf_counter() - start
+    trl_scores, our_scores, trl_s, our_s = [], [], 0.0, 0.0
+    for lo in range(0, args.n, args.batch):
+        batch = slice(lo, lo + args.batch)
+        start = time.perf_counter()
+        trl_scores += accuracy_reward(conversational[batch], trl_solutions[batch])
+        trl_s += time.perf_counter() - start
+        start = time.perf_counter()
+        our_scores += ours(conversational[batch], answer=answers[batch])
+        our_s += time.perf_counter() - start
 
     agree = sum(a == b for a, b in zip(trl_scores, our_scores))
     ours_vs_built = sum(s == float(r) for s, r in zip(our_scores, right))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print(f"completions: {args.n} from {len(golds)} MATH-500 golds, {sum(right)} built right; "
-          f"cores: {cores}, workers: {default_grader().num_workers}")
+    print(f"completions: {args.n} = {args.n // args.group} MATH-500 problems x {args.group} rollouts, "
+          f"{sum(right)} built right, batches of {args.batch}; cores: {cores}, "
+          f"workers: {default_grader().num_workers}")
     print(f"trl accuracy_reward     : {trl_s:7.2f} s  ({1e3 * trl_s / args.n:.2f} ms/item), "
           f"None: {sum(s is None for s in trl_scores)}")
     print(f"sapo correctness_reward : {our_s:7.2f} s  ({1e3 * our_s / args.n:.2f} ms/item), "

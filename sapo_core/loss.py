@@ -1,56 +1,60 @@
 """The SAPO / GRPO policy loss with pluggable gates (SPEC §1, §2) and its ratio metrics (SPEC §4).
 
-For a micro-batch of B completions with per-token log-probabilities under the current policy
-(`logps`) and the behaviour policy (`old_logps`), the objective maximised is
+For a micro-batch of B completions (G in SPEC §1) with per-token log-probabilities `logps` under
+pi_theta and `old_logps` under pi_old, advantages A_i and a 0/1 completion mask m_{i,t}, the loss is
 
-    J = agg_{i,t} [ A_i * f_{i,t}(r_{i,t}) ]                                    SPEC §1 (J_SAPO, J_GRPO)
+    loss = -J,   J = sum_i sum_t m_{i,t} A_i f_i(r_{i,t}) / D_i              SPEC §1 (J_SAPO, J_GRPO)
 
-    r_{i,t} = exp(clamp(log pi_theta - log pi_old, -c, c))           level="token"
-    r_{i,t} = s_i = exp(clamp(mean_t (log pi_theta - log pi_old), -c, c))   level="sequence" (GSPO)
+    r_{i,t} = exp(clamp(log pi_theta - log pi_old, -c, c))                  level="token"
+    r_{i,t} = s_i = exp(clamp(mean_t m (log pi_theta - log pi_old), -c, c)) level="sequence" (GSPO)
+    f_i(x) = 1 + g(tau_i (x - 1)) / tau_i,  tau_i = tau_pos if A_i > 0 else tau_neg   SPEC §2
+    f_i(x) = min(x, 1 + eps_high) if A_i > 0 else max(x, 1 - eps_low)       gate="clip": GRPO's
+             min(r A, clip(r, 1 - eps_low, 1 + eps_high) A) = A f(r)
 
-    f_{i,t}(x) = 1 + g(tau_i (x - 1)) / tau_i,   tau_i = tau_pos if A_i > 0 else tau_neg   SPEC §2
-    f(x) = min(x, 1 + eps_high) if A_i > 0 else max(x, 1 - eps_low)       gate="clip" (GRPO's
-           min(r A, clip(r, 1 - eps_low, 1 + eps_high) A) = A f(r))
+with the aggregation's denominator D_i (every denominator clamped to >= 1 token, as in TRL 1.16.0):
+    "seq_mean_token_mean"      D_i = B * |o_i|          SPEC §1's 1/G sum_i 1/|o_i| sum_t; TRL "sapo", "grpo"
+    "token_mean"               D_i = sum_j |o_j|        DAPO; TRL "dapo" ("bnpo") on one micro-batch
+    "seq_mean_token_sum_norm"  D_i = B * max_completion_length      Dr. GRPO; TRL "dr_grpo"
 
-and `loss = -J`. The smooth-gate objective is evaluated in SPEC §2's exact-value, exact-gradient form
+The value and gradient are those of SPEC §2's exact-value, exact-gradient form
 
-    L = -agg[ ( sg(f(r)) + sg(g'(tau (r - 1))) * (r - sg(r)) ) * A ]           SPEC §2, sg = stop-gradient
+    loss = -sum_{i,t} m A [ sg(f(r)) + sg(g'(tau (r - 1))) (r - sg(r)) ] / D_i      (sg = stop-gradient)
+    d loss / d log pi_theta(o_{i,t}) = -m_{i,t} A_i g'(tau_i (r_{i,t} - 1)) r_{i,t} / D_i
 
-so the gradient uses the gate's closed-form g' only (g, possibly integrated numerically, gives the
-value):
+so the gradient needs only the gate's closed-form g' (g may be integrated numerically; it gives the
+value). The gradient is 0 where the clamp acts, |log r| >= c. Hard clipping's f' is 1 for
+A > 0 and r <= 1 + eps_high, for A < 0 and r >= 1 - eps_low, else 0: the gradient of TRL's
+min/clamp expression, boundaries included. At level="sequence" the gradient flows through the mean
+of the log-ratios (GSPO): d s_i / d logp_{i,t} = s_i / |o_i|, and the |o_i| tokens sharing s_i sum
+to the same per-token formula with r replaced by s_i.
 
-    dL / d log pi_theta(o_{i,t}) = -W_i * A_i * g'(tau_i (r - 1)) * r        (0 where the clamp is active)
-
-with W_i the aggregation's weight of one token of row i:
-    "seq_mean_token_mean"      W_i = 1 / (B * max(|o_i|, 1))   SPEC §1's 1/G sum_i 1/|o_i| sum_t (TRL "sapo"/"grpo")
-    "token_mean"               W_i = 1 / max(sum_i |o_i|, 1)   DAPO (TRL "dapo"/"bnpo" on one micro-batch)
-    "seq_mean_token_sum_norm"  W_i = 1 / (B * max_completion_length)      Dr. GRPO (TRL "dr_grpo")
-At level="sequence" the ratio s_i is shared by every token of row i and the gradient flows through
-the mean of the log-ratios (as in GSPO), giving the same per-token formula with r replaced by s_i.
-Hard clipping's weight is 1 for A > 0 and r <= 1 + eps_high, for A < 0 and r >= 1 - eps_low, else
-0: the gradient of TRL's min/clamp expression, boundaries included.
-
-Three stages: `gate_terms` (f and f' per token) -> `per_token_objective` (A f and d(A f)/d log r)
--> `masked_aggregate`. `policy_loss` evaluates them without autograd and returns a scalar carrying
-the exact gradient, so a step costs about as much as TRL's own SAPO expression
-(`python benchmarks/bench_loss.py`).
+Three stages, all without autograd: `gate_terms` (f, f' per token) -> `objective_row_sums` (the
+per-token objective A f summed over each row) -> `aggregate_rows` (divide by D_i, sum). The scalar
+returned carries the gradient above through one autograd node, so a step costs no more than TRL's
+own SAPO expression (`.venv/bin/python benchmarks/bench_loss.py`).
 
 Conventions:
   * sigmoid gate: gradients equal TRL's loss_type="sapo"; the value differs from TRL's by the
-    constant SPEC §2 adds to f (loss_ours - loss_trl = -agg[A (1 - 2/tau)]). gate="clip" equals TRL's
+    constant SPEC §2 adds to f: loss_ours - loss_trl = -agg[A (1 - 2/tau)]. gate="clip" equals TRL's
     "grpo" in value and gradient. No gradient-accumulation normaliser: the trainer divides.
   * A == 0: runs at tau_neg (as TRL), contributes neither value nor gradient, counts in the overall
     metrics and in neither the pos (A > 0) nor the neg (A < 0) group.
-  * Masked tokens (mask == 0 / False) may hold any value (-inf, nan): they are replaced by a
-    log-ratio of 0 with torch.where before any arithmetic and get exactly zero gradient.
-  * Inputs in half precision are computed in float32; float64 stays float64.
-  * Metrics (no gradient, only when compute_metrics=True) are Python floats named in METRIC_KEYS,
-    over unmasked tokens: ratio/{mean,std,var,min,max,p01,p99,outside_clip_frac} (std/var
-    population, quantiles linearly interpolated as torch.quantile, outside = r < 1 - eps_low or
-    r > 1 + eps_high), gate_weight/{mean,low_frac} (f', or sapo_core.gates.clip_weight for clip;
-    low = below 0.5), tokens/count; each again as ratio/pos/..., ratio/neg/... for A > 0, A < 0.
-    A group without tokens reports count 0 and nan for its statistics (TRL's logger skips nan
-    when averaging). At level="sequence" each token counts with its sequence's ratio.
+  * The mask is 0/1 (bool, integer or float). Masked positions may hold anything (-inf, nan): the
+    log-ratio is made finite (nan_to_num, clamp) before any other arithmetic, after which the mask
+    is applied as an exact 0/1 factor (x * 0 == 0), ~10x cheaper on CPU than torch.where. Masked
+    tokens get exactly zero gradient.
+  * Half-precision inputs are computed in float32 (gradients returned in the input dtype).
+  * token_weights (optional, finite, (B, T) or (B, 1), no gradient) multiply each token's objective
+    as TRL's vLLM importance-sampling correction does (grpo_trainer.py:3146-3147); the denominators
+    D_i and the metrics still count tokens by the mask alone.
+  * Metrics (no gradient; only when compute_metrics=True, since they cost a device sync) are Python
+    floats named in METRIC_KEYS, over unmasked tokens, for all tokens and again for A > 0 ("pos/")
+    and A < 0 ("neg/"): tokens/count; ratio/{mean, std, var, min, max, p01, p99} (population std
+    and var; quantiles interpolated linearly as torch.quantile); ratio/outside_clip_frac (r < 1 -
+    eps_low or r > 1 + eps_high); gate_weight/mean and gate_weight/low_frac (f' < 0.5), f' being
+    g'(tau (r - 1)), or sapo_core.gates.clip_weight for clip. A group without tokens has count 0
+    and nan statistics (TRL's logger skips nan when averaging). At level="sequence" every token
+    counts with its sequence's ratio.
 """
 
 from __future__ import annotations
@@ -103,17 +107,22 @@ def _indicator(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.eq(a, b, out=torch.empty_like(a))
 
 
+def _as(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """x in `dtype`, without a dispatch when it already is."""
+    return x if x.dtype == dtype else x.to(dtype)
+
+
 def _clamped_ratio(logps, old_logps, weights, counts, level, log_ratio_clamp):
     """(r, live): the ratio the gate sees, (B, T) or (B, 1), and the (B, T) 0/1 factor letting d r / d logp through."""
     # Garbage at masked positions (-inf - -inf = nan, +-inf) becomes finite before anything else.
-    log_ratio = (logps.to(weights.dtype) - old_logps.to(weights.dtype)).nan_to_num_(nan=0.0)
+    log_ratio = torch.sub(_as(logps, weights.dtype), _as(old_logps, weights.dtype)).nan_to_num_(nan=0.0)
     if level == "sequence":
         # GSPO: log s_i = mean_t log r_{i,t} over unmasked tokens (TRL 1.16.0 grpo_trainer.py:3087)
-        log_ratio = ((log_ratio * weights).sum(-1, keepdim=True) / counts.clamp(min=1.0)).nan_to_num_(nan=0.0)
-    ratio = log_ratio.clamp(-log_ratio_clamp, log_ratio_clamp)
-    # torch.clamp's gradient: zero where the clamp is active; zero on masked tokens.
-    live = _indicator(ratio, log_ratio)
-    live = live.mul_(weights) if level == "token" else live * weights
+        log_ratio = (torch.linalg.vecdot(log_ratio, weights).unsqueeze(1) / counts.clamp(min=1.0)).nan_to_num_(nan=0.0)
+    # The clamp's gradient, zero on masked tokens: weights where |log r| < c, else 0. hardtanh_backward
+    # is exactly that product, in one kernel.
+    live = torch.ops.aten.hardtanh_backward(weights, log_ratio, -log_ratio_clamp, log_ratio_clamp)
+    ratio = log_ratio.clamp_(-log_ratio_clamp, log_ratio_clamp)
     if ratio.dtype == torch.float64:
         return ratio.exp_(), live
     return ratio.mul_(_LOG2_E).exp2_(), live  # exp(x) = 2^(x log2 e): 2x faster than float32 exp on CPU
@@ -170,7 +179,7 @@ def objective_row_sums(terms: GateTerms, advantages: torch.Tensor, weights: torc
     if terms.base.shape[-1] == 1:   # level="sequence": one value per row
         sums = counts * terms.base
     else:
-        sums = (terms.base * weights).sum(-1, keepdim=True)
+        sums = torch.linalg.vecdot(terms.base, weights).unsqueeze(1)
     if terms.tau is not None:       # SPEC §2: sum_t (1 + g(z_t) / tau) = |o_i| + sum_t g(z_t) / tau
         sums = counts + sums / terms.tau
     return advantages * sums
@@ -189,25 +198,26 @@ def aggregation_denominators(counts: torch.Tensor, aggregation: str = "seq_mean_
     _check_choice("aggregation", aggregation, AGGREGATIONS)
 
 
-def aggregate_rows(row_sums: torch.Tensor, counts: torch.Tensor, aggregation: str = "seq_mean_token_mean",
-                   max_completion_length: int | None = None) -> torch.Tensor:
-    """Stage 3: the scalar sum_i row_sums_i / D_i from per-row sums and (B, 1) token counts |o_i|."""
+def aggregate_rows(row_sums: torch.Tensor, denominators: torch.Tensor | float) -> torch.Tensor:
+    """Stage 3: the scalar sum_i row_sums_i / D_i (D_i from `aggregation_denominators`)."""
     # TRL 1.16.0 grpo_trainer.py:3154 (grpo, sapo), :3159 (bnpo; dapo's :3173 divides by the token
-    # count of the generation batch, the same on one micro-batch), :3164 (dr_grpo); with every
-    # denominator clamped to >= 1 token as there.
-    return (row_sums / aggregation_denominators(counts, aggregation, max_completion_length)).sum()
+    # count of the generation batch, the same on one micro-batch), :3164 (dr_grpo).
+    return (row_sums / denominators).sum()
 
 
 def masked_aggregate(per_token: torch.Tensor, mask: torch.Tensor, aggregation: str = "seq_mean_token_mean",
                      max_completion_length: int | None = None) -> torch.Tensor:
-    """Aggregate a finite (B, T) or (B, 1) per-token quantity over the tokens of a 0/1 (B, T) mask."""
-    weights = mask.to(per_token.dtype)
-    row_sums = (per_token * weights).sum(-1, keepdim=True)
-    return aggregate_rows(row_sums, weights.sum(-1, keepdim=True), aggregation, max_completion_length)
+    """Aggregate a (B, T) or (B, 1) per-token quantity over the unmasked tokens of a (B, T) mask (differentiable)."""
+    keep = mask if mask.dtype == torch.bool else mask != 0
+    row_sums = torch.where(keep, per_token, 0.0).sum(-1, keepdim=True)  # masked entries may hold anything
+    counts = keep.sum(-1, keepdim=True).to(row_sums.dtype)
+    return aggregate_rows(row_sums, aggregation_denominators(counts, aggregation, max_completion_length))
 
 
 class _ExactSurrogate(torch.autograd.Function):
-    """A precomputed loss whose gradient is `coef` for logps and -coef for old_logps (SPEC §2's sg form)."""
+    """A precomputed loss whose gradient is `coef` for logps and -coef for old_logps (SPEC §2's sg form).
+
+    First order only: `coef` is a constant to autograd (no double backward)."""
 
     @staticmethod
     def forward(ctx, loss, coef, logps, old_logps):
@@ -232,31 +242,45 @@ def policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.
                 gate: str | Gate = "sigmoid", tau_pos: float = 1.0, tau_neg: float = 1.05,
                 epsilon_low: float = 0.2, epsilon_high: float = 0.2, level: str = "token",
                 aggregation: str = "seq_mean_token_mean", log_ratio_clamp: float = 20.0,
-                max_completion_length: int | None = None,
-                compute_metrics: bool = True) -> tuple[torch.Tensor, dict[str, float]]:
+                max_completion_length: int | None = None, compute_metrics: bool = True,
+                token_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """The negated gated policy objective of a micro-batch (scalar, exact gradient) and its metrics."""
     gate = _check_args(logps, old_logps, advantages, mask, gate, tau_pos, tau_neg, epsilon_low, epsilon_high,
-                       level, aggregation, log_ratio_clamp, max_completion_length, compute_metrics)
+                       level, aggregation, log_ratio_clamp, max_completion_length, compute_metrics, token_weights)
     needs_grad = torch.is_grad_enabled() and (logps.requires_grad or old_logps.requires_grad)
     dtype = torch.promote_types(logps.dtype, torch.float32)
     with torch.no_grad():
-        weights = mask.to(dtype)                                              # 0/1 per token
+        weights = _as(mask, dtype)                                            # 0/1 per token
         counts = weights.sum(-1, keepdim=True)                                # |o_i|, (B, 1)
-        adv = advantages.to(dtype)[:, None]                                   # (B, 1)
+        adv = _as(advantages, dtype).unsqueeze(1)                             # (B, 1)
         tau = torch.full_like(adv, tau_neg).masked_fill_(adv > 0, tau_pos)    # SPEC §1: tau_pos iff A > 0
         ratio, live = _clamped_ratio(logps, old_logps, weights, counts, level, log_ratio_clamp)
+        objective_weights, weight_sums = weights, counts
+        if token_weights is not None:  # constant per-token factors (TRL grpo_trainer.py:3146-3147), counts unchanged
+            objective_weights = weights * _as(token_weights, dtype)
+            weight_sums = objective_weights.sum(-1, keepdim=True)
         terms = gate_terms(gate, ratio, adv, tau, epsilon_low, epsilon_high)                  # stage 1
-        rows = objective_row_sums(terms, adv, weights, counts)                                # stage 2
-        denominators = aggregation_denominators(counts, aggregation, max_completion_length)   # stage 3
-        loss = (rows / denominators).sum().neg_()
-        metrics = _metrics(gate, ratio, terms.weight, adv, weights, epsilon_low, epsilon_high) if compute_metrics else {}
+        rows = objective_row_sums(terms, adv, objective_weights, weight_sums)                 # stage 2
+        denominators = aggregation_denominators(counts, aggregation, max_completion_length)
+        loss = aggregate_rows(rows, denominators).neg_()                                      # stage 3
+        metrics = {}
+        if compute_metrics:
+            metrics = _metrics(gate, ratio, terms.weight, adv, weights, epsilon_low, epsilon_high)
         if not needs_grad:
             return loss, metrics
         # SPEC §2: d loss / d log pi_theta(o_{i,t}) = -A_i f'(r) r / D_i on unmasked tokens inside the clamp
-        # (`live`). At level="sequence", d s_i / d logp_t = s_i / |o_i| for the |o_i| tokens sharing s_i,
-        # whose sum gives the same per-token expression.
-        coef = torch.mul(terms.weight, ratio).mul_(adv.div(denominators).neg_())
-        coef = coef.mul_(live) if level == "token" else coef * live
+        # (`live`), times the token's weight if given. At level="sequence", d s_i / d logp_t = s_i / |o_i|,
+        # and the |o_i| tokens sharing s_i sum to the same expression times their mean weight.
+        row_factor = adv.div(denominators).neg_()
+        coef = torch.mul(terms.weight, ratio)
+        if level == "token":
+            coef = coef.mul_(row_factor).mul_(live)
+            if token_weights is not None:
+                coef = coef.mul_(_as(token_weights, dtype))
+        else:
+            if token_weights is not None:
+                row_factor = row_factor * weight_sums / counts.clamp(min=1.0)
+            coef = coef.mul_(row_factor) * live
     return _ExactSurrogate.apply(loss, coef, logps, old_logps), metrics
 
 
@@ -265,40 +289,56 @@ def policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.
 # ---------------------------------------------------------------------------------------------
 
 def _quantile(values: torch.Tensor, q: float) -> torch.Tensor:
-    """torch.quantile(values, q) (linear interpolation) of a non-empty 1-D tensor, by partial sort."""
+    """torch.quantile(values, q) (linear interpolation) of a non-empty 1-D tensor, by partial selection."""
     n = values.numel()
     pos = q * (n - 1)
     lo = math.floor(pos)
     hi = min(lo + 1, n - 1)
-    if hi < n - lo:  # nearer the bottom: the hi + 1 smallest, ascending
-        smallest = values.topk(hi + 1, largest=False).values
-        below, above = smallest[lo], smallest[hi]
-    else:            # nearer the top: the n - lo largest, descending
-        largest = values.topk(n - lo).values
-        below, above = largest[n - 1 - lo], largest[n - 1 - hi]
+    if hi < n - lo:  # nearer the bottom: of the hi + 1 smallest, the largest is rank hi, the next rank lo
+        part = values.topk(hi + 1, largest=False, sorted=False).values
+        two = part.topk(min(2, hi + 1)).values
+        above, below = two[0], two[-1 if hi > lo else 0]
+    else:            # nearer the top: of the n - lo largest, the smallest is rank lo, the next rank hi
+        part = values.topk(n - lo, sorted=False).values
+        two = part.topk(min(2, n - lo), largest=False).values
+        below, above = two[0], two[-1 if hi > lo else 0]
     return torch.lerp(below, above, pos - lo)
+
+
+def _group_stats(r: torch.Tensor, w: torch.Tensor, epsilon_low: float, epsilon_high: float) -> torch.Tensor:
+    """Statistics of one non-empty group of ratios r and gate weights w, in the order of _STAT_KEYS[1:]."""
+    n = r.numel()
+    mean = r.mean()
+    var = (r - mean).square_().mean()                                     # population variance
+    outside = torch.count_nonzero(r < 1.0 - epsilon_low) + torch.count_nonzero(r > 1.0 + epsilon_high)
+    low = torch.count_nonzero(w < _LOW_WEIGHT)
+    return torch.stack([mean, var.sqrt(), var, r.min(), r.max(), _quantile(r, 0.01), _quantile(r, 0.99),
+                        outside.to(r.dtype) / n, w.mean().to(r.dtype), low.to(r.dtype) / n])
 
 
 def _metrics(gate, ratio, weight, adv, weights, epsilon_low, epsilon_high) -> dict[str, float]:
     """Ratio and gate-weight statistics over unmasked tokens, overall and per sign of A (METRIC_KEYS)."""
     if gate == CLIP:  # hard clipping's weight (SPEC §2): 1 inside the trust region, 0 outside
         weight = clip_weight(ratio, torch.sign(adv), epsilon_low, epsilon_high)
-    keep = weights != 0
-    r, w = ratio.expand(keep.shape), weight.expand(keep.shape)
-    out = {}
-    for prefix, group in zip(_GROUPS, (keep, keep & (adv > 0), keep & (adv < 0))):
-        rv, wv = r[group].double(), w[group].double()
-        if rv.numel() == 0:  # no tokens: count 0, statistics nan
-            out.update({key.format(prefix): math.nan for key in _STAT_KEYS})
-            out[f"tokens/{prefix}count"] = 0.0
-            continue
-        mean = rv.mean()
-        var = (rv - mean).square_().mean()
-        outside = ((rv < 1.0 - epsilon_low) | (rv > 1.0 + epsilon_high)).double().mean()
-        stats = torch.stack([mean, var.sqrt(), var, rv.min(), rv.max(), _quantile(rv, 0.01), _quantile(rv, 0.99),
-                             outside, wv.mean(), (wv < _LOW_WEIGHT).double().mean()])
-        out[f"tokens/{prefix}count"] = float(rv.numel())
-        out.update({key.format(prefix): v for key, v in zip(_STAT_KEYS[1:], stats.tolist())})
+    # Rows ordered A > 0, A < 0, A == 0: the unmasked tokens of each group are then one contiguous slice.
+    group = torch.where(adv > 0, 0, torch.where(adv < 0, 1, 2)).squeeze(1)
+    order = torch.argsort(group, stable=True)
+    keep = (weights != 0)[order]
+    index = keep.reshape(-1).nonzero().squeeze(1)
+    r = ratio.expand(keep.shape)[order].reshape(-1).index_select(0, index)
+    w = weight.expand(keep.shape)[order].reshape(-1).index_select(0, index)
+    n_pos, n_neg, n_zero = torch.bincount(group[order], weights=keep.sum(-1), minlength=3).long().tolist()
+    slices = {"": (0, n_pos + n_neg + n_zero), "pos/": (0, n_pos), "neg/": (n_pos, n_pos + n_neg)}
+    out, stats = {}, []
+    for prefix, (start, stop) in slices.items():
+        out[f"tokens/{prefix}count"] = float(stop - start)
+        if stop > start:
+            stats.append((prefix, _group_stats(r[start:stop], w[start:stop], epsilon_low, epsilon_high)))
+        else:  # no tokens: count 0, statistics nan
+            out.update({key.format(prefix): math.nan for key in _STAT_KEYS[1:]})
+    if stats:
+        for (prefix, _), values in zip(stats, torch.stack([v for _, v in stats]).tolist()):  # one device sync
+            out.update({key.format(prefix): v for key, v in zip(_STAT_KEYS[1:], values)})
     return {key: out[key] for key in METRIC_KEYS}
 
 
@@ -325,7 +365,7 @@ def _check_length(max_completion_length):
 
 
 def _check_args(logps, old_logps, advantages, mask, gate, tau_pos, tau_neg, epsilon_low, epsilon_high,
-                level, aggregation, log_ratio_clamp, max_completion_length, compute_metrics):
+                level, aggregation, log_ratio_clamp, max_completion_length, compute_metrics, token_weights):
     """Validate policy_loss's arguments; returns the gate as "clip" or a Gate."""
     if gate != CLIP and not isinstance(gate, Gate):
         if not isinstance(gate, str) or gate not in available_gates():
@@ -357,6 +397,14 @@ def _check_args(logps, old_logps, advantages, mask, gate, tau_pos, tau_neg, epsi
         raise ValueError(f"old_logps must have the dtype of logps ({logps.dtype}), got {old_logps.dtype}")
     if not advantages.is_floating_point():
         raise ValueError(f"advantages must be a floating tensor, got {advantages.dtype}")
+    if token_weights is not None:
+        if not isinstance(token_weights, torch.Tensor) or not token_weights.is_floating_point() \
+                or tuple(token_weights.shape) not in (shape, (shape[0], 1)):
+            got = tuple(token_weights.shape) if isinstance(token_weights, torch.Tensor) else type(token_weights).__name__
+            raise ValueError(f"token_weights must be None or a floating tensor of shape {shape} or "
+                             f"{(shape[0], 1)}, got {got}")
+        if token_weights.device != logps.device:
+            raise ValueError(f"token_weights must be on the device of logps ({logps.device}), got {token_weights.device}")
     for name, t in (("old_logps", old_logps), ("advantages", advantages), ("mask", mask)):
         if t.device != logps.device:
             raise ValueError(f"{name} must be on the device of logps ({logps.device}), got {t.device}")

@@ -261,7 +261,8 @@ def heldout_accuracy(model, tokenizer, heldout, max_new_tokens: int) -> dict:
 # Training
 # ---------------------------------------------------------------------------------------------
 
-def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, recipe: str | None = None) -> dict:
+def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, recipe: str | None = None,
+          callbacks: list | None = None) -> dict:
     """Train with `cfg` into `run_dir`; return the summary written to summary.json."""
     from accelerate import PartialState
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback, set_seed
@@ -284,7 +285,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, recipe
     rewards, _ = reward_functions(cfg)
     metrics_cb = type("MetricsFile", (_MetricsFile, TrainerCallback), {})(run_dir / "metrics.jsonl")
     trainer = GatedGRPOTrainer(model=path, reward_funcs=rewards, args=grpo_args(cfg, run_dir),
-                               train_dataset=train_ds, processing_class=tokenizer, callbacks=[metrics_cb])
+                               train_dataset=train_ds, processing_class=tokenizer,
+                               callbacks=[metrics_cb, *(callbacks or [])])
     summary: dict = {"run_dir": str(run_dir), "gate": cfg.gate, "seed": cfg.seed}
     if heldout is not None and state.is_main_process and checkpoint is None:
         base = AutoModelForCausalLM.from_pretrained(path)

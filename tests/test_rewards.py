@@ -180,16 +180,38 @@ def test_wrong_answers_score_zero():
     assert scores == [0.0] * len(NOT_EQUIVALENT), [p for p, s in zip(NOT_EQUIVALENT, scores) if s != 0.0]
 
 
+@pytest.mark.parametrize("a, b, different", [
+    ("2*sqrt(2)", "sqrt(8)", False), ("(x + 1)**2", "x**2 + 2*x + 1", False), ("sqrt(x**2)", "x", False),
+    ("sin(x)**2 + cos(x)**2", "1", False), ("log(x*y)", "log(x) + log(y)", False),  # equal, or no verdict
+    ("Rational(1, 3)", "Rational(1, 2)", True), ("x", "x + 1", True), ("x**2 + 1", "121", True),
+    ("pi", "Float('3.14159')", True), ("p - q", "q - p", True),
+])
+def test_numeric_refutation_only_refutes_real_differences(a, b, different):
+    # The worker refutes gold != answer numerically before math-verify's simplify(gold - answer).
+    import sympy
+
+    from sapo_core.rewards import _numerically_different
+    real = {name: sympy.Symbol(name, real=True) for name in "xypq"}  # math-verify's symbols are real
+    a, b = (sympy.sympify(e, locals=real) for e in (a, b))
+    assert _numerically_different(a, b) is different
+
+
+def test_math_verify_hook_point_exists():
+    import math_verify.grader  # the worker wraps this function; an upgrade that renames it must fail here
+
+    assert callable(math_verify.grader.sympy_symbolic_eq)
+
+
 def test_missing_answer_block_scores_zero():
     assert correctness_reward(["<think>72</think> 72", "72", "<answer>72"], answer=["72"] * 3) == [0.0] * 3
 
 
 def test_unparseable_gold_is_none_and_counted(grader):
     before = grader.stats.unparseable_gold
-    bad = ["\\frac{", "???", "", "\\sqrt{", "}{"]
+    bad = ["\\frac{", "???", "", "\\sqrt{", "}{", None]
     reward = make_correctness_reward(grader)
     for answers in (bad, ["5"] * len(bad), [None] * len(bad)):  # the same text, a number, no answer
-        completions = [ok(a) if a is not None else "no block" for a in answers]
+        completions = [ok(str(a)) if a is not None else "no block" for a in answers]
         assert reward(completions, answer=bad) == [None] * len(bad)
     assert grader.stats.unparseable_gold == before + 3 * len(bad)
     assert total_reward([ok("5")], answer=["???"]) == [None]
@@ -309,7 +331,7 @@ def test_concurrent_calls_from_threads(grader):
 
 
 def test_unresponsive_worker_is_killed_and_replaced():
-    with Grader(num_workers=1, timeout_s=0.5, kill_grace_s=0.5) as g:
+    with Grader(num_workers=1, timeout_s=0.5, kill_grace_s=0.5, warm_up=False) as g:
         assert g.grade(["\\sqrt{4}"], ["2"]) == [1.0]
         (pid,) = g.worker_pids()
         os.kill(pid, signal.SIGSTOP)  # simulates a worker stuck where SIGALRM cannot reach it
@@ -323,7 +345,7 @@ def test_unresponsive_worker_is_killed_and_replaced():
 
 
 def test_worker_crash_scores_zero_and_is_counted():
-    with Grader(num_workers=1, timeout_s=30.0) as g:
+    with Grader(num_workers=1, timeout_s=30.0, warm_up=False) as g:
         assert g.grade(["\\sqrt{4}"], ["2"]) == [1.0]
         (pid,) = g.worker_pids()
         os.kill(pid, signal.SIGSTOP)  # hold the item in the worker, then crash it
@@ -340,7 +362,7 @@ def test_worker_crash_scores_zero_and_is_counted():
 
 
 def test_worker_dead_while_idle_does_not_cost_an_item():
-    with Grader(num_workers=1) as g:
+    with Grader(num_workers=1, warm_up=False) as g:
         assert g.grade(["\\sqrt{4}"], ["2"]) == [1.0]
         (pid,) = g.worker_pids()
         os.kill(pid, signal.SIGKILL)
@@ -380,7 +402,7 @@ def test_forked_child_gets_its_own_workers(grader):
 def test_configure_grader_replaces_the_default():
     old = default_grader()
     try:
-        new = configure_grader(num_workers=1, timeout_s=2.0)
+        new = configure_grader(num_workers=1, timeout_s=2.0, warm_up=False)
         assert default_grader() is new and new.timeout_s == 2.0
         assert correctness_reward([ok("\\frac{3}{6}")], answer=["0.5"]) == [1.0]
         assert reward_stats().items == 1
@@ -436,11 +458,12 @@ def test_registry():
 
 def test_rewards_pickle_for_trl_subprocesses():
     # TRL's async rollout worker sends reward functions to a spawned process.
-    for reward in (format_reward, correctness_reward, total_reward,
-                   make_total_reward(0.5, 2.0, Grader(num_workers=1, timeout_s=2.0))):
+    weighted = make_total_reward(0.5, 2.0, Grader(num_workers=1, timeout_s=2.0, warm_up=False))
+    for reward in (format_reward, correctness_reward, total_reward, weighted):
         clone = pickle.loads(pickle.dumps(reward))
         assert getattr(clone, "__name__", None) == reward.__name__
-    clone = pickle.loads(pickle.dumps(make_total_reward(0.5, 2.0, Grader(num_workers=1, timeout_s=2.0))))
+    clone = pickle.loads(pickle.dumps(weighted))
     assert clone.format_weight == 0.5 and clone.correctness.grader.timeout_s == 2.0
+    assert clone.correctness.grader.warm_up is False
     assert clone([ok("2")], answer=["2"]) == [2.5]
     clone.correctness.grader.close()

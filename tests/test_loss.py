@@ -1,0 +1,390 @@
+"""policy_loss (SPEC §1, §2, §4): exact gradients for every gate, TRL 1.16.0 parity, GSPO sequence level,
+extreme inputs, metrics and argument errors."""
+
+import importlib.metadata
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from sapo_core import gates as G
+from sapo_core.loss import AGGREGATIONS, METRIC_KEYS, importance_ratios, masked_aggregate, policy_loss
+
+SMOOTH = G.available_gates()
+STUDENT_T = G.student_t(3.0)          # a Gate object whose g is integrated numerically
+ALL_GATES = SMOOTH + ["clip"]
+L_MAX = 16                            # max_completion_length for Dr. GRPO
+TAU_POS, TAU_NEG = 1.0, 1.05
+
+
+def batch(dtype=torch.float64, seed=0, rows=6, length=L_MAX, spread=0.3, mask_dtype=torch.bool):
+    """(logps, old_logps, advantages, mask): varied lengths, one all-masked row, one A == 0 row."""
+    gen = torch.Generator().manual_seed(seed)
+    old = -3.0 * torch.rand(rows, length, generator=gen, dtype=torch.float64)
+    logps = old + spread * torch.randn(rows, length, generator=gen, dtype=torch.float64)
+    adv = torch.randn(rows, generator=gen, dtype=torch.float64)
+    adv[1] = 0.0
+    lengths = torch.randint(1, length + 1, (rows,), generator=gen)
+    lengths[2] = 0                                   # all-masked row
+    mask = torch.arange(length) < lengths[:, None]
+    return (logps.to(dtype).requires_grad_(), old.to(dtype), adv.to(dtype), mask.to(mask_dtype))
+
+
+def grad(loss, logps):
+    (g,) = torch.autograd.grad(loss, logps)
+    return g
+
+
+def token_weight(mask, aggregation):
+    """W_i: the weight of one unmasked token of row i in each aggregation (SPEC §1, DAPO, Dr. GRPO)."""
+    m = mask.to(torch.float64)
+    n, rows = m.sum(-1, keepdim=True), m.shape[0]
+    if aggregation == "seq_mean_token_mean":
+        return 1.0 / (n.clamp(min=1) * rows)
+    if aggregation == "token_mean":
+        return 1.0 / m.sum().clamp(min=1)
+    return torch.tensor(1.0 / (rows * L_MAX), dtype=torch.float64)
+
+
+def taus(adv):
+    """tau_pos where A > 0 else tau_neg, (B, 1), in adv's dtype (torch.where on two floats gives float32)."""
+    return torch.full_like(adv, TAU_NEG).masked_fill_(adv > 0, TAU_POS)[:, None]
+
+
+# ---------------------------------------------------------------------------------------------
+# Exact gradient and value (SPEC §2), every gate, every aggregation, both levels.
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
+@pytest.mark.parametrize("level", ["token", "sequence"])
+@pytest.mark.parametrize("gate", SMOOTH + [STUDENT_T], ids=lambda g: getattr(g, "name", g))
+def test_gradient_and_value_are_exact(gate, level, aggregation):
+    logps, old, adv, mask = batch()
+    loss, _ = policy_loss(logps, old, adv, mask, gate=gate, level=level, aggregation=aggregation,
+                          max_completion_length=L_MAX, compute_metrics=False)
+    g = grad(loss, logps)
+    gate = G.get_gate(gate)
+    m = mask.to(torch.float64)
+    log_r = (logps.detach() - old)
+    if level == "sequence":   # GSPO: s_i = exp(mean_t log r_{i,t}) on every token of row i
+        log_r = ((log_r * m).sum(-1, keepdim=True) / m.sum(-1, keepdim=True).clamp(min=1)).expand_as(m)
+    r, tau, a = log_r.exp(), taus(adv), adv[:, None]
+    w = token_weight(mask, aggregation)
+    # d loss / d logp_{i,t} = -A_i g'(tau_i (r - 1)) r W_i  (W_i = 1 / (|o_i| G) for the default)
+    expected = -a * gate.g_prime(tau * (r - 1)) * r * w * m
+    assert torch.all(g[~mask] == 0)
+    rel = ((g - expected).abs() / expected.abs().clamp(min=1e-300))[mask & (a != 0).expand_as(mask)]
+    assert rel.max().item() < 1e-9
+    assert torch.all(g[(a == 0).expand_as(mask)] == 0)
+    # value: -agg[A f(r)], f(x) = 1 + g(tau (x - 1)) / tau
+    value = -((a * gate.value(r, tau)) * m * w).sum()
+    assert loss.item() == pytest.approx(value.item(), rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
+@pytest.mark.parametrize("level", ["token", "sequence"])
+@pytest.mark.parametrize("gate", ALL_GATES)
+def test_matches_literal_stop_gradient_form(gate, level, aggregation):
+    """SPEC §2's L = -agg[(sg(f(r)) + sg(f'(r)) (r - sg(r))) A] written out with autograd; clip as min/clamp."""
+    logps, old, adv, mask = batch(seed=1, spread=0.5)
+    loss, _ = policy_loss(logps, old, adv, mask, gate=gate, level=level, aggregation=aggregation,
+                          max_completion_length=L_MAX, compute_metrics=False)
+    m = mask.to(torch.float64)
+    log_r = logps - old
+    if level == "sequence":
+        log_r = (log_r * m).sum(-1, keepdim=True) / m.sum(-1, keepdim=True).clamp(min=1)
+    r, a = log_r.exp(), adv[:, None]
+    if gate == "clip":
+        per_token = torch.minimum(r * a, r.clamp(0.8, 1.2) * a)
+    else:
+        gt, tau = G.get_gate(gate), taus(adv)
+        per_token = (gt.value(r, tau).detach() + gt.weight(r, tau).detach() * (r - r.detach())) * a
+    reference = -masked_aggregate(per_token, mask, aggregation, L_MAX)
+    assert loss.item() == pytest.approx(reference.item(), rel=1e-12, abs=1e-15)
+    torch.testing.assert_close(grad(loss, logps), grad(reference, logps), rtol=1e-10, atol=1e-15)
+
+
+@pytest.mark.parametrize("weight_shape", ["token", "row"])
+@pytest.mark.parametrize("level", ["token", "sequence"])
+@pytest.mark.parametrize("gate", ["sigmoid", "arctan", "clip"])
+def test_token_weights_multiply_the_per_token_objective(gate, level, weight_shape):
+    """TRL's vLLM importance-sampling correction: per_token_loss * ratio (grpo_trainer.py:3147)."""
+    logps, old, adv, mask = batch(seed=9, spread=0.5)
+    gen = torch.Generator().manual_seed(9)
+    tw = 0.5 + torch.rand(len(adv), L_MAX if weight_shape == "token" else 1, generator=gen, dtype=torch.float64)
+    for aggregation in AGGREGATIONS:
+        loss, _ = policy_loss(logps, old, adv, mask, gate=gate, level=level, aggregation=aggregation,
+                              max_completion_length=L_MAX, compute_metrics=False, token_weights=tw)
+        m = mask.to(torch.float64)
+        log_r = logps - old
+        if level == "sequence":
+            log_r = (log_r * m).sum(-1, keepdim=True) / m.sum(-1, keepdim=True).clamp(min=1)
+        r, a = log_r.exp(), adv[:, None]
+        if gate == "clip":
+            per_token = torch.minimum(r * a, r.clamp(0.8, 1.2) * a)
+        else:
+            per_token = G.get_gate(gate).value(r, taus(adv)) * a
+        reference = -masked_aggregate(per_token * tw, mask, aggregation, L_MAX)
+        assert loss.item() == pytest.approx(reference.item(), rel=1e-12, abs=1e-15)
+        torch.testing.assert_close(grad(loss, logps), grad(reference, logps), rtol=1e-10, atol=1e-15)
+
+
+@pytest.mark.parametrize("gate", SMOOTH)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+def test_on_policy_is_the_plain_policy_gradient(gate, dtype):
+    logps, _, adv, mask = batch(dtype=dtype, seed=2)
+    loss, _ = policy_loss(logps, logps.detach(), adv, mask, gate=gate, compute_metrics=False)
+    m = mask.to(dtype)
+    n = m.sum(-1, keepdim=True).clamp(min=1)
+    expected = -adv[:, None] / (n * len(adv)) * m          # -A_i / (|o_i| G): g'(0) = 1 at r = 1
+    torch.testing.assert_close(grad(loss, logps), expected, rtol=1e-6 if dtype == torch.float32 else 1e-14, atol=0)
+    assert loss.item() == pytest.approx(-(adv * (m.sum(-1) > 0)).mean().item(), abs=1e-6)  # f(1) = 1
+
+
+def test_old_logps_gets_the_opposite_gradient_and_no_grad_gives_the_same_value():
+    logps, old, adv, mask = batch(seed=3)
+    old = old.clone().requires_grad_()
+    loss, _ = policy_loss(logps, old, adv, mask, compute_metrics=False)
+    g_new, g_old = torch.autograd.grad(loss, (logps, old))
+    torch.testing.assert_close(g_old, -g_new)
+    with torch.no_grad():
+        loss_ng, _ = policy_loss(logps, old, adv, mask, compute_metrics=False)
+    assert not loss_ng.requires_grad and loss_ng.item() == loss.item()
+
+
+# ---------------------------------------------------------------------------------------------
+# Parity with TRL 1.16.0 (float32). GRPOTrainer._compute_loss needs a trainer and ~10 s of imports,
+# so its expressions are reproduced here line by line; test_trl_source_lines_unchanged pins them to
+# the installed file, and benchmarks/bench_loss.py checks them against the real method.
+# ---------------------------------------------------------------------------------------------
+
+TRL_FILE_LINES = {  # trl/trainer/grpo_trainer.py in trl 1.16.0
+    3059: "advantages = advantages.unsqueeze(1)",
+    3083: "log_ratio = per_token_logps - old_per_token_logps",
+    3087: "log_importance_weights = (log_ratio * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)",
+    3095: "coef_1 = torch.exp(log_importance_weights)",
+    3113: "coef_2 = torch.clamp(coef_1, 1 - self.epsilon_low, 1 + self.epsilon_high)",
+    3120: "per_token_loss = -torch.min(per_token_loss1, per_token_loss2)",
+    3122: "temperatures = torch.where(advantages > 0, self.args.sapo_temperature_pos, self.args.sapo_temperature_neg)",
+    3123: "soft_coef_1 = torch.sigmoid(temperatures * (coef_1 - 1)) * 4 / temperatures",
+    3124: "per_token_loss = -soft_coef_1 * advantages",
+    3154: "loss = ((per_token_loss * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).mean()",
+    3164: "loss = (per_token_loss * mask).sum() / (per_token_loss.size(0) * self.max_completion_length)",
+    3170: 'normalizer = inputs["num_items_in_batch"].clamp(min=1.0) / self.accelerator.num_processes',
+    3173: "loss = (per_token_loss * mask).sum() / normalizer",
+}
+
+
+def test_trl_source_lines_unchanged():
+    assert importlib.metadata.version("trl") == "1.16.0"
+    spec = importlib.util.find_spec("trl")  # locates the package without importing it
+    lines = (Path(spec.origin).parent / "trainer" / "grpo_trainer.py").read_text().splitlines()
+    for number, text in TRL_FILE_LINES.items():
+        assert lines[number - 1].strip() == text, number
+
+
+def trl_per_token_loss(loss_type, logps, old, adv, mask, level):
+    """TRL 1.16.0 grpo_trainer.py:3058-3124, beta = 0, epsilon 0.2, SAPO temperatures 1.0 / 1.05."""
+    advantages = adv.unsqueeze(1)                                                     # :3059
+    log_ratio = logps - old                                                           # :3083
+    if level == "token":
+        log_importance_weights = log_ratio                                            # :3085
+    else:
+        log_importance_weights = (log_ratio * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)  # :3087
+        log_importance_weights = log_importance_weights.unsqueeze(-1)                 # :3088
+    coef_1 = torch.exp(log_importance_weights)                                        # :3095
+    if loss_type == "grpo":
+        coef_2 = torch.clamp(coef_1, 1 - 0.2, 1 + 0.2)                                # :3113
+        return -torch.min(coef_1 * advantages, coef_2 * advantages)                   # :3118-3120
+    temperatures = torch.where(advantages > 0, TAU_POS, TAU_NEG)                      # :3122
+    soft_coef_1 = torch.sigmoid(temperatures * (coef_1 - 1)) * 4 / temperatures      # :3123
+    return -soft_coef_1 * advantages                                                  # :3124
+
+
+def trl_aggregate(per_token_loss, mask, aggregation):
+    """TRL 1.16.0's reductions: sapo/grpo :3154, dapo :3170-3173 (one micro-batch, eval), dr_grpo :3164."""
+    if aggregation == "seq_mean_token_mean":
+        return ((per_token_loss * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).mean()
+    if aggregation == "token_mean":   # num_items_in_batch = mask.sum(), one process, eval mode
+        return (per_token_loss * mask).sum() / mask.sum().clamp(min=1.0)
+    return (per_token_loss * mask).sum() / (per_token_loss.size(0) * L_MAX)
+
+
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
+@pytest.mark.parametrize("level", ["token", "sequence"])
+@pytest.mark.parametrize("gate, loss_type", [("sigmoid", "sapo"), ("clip", "grpo")])
+def test_parity_with_trl(gate, loss_type, level, aggregation):
+    logps, old, adv, mask = batch(dtype=torch.float32, seed=4, rows=16, length=64, mask_dtype=torch.long)
+    loss, _ = policy_loss(logps, old, adv, mask, gate=gate, level=level, aggregation=aggregation,
+                          max_completion_length=L_MAX, compute_metrics=False)
+    per_token_trl = trl_per_token_loss(loss_type, logps, old, adv, mask, level)
+    trl = trl_aggregate(per_token_trl, mask, aggregation)
+    offset = 0.0
+    if gate == "sigmoid":  # SPEC §2: f = TRL's 4/tau sigmoid(tau (x-1)) + 1 - 2/tau, a constant per row
+        offset = trl_aggregate(-adv[:, None] * (1 - 2 / taus(adv)), mask, aggregation).item()
+    # relative to the size of the summands: the loss itself is a sum with cancellation
+    scale = trl_aggregate(per_token_trl.detach().abs(), mask, aggregation).item()
+    assert abs(loss.item() - trl.item() - offset) < 1e-6 * scale
+    g, g_trl = grad(loss, logps), grad(trl, logps)
+    assert (g - g_trl).abs().max().item() < 1e-6 * g_trl.abs().max().item()
+
+
+# ---------------------------------------------------------------------------------------------
+# Sequence level (GSPO).
+# ---------------------------------------------------------------------------------------------
+
+def test_sequence_ratio_is_shared_by_the_tokens_of_a_row():
+    logps, old, adv, mask = batch(seed=5)
+    r = importance_ratios(logps, old, mask, level="sequence")
+    m = mask.to(torch.float64)
+    direct = torch.exp(((logps.detach() - old) * m).sum(-1) / m.sum(-1).clamp(min=1))
+    for i in range(len(adv)):
+        row = r[i][mask[i]]           # empty for the all-masked row
+        assert torch.all(row == row[:1])
+        torch.testing.assert_close(row, direct[i].expand_as(row), rtol=1e-14, atol=0)
+    assert torch.all(r[~mask] == 1)
+    _, metrics = policy_loss(logps[:1], old[:1], adv[:1], mask[:1], level="sequence")
+    assert metrics["ratio/min"] == metrics["ratio/max"] == pytest.approx(direct[0].item(), rel=1e-14)
+    assert metrics["ratio/std"] == 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Extreme inputs.
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("level", ["token", "sequence"])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("gate", ALL_GATES + [STUDENT_T], ids=lambda g: getattr(g, "name", g))
+def test_extreme_inputs_give_finite_loss_and_gradients(gate, dtype, level):
+    gen = torch.Generator().manual_seed(6)
+    rows, length = 6, 12
+    extremes = torch.tensor([-1e4, -50.0, 50.0, 1e4, 0.1, -0.1], dtype=torch.float64)
+    delta = extremes[torch.randint(0, len(extremes), (rows, length), generator=gen)]
+    old = -5.0 * torch.rand(rows, length, generator=gen, dtype=torch.float64)
+    mask = torch.rand(rows, length, generator=gen) > 0.3
+    mask[0] = False                                       # all-masked row
+    logps = old + delta
+    logps[~mask] = -math.inf                              # garbage where masked
+    old[~mask] = torch.tensor([math.nan, -math.inf, math.inf, 1e30])[torch.arange(int((~mask).sum())) % 4].double()
+    logps = logps.to(dtype).requires_grad_()
+    adv = torch.tensor([1.0, -2.0, 0.0, 0.5, -0.5, 3.0])
+    for aggregation in AGGREGATIONS:
+        loss, metrics = policy_loss(logps, old.to(dtype), adv, mask, gate=gate, level=level,
+                                    aggregation=aggregation, max_completion_length=L_MAX)
+        g = grad(loss, logps)
+        assert torch.isfinite(loss) and torch.all(torch.isfinite(g)), aggregation
+        assert g.dtype == dtype and torch.all(g[~mask] == 0)
+        assert all(math.isfinite(v) for k, v in metrics.items()), metrics
+    if level == "token":  # the clamp's gradient: zero where |log r| > 20
+        assert torch.all(g[(delta.abs() > 20) & mask] == 0)
+
+
+def test_metrics_ignore_masked_garbage():
+    logps, old, adv, mask = batch(seed=7)
+    _, clean = policy_loss(logps, old, adv, mask)
+    dirty_logps, dirty_old = logps.detach().clone(), old.clone()
+    dirty_logps[~mask], dirty_old[~mask] = math.nan, 1e30
+    _, dirty = policy_loss(dirty_logps, dirty_old, adv, mask)
+    assert dirty == clean
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics (SPEC §4).
+# ---------------------------------------------------------------------------------------------
+
+def _quantile(values, q):
+    s = sorted(values)
+    pos = q * (len(s) - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (pos - lo) * (s[hi] - s[lo])
+
+
+def _sigmoid_weight(x, tau):
+    z = tau * (x - 1)
+    return 4 / ((1 + math.exp(-z)) * (1 + math.exp(z)))
+
+
+@pytest.mark.parametrize("gate", ["sigmoid", "clip"])
+def test_metrics_by_hand(gate):
+    # row 0: A > 0, ratios 1.5, 0.5 (third token masked, garbage); row 1: A < 0, ratios 1.1, 0.7, 2.0;
+    # row 2: A == 0, ratio 3.0 (overall only); row 3: A > 0, fully masked.
+    ratios = [[1.5, 0.5, 9.0], [1.1, 0.7, 2.0], [3.0, 1.0, 1.0], [4.0, 4.0, 4.0]]
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1], [1, 0, 0], [0, 0, 0]], dtype=torch.bool)
+    old = torch.full((4, 3), -2.0, dtype=torch.float64)
+    logps = (old + torch.tensor(ratios, dtype=torch.float64).log()).requires_grad_()
+    adv = torch.tensor([1.0, -1.0, 0.0, 2.0], dtype=torch.float64)
+    _, m = policy_loss(logps, old, adv, mask, gate=gate)
+    assert list(m) == list(METRIC_KEYS)
+    groups = {"": ([1.5, 0.5, 1.1, 0.7, 2.0, 3.0], [1, 1, -1, -1, -1, 0]), "pos/": ([1.5, 0.5], [1, 1]),
+              "neg/": ([1.1, 0.7, 2.0], [-1, -1, -1])}
+    for prefix, (rs, signs) in groups.items():
+        n = len(rs)
+        mean = sum(rs) / n
+        var = sum((x - mean) ** 2 for x in rs) / n
+        if gate == "clip":   # sapo_core.gates.clip_weight: x < 1.2 for A > 0, x > 0.8 for A < 0, 0 for A == 0
+            ws = [float(x < 1.2) if s > 0 else float(x > 0.8) if s < 0 else 0.0 for x, s in zip(rs, signs)]
+        else:
+            ws = [_sigmoid_weight(x, TAU_POS if s > 0 else TAU_NEG) for x, s in zip(rs, signs)]
+        expected = {"tokens/count": n, "ratio/mean": mean, "ratio/std": math.sqrt(var), "ratio/var": var,
+                    "ratio/min": min(rs), "ratio/max": max(rs), "ratio/p01": _quantile(rs, 0.01),
+                    "ratio/p99": _quantile(rs, 0.99),
+                    "ratio/outside_clip_frac": sum(x < 0.8 or x > 1.2 for x in rs) / n,
+                    "gate_weight/mean": sum(ws) / n, "gate_weight/low_frac": sum(w < 0.5 for w in ws) / n}
+        for key, value in expected.items():
+            name = key.replace("/", "/" + prefix, 1)
+            assert m[name] == pytest.approx(value, rel=1e-12, abs=1e-12), name
+
+
+def test_metrics_quantiles_match_torch_and_empty_groups_are_nan():
+    logps, old, adv, mask = batch(seed=8, rows=8, length=300, spread=0.5)
+    _, m = policy_loss(logps, old, adv.abs(), mask)   # no A < 0: the neg group is empty
+    r = importance_ratios(logps, old, mask)[mask]
+    q = torch.quantile(r, torch.tensor([0.01, 0.99], dtype=torch.float64))
+    assert m["ratio/p01"] == pytest.approx(q[0].item(), rel=1e-12)
+    assert m["ratio/p99"] == pytest.approx(q[1].item(), rel=1e-12)
+    assert m["tokens/neg/count"] == 0
+    assert all(math.isnan(m[k]) for k in METRIC_KEYS if k.startswith(("ratio/neg/", "gate_weight/neg/")))
+    assert policy_loss(logps, old, adv, mask, compute_metrics=False)[1] == {}
+
+
+# ---------------------------------------------------------------------------------------------
+# Argument errors name the argument.
+# ---------------------------------------------------------------------------------------------
+
+def _good():
+    logps, old, adv, mask = batch(dtype=torch.float32, rows=3, length=4)
+    return dict(logps=logps, old_logps=old, advantages=adv, mask=mask)
+
+
+@pytest.mark.parametrize("change, match", [
+    (dict(gate="tanh"), "gate 'tanh'.*clip.*sigmoid"),
+    (dict(gate=3), "gate"),
+    (dict(level="word"), "level 'word'.*token, sequence"),
+    (dict(aggregation="sum"), "aggregation 'sum'.*seq_mean_token_mean"),
+    (dict(tau_pos=0.0), "tau_pos"),
+    (dict(tau_neg=-1.0), "tau_neg"),
+    (dict(tau_pos=math.nan), "tau_pos"),
+    (dict(epsilon_low=-0.1), "epsilon_low"),
+    (dict(epsilon_high=math.inf), "epsilon_high"),
+    (dict(log_ratio_clamp=0), "log_ratio_clamp"),
+    (dict(aggregation="seq_mean_token_sum_norm"), "max_completion_length"),
+    (dict(aggregation="seq_mean_token_sum_norm", max_completion_length=0), "max_completion_length"),
+    (dict(compute_metrics="yes"), "compute_metrics"),
+    (dict(logps=torch.zeros(3, 4, 1)), "logps"),
+    (dict(logps=torch.zeros(3, 4, dtype=torch.long)), "logps"),
+    (dict(old_logps=torch.zeros(3, 5)), "old_logps"),
+    (dict(old_logps=torch.zeros(3, 4, dtype=torch.float64)), "old_logps.*dtype"),
+    (dict(mask=torch.ones(2, 4, dtype=torch.bool)), "mask"),
+    (dict(advantages=torch.zeros(3, 4)), "advantages"),
+    (dict(advantages=torch.zeros(3, dtype=torch.long)), "advantages"),
+    (dict(advantages=[1.0, 2.0]), "advantages"),
+    (dict(token_weights=torch.ones(3, 2)), "token_weights"),
+    (dict(token_weights=torch.ones(3, 4, dtype=torch.long)), "token_weights"),
+])
+def test_bad_arguments_raise_value_error_naming_them(change, match):
+    kwargs = _good() | change
+    with pytest.raises(ValueError, match=match):
+        policy_loss(**kwargs)

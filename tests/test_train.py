@@ -1,0 +1,163 @@
+"""End-to-end training on the tiny model: every gate trains, logs the required metrics, matches TRL's
+SAPO/GRPO trainers, refuses to overwrite, and resumes."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoTokenizer, TrainerCallback
+
+from sapo_core.config import load_config
+from sapo_core.train import REQUIRED_METRICS, RunDirError, grpo_args, main, read_metrics, reward_functions, train
+
+# A few seconds per run: 2 prompts x 8 rollouts per step, short completions.
+SMOKE = {"max_steps": 2, "train_size": 32, "eval_size": 8, "per_device_train_batch_size": 16,
+         "max_completion_length": 24, "save_steps": 1, "learning_rate": 1e-3}
+
+
+def _weights(path):
+    return load_file(str(path / "model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def base_dir():
+    from sapo_core.tiny import base_model_path
+    return base_model_path()
+
+
+@pytest.mark.parametrize("gate", ["clip", "sigmoid", "erf", "arctan", "softsign"])
+def test_each_gate_trains_and_logs_required_metrics(tmp_path, base_dir, gate):
+    cfg = load_config("tiny-cpu", {**SMOKE, "gate": gate})
+    summary = train(cfg, tmp_path / "run")
+    before, after = _weights(base_dir), _weights(tmp_path / "run" / "final")
+    unchanged = [name for name, value in before.items() if torch.equal(value, after[name])]
+    assert not unchanged, f"parameters not updated by training with gate={gate}: {unchanged}"
+    rows = read_metrics(tmp_path / "run")
+    assert [r["step"] for r in rows] == [1, 2]
+    for row in rows:
+        missing = [key for key in REQUIRED_METRICS if key not in row]
+        assert not missing, f"metrics.jsonl lacks {missing}"
+    # the second update reuses the batch (num_iterations=2): the ratio has left 1
+    assert rows[1]["ratio/max"] > rows[1]["ratio/min"]
+    prov = json.loads((tmp_path / "run" / "provenance.json").read_text())
+    assert prov["gate"] == gate and prov["num_iterations"] == 2 and prov["versions"]["trl"] == "1.16.0"
+    assert json.loads((tmp_path / "run" / "status.json").read_text())["state"] == "finished"
+    assert "heldout_final" in summary and 0.0 <= summary["heldout_final"]["greedy_accuracy"] <= 1.0
+
+
+def _trl_run(tmp_path, cfg, trainer_cls, args):
+    tokenizer = AutoTokenizer.from_pretrained(args["model"])
+    from sapo_core.train import datasets_for
+    train_ds, _ = datasets_for(cfg)
+    rewards, _ = reward_functions(cfg)
+    trainer = trainer_cls(model=args["model"], reward_funcs=rewards, args=args["args"], train_dataset=train_ds,
+                          processing_class=tokenizer)
+    trainer.train()
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    return logs, {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+
+
+@pytest.mark.parametrize("tau", [2.0, None])
+def test_sigmoid_gate_matches_trl_sapo_trainer(tmp_path, base_dir, tau):
+    """Same seed, same rollouts: identical rewards, parameters and (at tau = 2, where SPEC's additive
+    constant 1 - 2/tau vanishes) identical losses."""
+    from transformers import set_seed
+    from trl import GRPOConfig, GRPOTrainer
+
+    from sapo_core.trainer import GatedGRPOTrainer
+
+    over = {**SMOKE, "max_steps": 3, "gate": "sigmoid"}
+    if tau is not None:
+        over.update(tau_pos=tau, tau_neg=tau)
+    cfg = load_config("tiny-cpu", over)
+    ours_args = grpo_args(cfg, tmp_path / "ours")
+    ours_args.save_strategy = "no"
+    trl_kwargs = {k: v for k, v in ours_args.to_dict().items()
+                  if k in GRPOConfig.__dataclass_fields__ and k not in ("loss_type", "output_dir")}
+    trl_args = GRPOConfig(**{**trl_kwargs, "loss_type": "sapo", "output_dir": str(tmp_path / "trl"),
+                             "save_strategy": "no"})
+    set_seed(cfg.seed)
+    ours, ours_params = _trl_run(tmp_path, cfg, GatedGRPOTrainer, {"model": str(base_dir), "args": ours_args})
+    set_seed(cfg.seed)
+    ref, ref_params = _trl_run(tmp_path, cfg, GRPOTrainer, {"model": str(base_dir), "args": trl_args})
+    assert len(ours) == len(ref) == 3
+    for a, b in zip(ours, ref):
+        assert a["reward"] == b["reward"]
+        assert a["rewards/correctness_reward/mean"] == b["rewards/correctness_reward/mean"]
+        if tau is not None:
+            assert a["loss"] == pytest.approx(b["loss"], rel=1e-5, abs=1e-7)
+    for name, value in ref_params.items():
+        torch.testing.assert_close(ours_params[name], value, rtol=1e-4, atol=1e-6)
+
+
+def test_clip_gate_matches_trl_grpo_trainer(tmp_path, base_dir):
+    from transformers import set_seed
+    from trl import GRPOConfig, GRPOTrainer
+
+    from sapo_core.trainer import GatedGRPOTrainer
+
+    cfg = load_config("tiny-cpu", {**SMOKE, "max_steps": 3, "gate": "clip"})
+    ours_args = grpo_args(cfg, tmp_path / "ours")
+    ours_args.save_strategy = "no"
+    trl_kwargs = {k: v for k, v in ours_args.to_dict().items()
+                  if k in GRPOConfig.__dataclass_fields__ and k not in ("loss_type", "output_dir")}
+    trl_args = GRPOConfig(**{**trl_kwargs, "loss_type": "grpo", "output_dir": str(tmp_path / "trl"),
+                             "save_strategy": "no"})
+    set_seed(cfg.seed)
+    ours, ours_params = _trl_run(tmp_path, cfg, GatedGRPOTrainer, {"model": str(base_dir), "args": ours_args})
+    set_seed(cfg.seed)
+    ref, ref_params = _trl_run(tmp_path, cfg, GRPOTrainer, {"model": str(base_dir), "args": trl_args})
+    for a, b in zip(ours, ref):
+        assert a["reward"] == b["reward"]
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5, abs=1e-7)
+    for name, value in ref_params.items():
+        torch.testing.assert_close(ours_params[name], value, rtol=1e-4, atol=1e-6)
+
+
+def test_finished_run_is_never_overwritten(tmp_path):
+    cfg = load_config("tiny-cpu", {**SMOKE, "max_steps": 1})
+    train(cfg, tmp_path / "run")
+    stamp = (tmp_path / "run" / "metrics.jsonl").read_text()
+    with pytest.raises(RunDirError, match="finished run; it is never overwritten"):
+        train(cfg, tmp_path / "run")
+    with pytest.raises(RunDirError, match="finished run"):
+        train(cfg, tmp_path / "run", resume=True)
+    assert (tmp_path / "run" / "metrics.jsonl").read_text() == stamp
+
+
+class _Crash(TrainerCallback):
+    """Simulates a crash right after the checkpoint of step `at` is written."""
+
+    def __init__(self, at):
+        self.at = at
+
+    def on_save(self, args, state, control, **kwargs):
+        if state.global_step == self.at:
+            raise KeyboardInterrupt("simulated crash")
+
+
+def test_resume_after_interrupted_run(tmp_path):
+    cfg = load_config("tiny-cpu", {**SMOKE, "max_steps": 4, "save_steps": 2})
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, run, callbacks=[_Crash(2)])
+    assert json.loads((run / "status.json").read_text())["state"] == "running"
+    with pytest.raises(RunDirError, match="unfinished run; pass --resume"):
+        train(cfg, run)
+    with pytest.raises(RunDirError, match="different config.*learning_rate"):
+        train(load_config("tiny-cpu", {**SMOKE, "max_steps": 4, "save_steps": 2, "learning_rate": 0.5}), run,
+              resume=True)
+    summary = train(cfg, run, resume=True)
+    assert summary["train_metrics"]["train_runtime"] > 0
+    assert [r["step"] for r in read_metrics(run)] == [1, 2, 3, 4]
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "finished" and status["resumed_from"].endswith("checkpoint-2")
+
+
+def test_cli_reports_bad_recipe_values(tmp_path, capsys):
+    assert main(["--recipe", "tiny-cpu", "--run-dir", str(tmp_path / "r"), "learnin_rate=1"]) == 2
+    assert "unknown config key(s) 'learnin_rate'" in capsys.readouterr().err
+    assert main(["--recipe", "tiny-cpu", "--gate", "tanh", "--run-dir", str(tmp_path / "r")]) == 2
+    assert "gate='tanh'" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

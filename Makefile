@@ -21,7 +21,7 @@ $(STAMP): requirements/lock.txt pyproject.toml
 
 test: $(STAMP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
-	SAPO_FIGURES_DIR=$$(mktemp -d) $(PY) -m pytest -q --nbval-lax notebooks/
+	tmp=$$(mktemp -d) && SAPO_FIGURES_DIR=$$tmp/figures SAPO_RUNS_DIR=$$tmp/runs $(PY) -m pytest -q --nbval-lax notebooks/
 
 demo: $(STAMP)
 	$(PY) -m sapo_core.demo

@@ -65,6 +65,12 @@ class GatedGRPOConfig(GRPOConfig):
                 G.resolve_tau(self.gate, self.sapo_temperature_neg, self.tau_convention))
 
 
+def _is_rollout_metric(name: str) -> bool:
+    """Metrics TRL computes once per generated batch (rewards, completion lengths)."""
+    return name in ("reward", "reward_std", "frac_reward_zero_std", "num_tokens") or \
+        name.startswith(("rewards/", "completions/"))
+
+
 def reduce_metric(name: str) -> str:
     """How a per-process metric combines across processes: min, max, sum or mean (by its name)."""
     if name.endswith("/min"):
@@ -96,6 +102,23 @@ class GatedGRPOTrainer(GRPOTrainer):
                                  "leave it at TRL's default")
         self.gate = self.args.gate if self.args.gate == CLIP else G.get_gate(self.args.gate)
         self.gate_tau_pos, self.gate_tau_neg = self.args.gate_taus()
+        self._batch_logs: dict[str, float] = {}
+
+    # -- logging ------------------------------------------------------------------------------------
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        """TRL's log, plus: a step that reuses a generated batch (num_iterations > 1) repeats that batch's
+        rollout metrics (reward, its components, lengths), so every logged step carries them."""
+        mode = "train" if self.model.training else "eval"
+        if mode == "train" and "loss" in logs:
+            current = {k: [x for x in v if x == x] for k, v in self._metrics[mode].items()
+                       if _is_rollout_metric(k) and v}  # (x == x drops NaN, as TRL's averaging does)
+            if current:
+                self._batch_logs = {k: sum(v) / len(v) if v else None for k, v in current.items()}
+                logs["batch/reused"] = 0.0
+            else:
+                logs.update(self._batch_logs)
+                logs["batch/reused"] = 1.0
+        super().log(logs, start_time)
 
     # -- when to pay for metrics ---------------------------------------------------------------------
     def _metrics_wanted(self, mode: str) -> bool:

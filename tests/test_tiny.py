@@ -92,7 +92,7 @@ def test_greedy_completions_have_layout_and_stop_at_eos(checkpoint):
 
 def test_answer_checking():
     assert tiny.extract_answer("<think> 1+2=3 </think> <answer> 3 </answer>") == "3"
-    assert tiny.extract_answer("<answer>\n 12\n</answer> <answer> 4 </answer>") == "12"
+    assert tiny.extract_answer("<answer>\n 12\n</answer>") == "12"  # (sapo_core.rewards.extract_answer)
     assert tiny.extract_answer("<think> 3 </think> 3") is None
     rate = tiny.pass_rate(["<answer> 3 </answer>", "<answer>4</answer>", "3"], ["3", "3", "3"])
     assert rate == pytest.approx(1 / 3)

@@ -83,6 +83,19 @@ def test_gradient_and_value_are_exact(gate, level, aggregation):
     assert loss.item() == pytest.approx(value.item(), rel=1e-12, abs=1e-15)
 
 
+def _literal_objective(gate, level, logps, old, adv, mask):
+    """A f(r) per token written out with autograd: SPEC §2's sg form for gates, min/clamp for clip."""
+    m = mask.to(torch.float64)
+    log_r = logps - old
+    if level == "sequence":
+        log_r = (log_r * m).sum(-1, keepdim=True) / m.sum(-1, keepdim=True).clamp(min=1)
+    r, a = log_r.exp(), adv[:, None]
+    if gate == "clip":
+        return torch.minimum(r * a, r.clamp(0.8, 1.2) * a)
+    gt, tau = G.get_gate(gate), taus(adv)
+    return (gt.value(r, tau).detach() + gt.weight(r, tau).detach() * (r - r.detach())) * a
+
+
 @pytest.mark.parametrize("aggregation", AGGREGATIONS)
 @pytest.mark.parametrize("level", ["token", "sequence"])
 @pytest.mark.parametrize("gate", ALL_GATES)
@@ -91,17 +104,7 @@ def test_matches_literal_stop_gradient_form(gate, level, aggregation):
     logps, old, adv, mask = batch(seed=1, spread=0.5)
     loss, _ = policy_loss(logps, old, adv, mask, gate=gate, level=level, aggregation=aggregation,
                           max_completion_length=L_MAX, compute_metrics=False)
-    m = mask.to(torch.float64)
-    log_r = logps - old
-    if level == "sequence":
-        log_r = (log_r * m).sum(-1, keepdim=True) / m.sum(-1, keepdim=True).clamp(min=1)
-    r, a = log_r.exp(), adv[:, None]
-    if gate == "clip":
-        per_token = torch.minimum(r * a, r.clamp(0.8, 1.2) * a)
-    else:
-        gt, tau = G.get_gate(gate), taus(adv)
-        per_token = (gt.value(r, tau).detach() + gt.weight(r, tau).detach() * (r - r.detach())) * a
-    reference = -masked_aggregate(per_token, mask, aggregation, L_MAX)
+    reference = -masked_aggregate(_literal_objective(gate, level, logps, old, adv, mask), mask, aggregation, L_MAX)
     assert loss.item() == pytest.approx(reference.item(), rel=1e-12, abs=1e-15)
     torch.testing.assert_close(grad(loss, logps), grad(reference, logps), rtol=1e-10, atol=1e-15)
 
@@ -117,15 +120,7 @@ def test_token_weights_multiply_the_per_token_objective(gate, level, weight_shap
     for aggregation in AGGREGATIONS:
         loss, _ = policy_loss(logps, old, adv, mask, gate=gate, level=level, aggregation=aggregation,
                               max_completion_length=L_MAX, compute_metrics=False, token_weights=tw)
-        m = mask.to(torch.float64)
-        log_r = logps - old
-        if level == "sequence":
-            log_r = (log_r * m).sum(-1, keepdim=True) / m.sum(-1, keepdim=True).clamp(min=1)
-        r, a = log_r.exp(), adv[:, None]
-        if gate == "clip":
-            per_token = torch.minimum(r * a, r.clamp(0.8, 1.2) * a)
-        else:
-            per_token = G.get_gate(gate).value(r, taus(adv)) * a
+        per_token = _literal_objective(gate, level, logps, old, adv, mask)
         reference = -masked_aggregate(per_token * tw, mask, aggregation, L_MAX)
         assert loss.item() == pytest.approx(reference.item(), rel=1e-12, abs=1e-15)
         torch.testing.assert_close(grad(loss, logps), grad(reference, logps), rtol=1e-10, atol=1e-15)

@@ -142,10 +142,11 @@ def clip_weight(x: torch.Tensor, advantage_sign: float | torch.Tensor, eps_low: 
                 eps_high: float = 0.2) -> torch.Tensor:
     """Hard clipping's gradient weight: 1 inside the trust region, 0 outside (SPEC §2).
 
-    The region is x < 1 + eps_high for A > 0 and x > 1 - eps_low for A < 0 (A = 0: no gradient)."""
+    The region is x < 1 + eps_high for A > 0 and x > 1 - eps_low otherwise: A = 0 takes the A < 0 side,
+    as it takes tau_neg for the smooth gates (TRL's `where(A > 0, ...)`), so gate-weight statistics mean
+    the same thing for clip and for the gates."""
     sign = torch.as_tensor(advantage_sign, dtype=x.dtype, device=x.device)
-    inside = torch.where(sign > 0, x < 1.0 + eps_high, x > 1.0 - eps_low) & (sign != 0)
-    return inside.to(x.dtype)
+    return torch.where(sign > 0, x < 1.0 + eps_high, x > 1.0 - eps_low).to(x.dtype)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -200,7 +200,7 @@ def test_clip_weight():
     x = torch.tensor([0.5, 0.79, 0.81, 1.0, 1.19, 1.21, 2.0])
     torch.testing.assert_close(G.clip_weight(x, 1.0, 0.2, 0.2), torch.tensor([1, 1, 1, 1, 1, 0, 0.0]))
     torch.testing.assert_close(G.clip_weight(x, -1.0, 0.2, 0.2), torch.tensor([0, 0, 1, 1, 1, 1, 1.0]))
-    torch.testing.assert_close(G.clip_weight(x, 0.0), torch.zeros(7))
+    torch.testing.assert_close(G.clip_weight(x, 0.0), G.clip_weight(x, -1.0))  # A = 0 as A < 0 (tau_neg)
     signs = torch.tensor([1.0, -1.0])[:, None]
     assert G.clip_weight(x[None, :], signs).shape == (2, 7)
 

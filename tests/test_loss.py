@@ -319,8 +319,8 @@ def test_metrics_by_hand(gate):
         n = len(rs)
         mean = sum(rs) / n
         var = sum((x - mean) ** 2 for x in rs) / n
-        if gate == "clip":   # sapo_core.gates.clip_weight: x < 1.2 for A > 0, x > 0.8 for A < 0, 0 for A == 0
-            ws = [float(x < 1.2) if s > 0 else float(x > 0.8) if s < 0 else 0.0 for x, s in zip(rs, signs)]
+        if gate == "clip":   # sapo_core.gates.clip_weight: x < 1.2 for A > 0, x > 0.8 for A <= 0
+            ws = [float(x < 1.2) if s > 0 else float(x > 0.8) for x, s in zip(rs, signs)]
         else:
             ws = [_sigmoid_weight(x, TAU_POS if s > 0 else TAU_NEG) for x, s in zip(rs, signs)]
         expected = {"tokens/count": n, "ratio/mean": mean, "ratio/std": math.sqrt(var), "ratio/var": var,

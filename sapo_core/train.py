@@ -33,6 +33,7 @@ from importlib import metadata
 from pathlib import Path
 
 import yaml
+from transformers import TrainerCallback
 
 from sapo_core.config import ConfigError, TrainConfig, load_config
 from sapo_core.paths import REPO_ROOT, runs_dir
@@ -224,16 +225,11 @@ def grpo_args(cfg: TrainConfig, run_dir: Path):
     )
 
 
-class _MetricsFile:
-    """TrainerCallback writing each training log as a JSON line of run_dir/metrics.jsonl (main process)."""
+class MetricsFile(TrainerCallback):
+    """Writes each training log as one JSON line of run_dir/metrics.jsonl (main process only)."""
 
     def __init__(self, path: Path):
         self.path = path
-
-    def __getattr__(self, name):  # the other TrainerCallback hooks: no-ops
-        if name.startswith("on_"):
-            return lambda *args, **kwargs: None
-        raise AttributeError(name)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if not state.is_world_process_zero or not logs or "train_runtime" in logs:
@@ -265,7 +261,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, recipe
           callbacks: list | None = None) -> dict:
     """Train with `cfg` into `run_dir`; return the summary written to summary.json."""
     from accelerate import PartialState
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback, set_seed
+    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
     from sapo_core.trainer import GatedGRPOTrainer
 
@@ -283,10 +279,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, recipe
     tokenizer = AutoTokenizer.from_pretrained(path)
     train_ds, heldout = datasets_for(cfg)
     rewards, _ = reward_functions(cfg)
-    metrics_cb = type("MetricsFile", (_MetricsFile, TrainerCallback), {})(run_dir / "metrics.jsonl")
     trainer = GatedGRPOTrainer(model=path, reward_funcs=rewards, args=grpo_args(cfg, run_dir),
                                train_dataset=train_ds, processing_class=tokenizer,
-                               callbacks=[metrics_cb, *(callbacks or [])])
+                               callbacks=[MetricsFile(run_dir / "metrics.jsonl"), *(callbacks or [])])
     summary: dict = {"run_dir": str(run_dir), "gate": cfg.gate, "seed": cfg.seed}
     if heldout is not None and state.is_main_process and checkpoint is None:
         base = AutoModelForCausalLM.from_pretrained(path)

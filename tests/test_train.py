@@ -154,3 +154,26 @@ def test_cli_reports_bad_recipe_values(tmp_path, capsys):
     assert main(["--recipe", "tiny-cpu", "--gate", "tanh", "--run-dir", str(tmp_path / "r")]) == 2
     assert "gate='tanh'" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_two_cpu_processes_log_the_same_keys_as_one(tmp_path):
+    """torchrun with 2 CPU processes (gloo): one metrics file, the one-process key set, tokens of both ranks."""
+    import os
+    import subprocess
+    import sys
+
+    over = [f"{k}={v}" for k, v in {**SMOKE, "max_steps": 2}.items()]
+    one = tmp_path / "one"
+    train(load_config("tiny-cpu", {**SMOKE, "max_steps": 2}), one)
+    two = tmp_path / "two"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "sapo_core.train", "--recipe", "tiny-cpu", "--run-dir", str(two), *over]
+    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows_one, rows_two = read_metrics(one), read_metrics(two)
+    assert [r["step"] for r in rows_two] == [1, 2]
+    assert set().union(*rows_one) == set().union(*rows_two)
+    # each rank scores its own 16 completions: twice the tokens of one process, roughly
+    assert rows_two[0]["tokens/count"] > 1.5 * rows_one[0]["tokens/count"]
+    assert json.loads((two / "status.json").read_text())["state"] == "finished"

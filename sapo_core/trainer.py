@@ -53,8 +53,12 @@ class GatedGRPOConfig(GRPOConfig):
         if self.tau_convention not in G.TAU_CONVENTIONS:
             raise ValueError(f"tau_convention={self.tau_convention!r} is not allowed; "
                              f"choose one of {', '.join(G.TAU_CONVENTIONS)}")
-        self.loss_type = "sapo" if (self.gate == "sigmoid" and self.aggregation == "seq_mean_token_mean") \
+        derived = "sapo" if (self.gate == "sigmoid" and self.aggregation == "seq_mean_token_mean") \
             else _TRL_LOSS_TYPE[self.aggregation]
+        if self.loss_type not in (GRPOConfig.loss_type, derived):  # GRPOConfig's default, or already derived
+            raise ValueError(f"loss_type={self.loss_type!r} is not used by GatedGRPOConfig: choose the loss with "
+                             f"gate= and aggregation= (this combination corresponds to TRL's {derived!r})")
+        self.loss_type = derived
         super().__post_init__()
 
     def gate_taus(self) -> tuple[float, float]:

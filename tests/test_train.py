@@ -177,3 +177,16 @@ def test_two_cpu_processes_log_the_same_keys_as_one(tmp_path):
     # each rank scores its own 16 completions: twice the tokens of one process, roughly
     assert rows_two[0]["tokens/count"] > 1.5 * rows_one[0]["tokens/count"]
     assert json.loads((two / "status.json").read_text())["state"] == "finished"
+
+
+def test_gated_config_derives_loss_type_and_refuses_a_conflicting_one():
+    from sapo_core.trainer import GatedGRPOConfig
+
+    assert GatedGRPOConfig(output_dir="x", gate="sigmoid", bf16=False).loss_type == "sapo"
+    assert GatedGRPOConfig(output_dir="x", gate="erf", aggregation="token_mean", bf16=False).loss_type == "dapo"
+    with pytest.raises(ValueError, match="loss_type='cispo' is not used"):
+        GatedGRPOConfig(output_dir="x", gate="erf", loss_type="cispo", bf16=False)
+    with pytest.raises(ValueError, match="unknown gate 'tanh'"):
+        GatedGRPOConfig(output_dir="x", gate="tanh", bf16=False)
+    with pytest.raises(ValueError, match="aggregation='sum' is not allowed"):
+        GatedGRPOConfig(output_dir="x", gate="erf", aggregation="sum", bf16=False)

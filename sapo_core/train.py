@@ -261,7 +261,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, recipe
           callbacks: list | None = None) -> dict:
     """Train with `cfg` into `run_dir`; return the summary written to summary.json."""
     from accelerate import PartialState
-    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+    from transformers import AutoTokenizer, set_seed
 
     from sapo_core.trainer import GatedGRPOTrainer
 
@@ -283,9 +283,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, recipe
                                train_dataset=train_ds, processing_class=tokenizer,
                                callbacks=[MetricsFile(run_dir / "metrics.jsonl"), *(callbacks or [])])
     summary: dict = {"run_dir": str(run_dir), "gate": cfg.gate, "seed": cfg.seed}
-    if heldout is not None and state.is_main_process and checkpoint is None:
-        base = AutoModelForCausalLM.from_pretrained(path)
-        summary["heldout_base"] = heldout_accuracy(base, tokenizer, heldout, cfg.max_completion_length)
+    if heldout is not None and state.is_main_process and checkpoint is None:  # the trainer holds the base model now
+        summary["heldout_base"] = heldout_accuracy(trainer.model, tokenizer, heldout, cfg.max_completion_length)
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=checkpoint)
     summary["train_runtime_s"] = time.perf_counter() - start

@@ -49,7 +49,7 @@ from sapo_core.rewards import extract_answer, format_reward
 __all__ = [
     "PAD_TOKEN", "EOS_TOKEN", "UNK_TOKEN", "ROLE_TOKENS", "CHAT_TEMPLATE", "DEFAULT_DIR",
     "TinyBuildConfig", "build_tokenizer", "build_model", "count_parameters",
-    "generate_completions", "extract_answer", "pass_rate",
+    "generate_completions", "extract_answer", "pass_rate", "greedy_accuracy",
     "warm_start", "build", "base_model_path", "main",
 ]
 
@@ -228,6 +228,15 @@ def pass_rate(completions: Sequence[str], answers: Sequence[str]) -> float:
     return sum(extract_answer(c) == str(a).strip() for c, a in zip(completions, answers)) / len(completions)
 
 
+def greedy_accuracy(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, dataset, *,
+                    max_new_tokens: int = 64) -> dict:
+    """Greedy accuracy (exact integer match) and format rate on a synthetic dataset's prompts."""
+    completions = generate_completions(model, tokenizer, dataset["prompt"], max_new_tokens=max_new_tokens,
+                                       temperature=0.0)
+    return {"greedy_accuracy": pass_rate(completions, dataset["answer"]),
+            "format_rate": sum(format_reward(completions)) / len(completions), "n": len(completions)}
+
+
 # -------------------------------------------------------------------------------------- warm start
 
 
@@ -318,15 +327,14 @@ def build(out: str | Path = DEFAULT_DIR, cfg: TinyBuildConfig | None = None, *, 
     train_seconds = time.perf_counter() - start
 
     held_out = synthetic_arithmetic(cfg.eval_size, seed=cfg.eval_seed, split="test", **_task_kwargs(cfg))
-    greedy = generate_completions(model, tokenizer, held_out["prompt"], max_new_tokens=cfg.max_new_tokens,
-                                  temperature=0.0)
+    greedy = greedy_accuracy(model, tokenizer, held_out, max_new_tokens=cfg.max_new_tokens)
     info = {
         "config": asdict(cfg),
         "n_parameters": count_parameters(model),
         "vocab_size": len(tokenizer),
         "stop": {k: v for k, v in stop.items() if k != "history"},
-        "greedy_accuracy": pass_rate(greedy, held_out["answer"]),
-        "greedy_format_rate": sum(format_reward(greedy)) / len(greedy),
+        "greedy_accuracy": greedy["greedy_accuracy"],
+        "greedy_format_rate": greedy["format_rate"],
         "eval_set": f"synthetic_arithmetic({cfg.eval_size}, seed={cfg.eval_seed}, split='test', "
                     f"min_steps={cfg.task_min_steps}, max_steps={cfg.task_max_steps}, "
                     f"max_operand={cfg.task_max_operand})",

@@ -240,19 +240,6 @@ class MetricsFile(TrainerCallback):
             fh.flush()
 
 
-def heldout_accuracy(model, tokenizer, heldout, max_new_tokens: int) -> dict:
-    """Greedy accuracy and format rate on held-out synthetic prompts (answers are integers)."""
-    from sapo_core.rewards import correctness_reward, format_reward
-    from sapo_core.tiny import generate_completions
-
-    completions = generate_completions(model, tokenizer, heldout["prompt"], max_new_tokens=max_new_tokens,
-                                       temperature=0.0)
-    correct = correctness_reward(completions, answer=heldout["answer"])
-    fmt = format_reward(completions)
-    return {"greedy_accuracy": sum(c == 1.0 for c in correct) / len(correct),
-            "format_rate": sum(fmt) / len(fmt), "n": len(completions)}
-
-
 # ---------------------------------------------------------------------------------------------
 # Training
 # ---------------------------------------------------------------------------------------------
@@ -263,6 +250,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, recipe
     from accelerate import PartialState
     from transformers import AutoTokenizer, set_seed
 
+    from sapo_core.tiny import greedy_accuracy
     from sapo_core.trainer import GatedGRPOTrainer
 
     run_dir = Path(run_dir)
@@ -284,7 +272,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, recipe
                                callbacks=[MetricsFile(run_dir / "metrics.jsonl"), *(callbacks or [])])
     summary: dict = {"run_dir": str(run_dir), "gate": cfg.gate, "seed": cfg.seed}
     if heldout is not None and state.is_main_process and checkpoint is None:  # the trainer holds the base model now
-        summary["heldout_base"] = heldout_accuracy(trainer.model, tokenizer, heldout, cfg.max_completion_length)
+        summary["heldout_base"] = greedy_accuracy(trainer.model, tokenizer, heldout,
+                                                  max_new_tokens=cfg.max_completion_length)
     start = time.perf_counter()
     result = trainer.train(resume_from_checkpoint=checkpoint)
     summary["train_runtime_s"] = time.perf_counter() - start
@@ -293,7 +282,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, recipe
     if state.is_main_process:
         tokenizer.save_pretrained(str(run_dir / "final"))
         if heldout is not None:
-            summary["heldout_final"] = heldout_accuracy(trainer.model, tokenizer, heldout, cfg.max_completion_length)
+            summary["heldout_final"] = greedy_accuracy(trainer.model, tokenizer, heldout,
+                                                       max_new_tokens=cfg.max_completion_length)
             if "heldout_base" in summary:
                 summary["heldout_gain"] = (summary["heldout_final"]["greedy_accuracy"]
                                            - summary["heldout_base"]["greedy_accuracy"])

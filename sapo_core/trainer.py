@@ -167,9 +167,7 @@ class GatedGRPOTrainer(GRPOTrainer):
             keep = mask.bool()
             loss = loss + self.beta * masked_aggregate(per_token_kl, keep, self.args.aggregation,
                                                        self.max_completion_length)
-            kl = self.accelerator.reduce(torch.stack([(per_token_kl.detach() * mask).sum(), mask.sum().float()]),
-                                         reduction="sum")
-            self._metrics[mode]["kl"].append((kl[0] / kl[1].clamp(min=1.0)).item())
+            self._metrics[mode]["kl"].append(self._global_masked_mean(per_token_kl, mask))
 
         # Gradient-accumulation normaliser, as TRL applies it per loss type.
         if self.args.aggregation == "token_mean":
@@ -186,12 +184,16 @@ class GatedGRPOTrainer(GRPOTrainer):
             loss = loss + self.router_aux_loss_coef * aux_loss / normalizer
             self._metrics[mode]["aux_loss"].append(self.accelerator.gather_for_metrics(aux_loss).mean().item())
 
-        ent = self.accelerator.reduce(torch.stack([(entropies.detach() * mask).sum(), mask.sum().float()]),
-                                      reduction="sum")
-        self._metrics[mode]["entropy"].append((ent[0] / ent[1].clamp(min=1.0)).item())
+        self._metrics[mode]["entropy"].append(self._global_masked_mean(entropies, mask))
         for name, value in self._reduce_across_processes(metrics).items():
             self._metrics[mode][name].append(value)
         return loss
+
+    def _global_masked_mean(self, values: torch.Tensor, mask: torch.Tensor) -> float:
+        """Mean of `values` over the unmasked tokens of all processes (TRL's token-weighted mean)."""
+        totals = self.accelerator.reduce(torch.stack([(values.detach() * mask).sum(), mask.sum().float()]),
+                                         reduction="sum")
+        return (totals[0] / totals[1].clamp(min=1.0)).item()
 
     def _reduce_across_processes(self, metrics: dict[str, float]) -> dict[str, float]:
         """Combine per-process loss metrics (min/max exact, counts summed, the rest averaged over processes)."""

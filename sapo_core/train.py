@@ -115,7 +115,8 @@ def _status(run_dir: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def prepare_run_dir(run_dir: Path, cfg: TrainConfig, *, resume: bool, recipe: str | None) -> str | None:
+def prepare_run_dir(run_dir: Path, cfg: TrainConfig, *, resume: bool, recipe: str | None,
+                    num_processes: int = 1) -> str | None:
     """Create or check the run directory; return the checkpoint to resume from (or None)."""
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -137,6 +138,7 @@ def prepare_run_dir(run_dir: Path, cfg: TrainConfig, *, resume: bool, recipe: st
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     prov = provenance(cfg, recipe)
     prov["resumed_from"] = checkpoint
+    prov["num_processes"] = num_processes
     _write_json(run_dir / "provenance.json", prov)
     _write_json(run_dir / "status.json", {"state": "running", "resumed_from": checkpoint})
     _truncate_metrics(run_dir / "metrics.jsonl", _checkpoint_step(checkpoint))
@@ -254,10 +256,18 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, recipe
     from sapo_core.trainer import GatedGRPOTrainer
 
     run_dir = Path(run_dir)
+    args = grpo_args(cfg, run_dir)
+    # The process group comes from the training arguments: a PartialState made before them does not
+    # see a torchrun CPU launch (it needs cpu=True) and would make every rank the main process.
+    _ = args.device
     state = PartialState()
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched != state.num_processes:
+        raise ConfigError(f"launched as {launched} processes (WORLD_SIZE) but the process group has "
+                          f"{state.num_processes}; on CPU set ACCELERATE_USE_CPU=true so that ranks join over gloo")
     checkpoint = None
     if state.is_main_process:
-        checkpoint = prepare_run_dir(run_dir, cfg, resume=resume, recipe=recipe)
+        checkpoint = prepare_run_dir(run_dir, cfg, resume=resume, recipe=recipe, num_processes=state.num_processes)
     state.wait_for_everyone()
     if not state.is_main_process and resume:
         checkpoint = json.loads((run_dir / "status.json").read_text())["resumed_from"]
@@ -267,7 +277,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, recipe
     tokenizer = AutoTokenizer.from_pretrained(path)
     train_ds, heldout = datasets_for(cfg)
     rewards, _ = reward_functions(cfg)
-    trainer = GatedGRPOTrainer(model=path, reward_funcs=rewards, args=grpo_args(cfg, run_dir),
+    trainer = GatedGRPOTrainer(model=path, reward_funcs=rewards, args=args,
                                train_dataset=train_ds, processing_class=tokenizer,
                                callbacks=[MetricsFile(run_dir / "metrics.jsonl"), *(callbacks or [])])
     summary: dict = {"run_dir": str(run_dir), "gate": cfg.gate, "seed": cfg.seed}

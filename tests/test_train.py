@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoTokenizer, TrainerCallback
 
-from sapo_core.config import load_config
+from sapo_core.config import ConfigError, load_config
 from sapo_core.train import REQUIRED_METRICS, RunDirError, grpo_args, main, read_metrics, reward_functions, train
 
 # A few seconds per run: 2 prompts x 8 rollouts per step, short completions.
@@ -177,6 +177,8 @@ def test_two_cpu_processes_log_the_same_keys_as_one(tmp_path):
     # each rank scores its own 16 completions: twice the tokens of one process, roughly
     assert rows_two[0]["tokens/count"] > 1.5 * rows_one[0]["tokens/count"]
     assert json.loads((two / "status.json").read_text())["state"] == "finished"
+    assert json.loads((two / "provenance.json").read_text())["num_processes"] == 2
+    assert json.loads((one / "provenance.json").read_text())["num_processes"] == 1
 
 
 def test_gated_config_derives_loss_type_and_refuses_a_conflicting_one():
@@ -190,3 +192,12 @@ def test_gated_config_derives_loss_type_and_refuses_a_conflicting_one():
         GatedGRPOConfig(output_dir="x", gate="tanh", bf16=False)
     with pytest.raises(ValueError, match="aggregation='sum' is not allowed"):
         GatedGRPOConfig(output_dir="x", gate="erf", aggregation="sum", bf16=False)
+
+
+def test_a_launch_whose_ranks_cannot_join_is_refused(tmp_path, monkeypatch):
+    """torchrun on CPU without ACCELERATE_USE_CPU: every rank would think it is alone; refuse by name."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.delenv("ACCELERATE_USE_CPU", raising=False)
+    with pytest.raises(ConfigError, match="ACCELERATE_USE_CPU=true"):
+        train(load_config("tiny-cpu", {**SMOKE, "max_steps": 1}), tmp_path / "run")
+    assert not (tmp_path / "run").exists()

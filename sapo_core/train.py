@@ -38,7 +38,7 @@ from transformers import TrainerCallback
 from sapo_core.config import ConfigError, TrainConfig, load_config
 from sapo_core.paths import REPO_ROOT, runs_dir
 
-__all__ = ["REQUIRED_METRICS", "RunDirError", "default_run_dir", "prepare_run_dir", "provenance", "train",
+__all__ = ["REQUIRED_METRICS", "RunDirError", "cpu_processes", "default_run_dir", "prepare_run_dir", "provenance", "train",
            "read_metrics", "main"]
 
 log = logging.getLogger(__name__)
@@ -224,7 +224,19 @@ def grpo_args(cfg: TrainConfig, run_dir: Path):
         save_steps=cfg.save_steps, save_total_limit=cfg.save_total_limit, report_to=cfg.report_to or "none",
         log_completions=cfg.log_completions, reward_weights=[cfg.format_weight, cfg.correctness_weight],
         disable_tqdm=False, dataloader_num_workers=0,
+        use_cpu=cpu_processes(),
     )
+
+
+def cpu_processes() -> bool:
+    """Whether this is one of several processes on a machine without CUDA.
+
+    Such ranks (torchrun, or `accelerate launch --multi_gpu` on a CPU machine) join over gloo only as
+    CPU processes; a single process keeps transformers' own device choice (CUDA, MPS or CPU).
+    """
+    import torch
+
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
 
 
 class MetricsFile(TrainerCallback):
@@ -261,10 +273,11 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, recipe
     # see a torchrun CPU launch (it needs cpu=True) and would make every rank the main process.
     _ = args.device
     state = PartialState()
-    launched = int(os.environ.get("WORLD_SIZE", "1"))
-    if launched != state.num_processes:
+    launched = os.environ.get("WORLD_SIZE")
+    if launched is not None and int(launched) != state.num_processes:
         raise ConfigError(f"launched as {launched} processes (WORLD_SIZE) but the process group has "
-                          f"{state.num_processes}; on CPU set ACCELERATE_USE_CPU=true so that ranks join over gloo")
+                          f"{state.num_processes}; every rank would train alone. Launch with torchrun or "
+                          "`accelerate launch --multi_gpu`")
     checkpoint = None
     if state.is_main_process:
         checkpoint = prepare_run_dir(run_dir, cfg, resume=resume, recipe=recipe, num_processes=state.num_processes)

@@ -2,14 +2,15 @@
 SAPO/GRPO trainers, refuses to overwrite, and resumes."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 from transformers import AutoTokenizer, TrainerCallback
 
-from sapo_core.config import ConfigError, load_config
-from sapo_core.train import REQUIRED_METRICS, RunDirError, grpo_args, main, read_metrics, reward_functions, train
+from sapo_core.config import load_config
+from sapo_core.train import REQUIRED_METRICS, RunDirError, cpu_processes, grpo_args, main, read_metrics, reward_functions, train
 
 # A few seconds per run: 2 prompts x 8 rollouts per step, short completions.
 SMOKE = {"max_steps": 2, "train_size": 32, "eval_size": 8, "per_device_train_batch_size": 16,
@@ -157,7 +158,7 @@ def test_cli_reports_bad_recipe_values(tmp_path, capsys):
 
 
 def test_two_cpu_processes_log_the_same_keys_as_one(tmp_path):
-    """torchrun with 2 CPU processes (gloo): one metrics file, the one-process key set, tokens of both ranks."""
+    """`accelerate launch` with 2 CPU processes (gloo): one metrics file, the one-process key set, tokens of both ranks."""
     import os
     import subprocess
     import sys
@@ -166,9 +167,13 @@ def test_two_cpu_processes_log_the_same_keys_as_one(tmp_path):
     one = tmp_path / "one"
     train(load_config("tiny-cpu", {**SMOKE, "max_steps": 2}), one)
     two = tmp_path / "two"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+    # accelerate's `--cpu` flag selects its one-process launcher; `--multi_gpu` is its torchrun launcher,
+    # and on a machine without CUDA sapo_core.train makes those ranks CPU processes joined over gloo
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
            "-m", "sapo_core.train", "--recipe", "tiny-cpu", "--run-dir", str(two), *over]
-    env = {**os.environ, "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
+    env = {k: v for k, v in os.environ.items() if k not in ("ACCELERATE_USE_CPU", "WORLD_SIZE")}
+    env["OMP_NUM_THREADS"] = "1"
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     rows_one, rows_two = read_metrics(one), read_metrics(two)
@@ -194,10 +199,14 @@ def test_gated_config_derives_loss_type_and_refuses_a_conflicting_one():
         GatedGRPOConfig(output_dir="x", gate="erf", aggregation="sum", bf16=False)
 
 
-def test_a_launch_whose_ranks_cannot_join_is_refused(tmp_path, monkeypatch):
-    """torchrun on CPU without ACCELERATE_USE_CPU: every rank would think it is alone; refuse by name."""
+
+def test_several_processes_without_cuda_train_as_cpu_processes(monkeypatch):
+    """torchrun / `accelerate launch --multi_gpu` on a CPU machine: the ranks must join over gloo."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert cpu_processes() is False  # one process keeps transformers' device choice
+    assert grpo_args(load_config("tiny-cpu", SMOKE), Path("x")).use_cpu is False
     monkeypatch.setenv("WORLD_SIZE", "2")
-    monkeypatch.delenv("ACCELERATE_USE_CPU", raising=False)
-    with pytest.raises(ConfigError, match="ACCELERATE_USE_CPU=true"):
-        train(load_config("tiny-cpu", {**SMOKE, "max_steps": 1}), tmp_path / "run")
-    assert not (tmp_path / "run").exists()
+    assert cpu_processes() is True
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert cpu_processes() is False

@@ -5,6 +5,7 @@ Notebooks call these and save with `save_figure`, which writes `<name>.png` and 
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -91,12 +92,32 @@ def training_curves(runs: dict[str, list[dict]] | list[dict], panels=TRAINING_PA
     return fig
 
 
-def save_figure(fig, name: str, out_dir: str | os.PathLike | None = None) -> list[Path]:
-    """Write `<name>.png` and `<name>.pdf` into the figures directory; return both paths."""
+def save_figure(fig, name: str, out_dir: str | os.PathLike | None = None, *, overwrite: bool = False) -> list[Path]:
+    """Write `<name>.png` and `<name>.pdf` into the figures directory; return both paths.
+
+    Both files are rendered deterministically (no timestamps), so re-running the same code leaves an
+    existing figure byte-identical. A figure whose content would change is never replaced silently:
+    that raises FileExistsError unless `overwrite=True`. Nothing is written unless both files can be.
+    """
     if not name or any(c in name for c in "/\\ "):
         raise ValueError(f"figure name must be a plain file stem without spaces or slashes, got {name!r}")
     out = figures_dir(out_dir)
     paths = [out / f"{name}.png", out / f"{name}.pdf"]
-    fig.savefig(paths[0], dpi=150)
-    fig.savefig(paths[1], metadata={"CreationDate": None, "ModDate": None})
+    rendered = []
+    for path in paths:
+        buf = io.BytesIO()
+        if path.suffix == ".png":
+            fig.savefig(buf, format="png", dpi=150)
+        else:
+            fig.savefig(buf, format="pdf", metadata={"CreationDate": None, "ModDate": None})
+        rendered.append(buf.getvalue())
+    changed = [p for p, data in zip(paths, rendered) if p.exists() and p.read_bytes() != data]
+    if changed and not overwrite:
+        raise FileExistsError(f"{', '.join(map(str, changed))} already exist(s) with different content; "
+                              "pass overwrite=True to replace, or choose another out_dir")
+    for path, data in zip(paths, rendered):
+        if not (path.exists() and path.read_bytes() == data):
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
     return paths

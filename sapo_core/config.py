@@ -127,10 +127,23 @@ class TrainConfig:
             raise ConfigError(f"top_p={self.top_p} must be in (0, 1]")
         if self.scale_rewards not in ("group", "batch", "none"):
             raise ConfigError(f"scale_rewards={self.scale_rewards!r} is not allowed; choose one of group, batch, none")
+        if self.steps_per_generation is not None and self.steps_per_generation <= 0:
+            raise ConfigError(f"steps_per_generation={self.steps_per_generation} must be > 0 (or null)")
+        cycle = self.generation_cycle_micro_batches()
+        if (self.save_steps * self.gradient_accumulation_steps) % cycle:
+            raise ConfigError(
+                f"save_steps={self.save_steps} must put every checkpoint at the end of a generation cycle "
+                f"(steps_per_generation x num_iterations = {cycle} micro-batches; an optimizer step is "
+                f"{self.gradient_accumulation_steps}): a checkpoint taken between a batch's generation and its "
+                "last reuse resumes as a different run, since the generated batch is not saved")
         if self.use_vllm is False and self.vllm_importance_sampling_correction:
             raise ConfigError("vllm_importance_sampling_correction=true needs use_vllm=true")
 
     # -- derived values -----------------------------------------------------------------------------
+    def generation_cycle_micro_batches(self) -> int:
+        """Micro-batches from one generation to the next (TRL: steps_per_generation x num_iterations)."""
+        return (self.steps_per_generation or self.gradient_accumulation_steps) * self.num_iterations
+
     def gate_taus(self) -> tuple[float, float]:
         """(tau_pos, tau_neg) actually used by the gate, after the tau convention (SPEC §2)."""
         if self.gate == "clip":

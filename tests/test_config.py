@@ -40,6 +40,9 @@ def test_overrides_apply_and_parse_yaml_scalars():
     (["epsilon_low=-0.1"], "epsilon_low=-0.1 must be >= 0"),
     (["vllm_importance_sampling_correction=true"], "needs use_vllm=true"),
     (["gate"], "must look like key=value"),
+    (["save_steps=3"], "save_steps=3 must put every checkpoint at the end of a generation cycle.*= 2 micro"),
+    (["num_iterations=4", "save_steps=6"], "save_steps=6 .*= 4 micro-batches"),
+    (["steps_per_generation=0"], "steps_per_generation=0 must be > 0"),
 ])
 def test_bad_overrides_fail_naming_the_key(override, message):
     with pytest.raises(ConfigError, match=message):
@@ -61,3 +64,12 @@ def test_missing_recipe():
 def test_clip_is_a_valid_gate_and_keeps_taus():
     cfg = TrainConfig(gate="clip")
     assert cfg.gate_taus() == (1.0, 1.05)
+
+
+def test_checkpoints_at_generation_cycle_ends_are_accepted():
+    assert load_config("tiny-cpu", ["num_iterations=4", "save_steps=8"]).generation_cycle_micro_batches() == 4
+    # 8 micro-batches per generation, 4 per optimizer step, 2 reuses: a cycle is 4 optimizer steps
+    cfg = load_config("tiny-cpu", ["gradient_accumulation_steps=4", "steps_per_generation=8", "save_steps=4"])
+    assert cfg.generation_cycle_micro_batches() == 16
+    with pytest.raises(ConfigError, match="save_steps=2"):
+        load_config("tiny-cpu", ["gradient_accumulation_steps=4", "steps_per_generation=8", "save_steps=2"])

@@ -14,7 +14,7 @@ from sapo_core.train import REQUIRED_METRICS, RunDirError, cpu_processes, grpo_a
 
 # A few seconds per run: 2 prompts x 8 rollouts per step, short completions.
 SMOKE = {"max_steps": 2, "train_size": 32, "eval_size": 8, "per_device_train_batch_size": 16,
-         "max_completion_length": 24, "save_steps": 1, "learning_rate": 1e-3}
+         "max_completion_length": 24, "save_steps": 2, "learning_rate": 1e-3}
 
 
 def _weights(path):
@@ -121,32 +121,41 @@ def test_finished_run_is_never_overwritten(tmp_path):
 
 
 class _Crash(TrainerCallback):
-    """Simulates a crash right after the checkpoint of step `at` is written."""
+    """Simulates a crash right after step `at` is logged (and before any checkpoint of that step)."""
 
     def __init__(self, at):
         self.at = at
 
-    def on_save(self, args, state, control, **kwargs):
+    def on_log(self, args, state, control, logs=None, **kwargs):
         if state.global_step == self.at:
             raise KeyboardInterrupt("simulated crash")
 
 
-def test_resume_after_interrupted_run(tmp_path):
-    cfg = load_config("tiny-cpu", {**SMOKE, "max_steps": 4, "save_steps": 2})
+def test_resume_after_interrupted_run_reproduces_the_uninterrupted_run(tmp_path):
+    cfg = load_config("tiny-cpu", {**SMOKE, "max_steps": 6, "save_steps": 2})
+    train(cfg, tmp_path / "whole")
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, run, callbacks=[_Crash(2)])
+        train(cfg, run, callbacks=[_Crash(3)])  # crashes after step 3; step 3's generation is lost
     assert json.loads((run / "status.json").read_text())["state"] == "running"
+    assert [r["step"] for r in read_metrics(run)] == [1, 2, 3]
     with pytest.raises(RunDirError, match="unfinished run; pass --resume"):
         train(cfg, run)
     with pytest.raises(RunDirError, match="different config.*learning_rate"):
-        train(load_config("tiny-cpu", {**SMOKE, "max_steps": 4, "save_steps": 2, "learning_rate": 0.5}), run,
+        train(load_config("tiny-cpu", {**SMOKE, "max_steps": 6, "save_steps": 2, "learning_rate": 0.5}), run,
               resume=True)
     summary = train(cfg, run, resume=True)
     assert summary["train_metrics"]["train_runtime"] > 0
-    assert [r["step"] for r in read_metrics(run)] == [1, 2, 3, 4]
     status = json.loads((run / "status.json").read_text())
     assert status["state"] == "finished" and status["resumed_from"].endswith("checkpoint-2")
+    # the resumed run is the same run: every logged value but wall-clock times, and the final weights
+    timing = ("step_time",)
+    whole, resumed = read_metrics(tmp_path / "whole"), read_metrics(run)
+    assert [r["step"] for r in resumed] == [1, 2, 3, 4, 5, 6]
+    for a, b in zip(whole, resumed):
+        assert {k: v for k, v in a.items() if k not in timing} == {k: v for k, v in b.items() if k not in timing}
+    final_a, final_b = _weights(tmp_path / "whole" / "final"), _weights(run / "final")
+    assert all(torch.equal(final_a[k], final_b[k]) for k in final_a)
 
 
 def test_cli_reports_bad_recipe_values(tmp_path, capsys):

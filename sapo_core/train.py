@@ -118,8 +118,6 @@ def _status(run_dir: Path) -> dict | None:
 def prepare_run_dir(run_dir: Path, cfg: TrainConfig, *, resume: bool, recipe: str | None,
                     num_processes: int = 1) -> str | None:
     """Create or check the run directory; return the checkpoint to resume from (or None)."""
-    from transformers.trainer_utils import get_last_checkpoint
-
     status = _status(run_dir)
     if status and status.get("state") == "finished":
         raise RunDirError(f"{run_dir} holds a finished run; it is never overwritten. Choose another --run-dir.")
@@ -133,7 +131,7 @@ def prepare_run_dir(run_dir: Path, cfg: TrainConfig, *, resume: bool, recipe: st
                              if previous.get(k) != cfg.to_dict().get(k))
             raise RunDirError(f"--resume with a different config than {run_dir}/config.yaml (changed: {', '.join(changed)})")
         if (run_dir / "checkpoints").is_dir():
-            checkpoint = get_last_checkpoint(str(run_dir / "checkpoints"))
+            checkpoint = _last_complete_checkpoint(run_dir / "checkpoints")
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     prov = provenance(cfg, recipe)
@@ -149,23 +147,55 @@ def _checkpoint_step(checkpoint: str | None) -> int:
     return int(Path(checkpoint).name.rsplit("-", 1)[1]) if checkpoint else 0
 
 
+def _metric_rows(path: Path) -> list[dict]:
+    """Parse metrics.jsonl. A last line without its newline is a write cut short (a killed process, or a
+    row being written right now) and is left out; any other line that does not parse is an error."""
+    text = path.read_text()
+    lines = text.split("\n")
+    torn = lines.pop()  # "" when the file ends with a newline
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}, line {number} is not a JSON object ({err.msg}): {line[:80]!r}") from None
+    if torn.strip():
+        log.warning("%s: ignoring an incomplete last line (%d characters)", path, len(torn))
+    return rows
+
+
 def _truncate_metrics(path: Path, keep_until: int) -> None:
     """Drop metric lines after the checkpoint we resume from (they will be logged again)."""
     if not path.exists():
         return
-    lines = [line for line in path.read_text().splitlines()
-             if line.strip() and json.loads(line).get("step", 0) <= keep_until]
+    rows = [row for row in _metric_rows(path) if row.get("step", 0) <= keep_until]
     tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(line + "\n" for line in lines))
+    tmp.write_text("".join(json.dumps(row) + "\n" for row in rows))
     os.replace(tmp, path)
 
 
+def _last_complete_checkpoint(folder: Path) -> str | None:
+    """The newest checkpoint-N that was written to the end. The Trainer writes trainer_state.json after
+    the weights, optimizer and RNG states, so a checkpoint without it was cut short and is skipped."""
+    found = sorted((int(p.name.split("-")[1]), p) for p in folder.glob("checkpoint-*")
+                   if p.is_dir() and p.name.split("-")[1].isdigit())
+    for _, path in reversed(found):
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+            return str(path)
+        except (OSError, ValueError):
+            log.warning("skipping %s: incomplete (no readable trainer_state.json), cut short by a crash", path)
+    return None
+
+
 def read_metrics(run_dir: str | Path) -> list[dict]:
-    """The rows of a run's metrics.jsonl."""
+    """The rows of a run's metrics.jsonl (a row still being written is left out)."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist (no logged step yet?)")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return _metric_rows(path)
 
 
 # ---------------------------------------------------------------------------------------------

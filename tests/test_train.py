@@ -139,6 +139,12 @@ def test_resume_after_interrupted_run_reproduces_the_uninterrupted_run(tmp_path)
         train(cfg, run, callbacks=[_Crash(3)])  # crashes after step 3; step 3's generation is lost
     assert json.loads((run / "status.json").read_text())["state"] == "running"
     assert [r["step"] for r in read_metrics(run)] == [1, 2, 3]
+    # what a kill -9 during step 4's writes leaves: half a metrics line, a checkpoint without its state
+    with (run / "metrics.jsonl").open("a") as fh:
+        fh.write('{"step": 4, "loss": 0.')
+    assert [r["step"] for r in read_metrics(run)] == [1, 2, 3]
+    (run / "checkpoints" / "checkpoint-4").mkdir()
+    (run / "checkpoints" / "checkpoint-4" / "model.safetensors").write_bytes(b"\0" * 100)
     with pytest.raises(RunDirError, match="unfinished run; pass --resume"):
         train(cfg, run)
     with pytest.raises(RunDirError, match="different config.*learning_rate"):
@@ -219,3 +225,47 @@ def test_several_processes_without_cuda_train_as_cpu_processes(monkeypatch):
     assert cpu_processes() is True
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert cpu_processes() is False
+
+
+def test_a_corrupt_metrics_line_that_is_not_the_last_is_an_error(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text('{"step": 1}\n{"step": 2, "lo\n{"step": 3}\n')
+    with pytest.raises(ValueError, match=r"metrics.jsonl, line 2 is not a JSON object"):
+        read_metrics(tmp_path)
+
+
+def test_kill_9_and_resume_through_the_cli_gives_the_uninterrupted_run(tmp_path):
+    """SIGKILL at an arbitrary moment (mid-step, mid-checkpoint, mid-write), then `--resume`."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    over = [f"{k}={v}" for k, v in {**SMOKE, "max_steps": 8, "save_steps": 2}.items()]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def cli(run_dir, *extra):
+        return [sys.executable, "-m", "sapo_core.train", "--recipe", "tiny-cpu", "--run-dir", str(run_dir),
+                *extra, *over]
+
+    whole, run = tmp_path / "whole", tmp_path / "run"
+    assert subprocess.run(cli(whole), env=env, capture_output=True, timeout=600).returncode == 0
+    proc = subprocess.Popen(cli(run), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and time.monotonic() < deadline:
+        metrics = run / "metrics.jsonl"
+        if metrics.exists() and metrics.read_text().count("\n") >= 5:
+            proc.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.02)
+    assert proc.wait(timeout=60) == -signal.SIGKILL, "the run ended before it could be killed"
+    assert json.loads((run / "status.json").read_text())["state"] == "running"
+    done = subprocess.run(cli(run, "--resume"), env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    timing = ("step_time",)
+    rows_whole, rows_run = read_metrics(whole), read_metrics(run)
+    assert [r["step"] for r in rows_run] == list(range(1, 9))
+    for a, b in zip(rows_whole, rows_run):
+        assert {k: v for k, v in a.items() if k not in timing} == {k: v for k, v in b.items() if k not in timing}
+    final_a, final_b = _weights(whole / "final"), _weights(run / "final")
+    assert all(torch.equal(final_a[k], final_b[k]) for k in final_a)

@@ -73,13 +73,16 @@ __all__ = [
     "LEVELS",
     "METRIC_KEYS",
     "GateTerms",
+    "MetricTokens",
     "aggregate_rows",
     "aggregation_denominators",
     "gate_terms",
     "importance_ratios",
     "masked_aggregate",
+    "metric_tokens",
     "objective_row_sums",
     "policy_loss",
+    "token_metrics",
 ]
 
 CLIP = "clip"
@@ -265,7 +268,8 @@ def policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.
         loss = aggregate_rows(rows, denominators).neg_()                                      # stage 3
         metrics = {}
         if compute_metrics:
-            metrics = _metrics(gate, ratio, terms.weight, adv, weights, epsilon_low, epsilon_high)
+            metrics = token_metrics(_metric_tokens(gate, ratio, terms.weight, adv, weights, epsilon_low, epsilon_high),
+                                    epsilon_low, epsilon_high)
         if not needs_grad:
             return loss, metrics
         # SPEC §2: d loss / d log pi_theta(o_{i,t}) = -A_i f'(r) r / D_i on unmasked tokens inside the clamp
@@ -316,18 +320,39 @@ def _group_stats(r: torch.Tensor, w: torch.Tensor, epsilon_low: float, epsilon_h
                         outside.to(r.dtype) / n, w.mean().to(r.dtype), low.to(r.dtype) / n])
 
 
-def _metrics(gate, ratio, weight, adv, weights, epsilon_low, epsilon_high) -> dict[str, float]:
-    """Ratio and gate-weight statistics over unmasked tokens, overall and per sign of A (METRIC_KEYS)."""
+class MetricTokens(NamedTuple):
+    """The unmasked tokens of one or more micro-batches as the metrics see them (1-D, aligned):
+    the ratio r the gate saw, the gate weight f'(r) (clip: 1 inside the trust region, 0 outside) and
+    the sign of the token's advantage (1, -1 or 0). Concatenating the tokens of several micro-batches
+    (or processes) and calling `token_metrics` once gives the exact statistics of the union."""
+
+    ratio: torch.Tensor
+    weight: torch.Tensor
+    sign: torch.Tensor
+
+    @staticmethod
+    def cat(parts: list[MetricTokens]) -> MetricTokens:
+        """The tokens of several micro-batches as one set."""
+        return MetricTokens(*(torch.cat([getattr(p, f) for p in parts]) for f in MetricTokens._fields))
+
+
+def _metric_tokens(gate, ratio, weight, adv, weights, epsilon_low, epsilon_high) -> MetricTokens:
+    """The unmasked tokens' ratios, gate weights and advantage signs, flattened."""
     if gate == CLIP:  # hard clipping's weight (SPEC §2): 1 inside the trust region, 0 outside
         weight = clip_weight(ratio, torch.sign(adv), epsilon_low, epsilon_high)
-    # Rows ordered A > 0, A < 0, A == 0: the unmasked tokens of each group are then one contiguous slice.
-    group = torch.where(adv > 0, 0, torch.where(adv < 0, 1, 2)).squeeze(1)
+    keep = weights != 0
+    return MetricTokens(ratio.expand(keep.shape)[keep], weight.expand(keep.shape)[keep],
+                        torch.sign(adv).expand(keep.shape)[keep].to(torch.int8))
+
+
+def token_metrics(tokens: MetricTokens, epsilon_low: float = 0.2, epsilon_high: float = 0.2) -> dict[str, float]:
+    """Ratio and gate-weight statistics (METRIC_KEYS) of a set of tokens, overall and per sign of A."""
+    r, w, sign = tokens
+    # Tokens ordered A > 0, A < 0, A == 0: each group is then one contiguous slice.
+    group = torch.where(sign > 0, 0, torch.where(sign < 0, 1, 2))
+    n_pos, n_neg, n_zero = torch.bincount(group, minlength=3).tolist()
     order = torch.argsort(group, stable=True)
-    keep = (weights != 0)[order]
-    index = keep.reshape(-1).nonzero().squeeze(1)
-    r = ratio.expand(keep.shape)[order].reshape(-1).index_select(0, index)
-    w = weight.expand(keep.shape)[order].reshape(-1).index_select(0, index)
-    n_pos, n_neg, n_zero = torch.bincount(group[order], weights=keep.sum(-1), minlength=3).long().tolist()
+    r, w = r[order], w[order]
     slices = {"": (0, n_pos + n_neg + n_zero), "pos/": (0, n_pos), "neg/": (n_pos, n_pos + n_neg)}
     out, stats = {}, []
     for prefix, (start, stop) in slices.items():
@@ -340,6 +365,24 @@ def _metrics(gate, ratio, weight, adv, weights, epsilon_low, epsilon_high) -> di
         for (prefix, _), values in zip(stats, torch.stack([v for _, v in stats]).tolist()):  # one device sync
             out.update({key.format(prefix): v for key, v in zip(_STAT_KEYS[1:], values)})
     return {key: out[key] for key in METRIC_KEYS}
+
+
+@torch.no_grad()
+def metric_tokens(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, *,
+                  gate: str | Gate = "sigmoid", tau_pos: float = 1.0, tau_neg: float = 1.05,
+                  epsilon_low: float = 0.2, epsilon_high: float = 0.2, level: str = "token",
+                  log_ratio_clamp: float = 20.0) -> MetricTokens:
+    """The tokens behind policy_loss's metrics for the same arguments, to be pooled before `token_metrics`
+    (a trainer pools the micro-batches and processes of one optimizer step)."""
+    gate = _check_args(logps, old_logps, advantages, mask, gate, tau_pos, tau_neg, epsilon_low, epsilon_high,
+                       level, AGGREGATIONS[0], log_ratio_clamp, None, True, None)
+    dtype = torch.promote_types(logps.dtype, torch.float32)
+    weights = _as(mask, dtype)
+    adv = _as(advantages, dtype).unsqueeze(1)
+    tau = torch.full_like(adv, tau_neg).masked_fill_(adv > 0, tau_pos)
+    ratio, _ = _clamped_ratio(logps, old_logps, weights, weights.sum(-1, keepdim=True), level, log_ratio_clamp)
+    terms = gate_terms(gate, ratio, adv, tau, epsilon_low, epsilon_high)
+    return _metric_tokens(gate, ratio, terms.weight, adv, weights, epsilon_low, epsilon_high)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,8 +2,10 @@
 
 Everything else is TRL's (pinned to 1.16.0): generation (transformers or vLLM), reward functions,
 group-relative advantages, batch reuse (`num_iterations`), the KL term, the entropy metric and the
-logging machinery. Our loss metrics (ratio and gate-weight statistics, SPEC §4) go into TRL's metric
-buffers, so they reach `trainer.state.log_history` and every `report_to` backend.
+logging machinery. Our loss metrics (ratio and gate-weight statistics, SPEC §4) are added to TRL's logs,
+so they reach `trainer.state.log_history` and every `report_to` backend. They are exact statistics of
+every unmasked token of the logged optimizer step: the tokens of all its micro-batches (gradient
+accumulation) and all processes are pooled before the statistics are taken.
 
     args = GatedGRPOConfig(output_dir="runs/x", gate="erf", tau_convention="width_matched", num_iterations=2)
     trainer = GatedGRPOTrainer(model, reward_funcs=[format_reward, correctness_reward], args=args,
@@ -26,9 +28,9 @@ import torch
 from trl import GRPOConfig, GRPOTrainer
 
 from sapo_core import gates as G
-from sapo_core.loss import AGGREGATIONS, CLIP, masked_aggregate, policy_loss
+from sapo_core.loss import AGGREGATIONS, CLIP, MetricTokens, masked_aggregate, metric_tokens, policy_loss, token_metrics
 
-__all__ = ["GatedGRPOConfig", "GatedGRPOTrainer", "reduce_metric"]
+__all__ = ["GatedGRPOConfig", "GatedGRPOTrainer"]
 
 _TRL_LOSS_TYPE = {"seq_mean_token_mean": "grpo", "token_mean": "dapo", "seq_mean_token_sum_norm": "dr_grpo"}
 
@@ -75,17 +77,6 @@ def _is_rollout_metric(name: str) -> bool:
         name.startswith(("rewards/", "completions/"))
 
 
-def reduce_metric(name: str) -> str:
-    """How a per-process metric combines across processes: min, max, sum or mean (by its name)."""
-    if name.endswith("/min"):
-        return "min"
-    if name.endswith("/max"):
-        return "max"
-    if name.endswith("/count"):
-        return "sum"
-    return "mean"
-
-
 class GatedGRPOTrainer(GRPOTrainer):
     """GRPOTrainer whose policy loss is `sapo_core.loss.policy_loss` with any registered gate or 'clip'."""
 
@@ -107,6 +98,7 @@ class GatedGRPOTrainer(GRPOTrainer):
         self.gate = self.args.gate if self.args.gate == CLIP else G.get_gate(self.args.gate)
         self.gate_tau_pos, self.gate_tau_neg = self.args.gate_taus()
         self._batch_logs: dict[str, float] = {}
+        self._step_tokens: dict[str, list[MetricTokens]] = {"train": [], "eval": []}
 
     # -- logging ------------------------------------------------------------------------------------
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
@@ -122,7 +114,27 @@ class GatedGRPOTrainer(GRPOTrainer):
             else:
                 logs.update(self._batch_logs)
                 logs["batch/reused"] = 1.0
+        if self._step_tokens[mode]:
+            tokens = self._gather_tokens(MetricTokens.cat(self._step_tokens[mode]))
+            self._step_tokens[mode].clear()
+            prefix = "eval_" if mode == "eval" else ""
+            logs.update({prefix + k: v for k, v in token_metrics(tokens, self.epsilon_low, self.epsilon_high).items()})
         super().log(logs, start_time)
+
+    def _gather_tokens(self, tokens: MetricTokens) -> MetricTokens:
+        """The metric tokens of every process (collective: every rank logs the same steps)."""
+        if self.accelerator.num_processes == 1:
+            return tokens
+        n = torch.tensor([tokens.ratio.numel()], device=self.accelerator.device)
+        longest = int(self.accelerator.gather(n).max())
+        parts = []
+        for t in tokens:  # pad to a common length, gather, then drop the padding of each process
+            padded = torch.zeros(longest, dtype=t.dtype, device=self.accelerator.device)
+            padded[:t.numel()] = t
+            parts.append(self.accelerator.gather(padded.unsqueeze(0)))
+        counts = self.accelerator.gather(n)
+        keep = torch.arange(longest, device=counts.device).unsqueeze(0) < counts.unsqueeze(1)
+        return MetricTokens(*(p[keep] for p in parts))
 
     # -- when to pay for metrics ---------------------------------------------------------------------
     def _metrics_wanted(self, mode: str) -> bool:
@@ -153,13 +165,18 @@ class GatedGRPOTrainer(GRPOTrainer):
             token_weights = inputs["importance_sampling_ratio"]
 
         mode = "train" if self.model.training else "eval"
-        loss, metrics = policy_loss(
+        loss, _ = policy_loss(
             per_token_logps, old_per_token_logps, inputs["advantages"], mask, gate=self.gate,
             tau_pos=self.gate_tau_pos, tau_neg=self.gate_tau_neg, epsilon_low=self.epsilon_low,
             epsilon_high=self.epsilon_high, level=self.args.importance_sampling_level,
             aggregation=self.args.aggregation, log_ratio_clamp=self.args.log_ratio_clamp,
-            max_completion_length=self.max_completion_length, compute_metrics=self._metrics_wanted(mode),
-            token_weights=token_weights)
+            max_completion_length=self.max_completion_length, compute_metrics=False, token_weights=token_weights)
+        if self._metrics_wanted(mode):  # pooled over the step's micro-batches and processes in log()
+            self._step_tokens[mode].append(metric_tokens(
+                per_token_logps.detach(), old_per_token_logps, inputs["advantages"], mask, gate=self.gate,
+                tau_pos=self.gate_tau_pos, tau_neg=self.gate_tau_neg, epsilon_low=self.epsilon_low,
+                epsilon_high=self.epsilon_high, level=self.args.importance_sampling_level,
+                log_ratio_clamp=self.args.log_ratio_clamp))
 
         if self.beta != 0.0:  # KL to the reference (TRL's k3 estimator), aggregated like the policy term
             ref = inputs["ref_per_token_logps"]
@@ -185,8 +202,6 @@ class GatedGRPOTrainer(GRPOTrainer):
             self._metrics[mode]["aux_loss"].append(self.accelerator.gather_for_metrics(aux_loss).mean().item())
 
         self._metrics[mode]["entropy"].append(self._global_masked_mean(entropies, mask))
-        for name, value in self._reduce_across_processes(metrics).items():
-            self._metrics[mode][name].append(value)
         return loss
 
     def _global_masked_mean(self, values: torch.Tensor, mask: torch.Tensor) -> float:
@@ -195,23 +210,3 @@ class GatedGRPOTrainer(GRPOTrainer):
                                          reduction="sum")
         return (totals[0] / totals[1].clamp(min=1.0)).item()
 
-    def _reduce_across_processes(self, metrics: dict[str, float]) -> dict[str, float]:
-        """Combine per-process loss metrics (min/max exact, counts summed, the rest averaged over processes)."""
-        if not metrics or self.accelerator.num_processes == 1:
-            return metrics
-        names = sorted(metrics)
-        local = torch.tensor([metrics[n] for n in names], dtype=torch.float64, device=self.accelerator.device)
-        gathered = self.accelerator.gather(local.unsqueeze(0))  # (processes, metrics)
-        out = {}
-        for j, name in enumerate(names):
-            column = gathered[:, j]
-            how = reduce_metric(name)
-            if how == "min":
-                out[name] = float(column.nan_to_num(float("inf")).min())
-            elif how == "max":
-                out[name] = float(column.nan_to_num(float("-inf")).max())
-            elif how == "sum":
-                out[name] = float(column.sum())
-            else:
-                out[name] = float(column.nanmean())
-        return out

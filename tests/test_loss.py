@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from sapo_core import gates as G
-from sapo_core.loss import AGGREGATIONS, METRIC_KEYS, importance_ratios, masked_aggregate, policy_loss
+from sapo_core.loss import (AGGREGATIONS, METRIC_KEYS, MetricTokens, importance_ratios, masked_aggregate, metric_tokens,
+                            policy_loss, token_metrics)
 
 SMOOTH = G.available_gates()
 STUDENT_T = G.student_t(3.0)          # a Gate object whose g is integrated numerically
@@ -383,3 +384,23 @@ def test_bad_arguments_raise_value_error_naming_them(change, match):
     kwargs = _good() | change
     with pytest.raises(ValueError, match=match):
         policy_loss(**kwargs)
+
+
+@pytest.mark.parametrize("level", ["token", "sequence"])
+@pytest.mark.parametrize("gate", ["erf", "clip"])
+def test_pooled_metric_tokens_give_the_statistics_of_the_whole_batch(gate, level):
+    """A step's metrics over its micro-batches (and processes) are those of the union of their tokens,
+    not an average of per-micro-batch statistics."""
+    logps, old, adv, mask = batch(seed=11, rows=8, spread=0.5)
+    kw = dict(gate=gate, tau_pos=TAU_POS, tau_neg=TAU_NEG, level=level)
+    _, whole = policy_loss(logps, old, adv, mask, **kw)
+    assert token_metrics(metric_tokens(logps, old, adv, mask, **kw)) == pytest.approx(whole, rel=1e-12,
+                                                                                    nan_ok=True)
+    parts = [metric_tokens(logps[i:i + 3], old[i:i + 3], adv[i:i + 3], mask[i:i + 3], **kw) for i in (0, 3, 6)]
+    pooled = token_metrics(MetricTokens.cat(parts))
+    assert pooled == pytest.approx(whole, rel=1e-12, nan_ok=True)
+    per_part = [token_metrics(p) for p in parts]
+    assert pooled["tokens/count"] == sum(m["tokens/count"] for m in per_part)
+    assert pooled["ratio/min"] == min(m["ratio/min"] for m in per_part)
+    if level == "token":  # the variance of the union is not the mean of the parts' variances
+        assert pooled["ratio/var"] != pytest.approx(sum(m["ratio/var"] for m in per_part) / 3, rel=1e-3)

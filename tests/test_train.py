@@ -47,6 +47,21 @@ def test_each_gate_trains_and_logs_required_metrics(tmp_path, base_dir, gate):
     assert "heldout_final" in summary and 0.0 <= summary["heldout_final"]["greedy_accuracy"] <= 1.0
 
 
+def test_logged_ratio_metrics_are_those_of_the_whole_step_under_gradient_accumulation(tmp_path):
+    """Two micro-batches of 8 per step log what one micro-batch of 16 logs: the step's tokens are pooled."""
+    one = read_metrics(train(load_config("tiny-cpu", SMOKE), tmp_path / "one")["run_dir"])
+    two = read_metrics(train(load_config("tiny-cpu", {**SMOKE, "per_device_train_batch_size": 8,
+                                                      "gradient_accumulation_steps": 2,
+                                                      "steps_per_generation": 2}), tmp_path / "two")["run_dir"])
+    for a, b in zip(one, two):
+        assert a["reward"] == b["reward"]  # the same 16 completions
+        assert b["tokens/count"] == a["tokens/count"]  # not the mean of the two micro-batches' counts
+        for key in ("ratio/min", "ratio/max", "ratio/var", "ratio/p01", "ratio/p99", "ratio/neg/var",
+                    "gate_weight/mean"):
+            assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-7), key
+    assert two[1]["ratio/var"] > 0  # the reused batch is off-policy
+
+
 def _parity_runs(tmp_path, base_dir, overrides, loss_type):
     """(our logs, our params, TRL's logs, TRL's params): GatedGRPOTrainer and TRL's GRPOTrainer with
     `loss_type`, from the same seed on the same data and arguments."""

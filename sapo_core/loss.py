@@ -54,7 +54,9 @@ Conventions:
     eps_low or r > 1 + eps_high); gate_weight/mean and gate_weight/low_frac (f' < 0.5), f' being
     g'(tau (r - 1)), or sapo_core.gates.clip_weight for clip. A group without tokens has count 0
     and nan statistics (TRL's logger skips nan when averaging). At level="sequence" every token
-    counts with its sequence's ratio.
+    counts with its sequence's ratio. `metric_tokens` returns the tokens behind these statistics
+    (MetricTokens: ratio, gate weight, sign of A) so that a trainer can pool the micro-batches and
+    processes of a step and take the exact statistics of the union with `token_metrics`.
 """
 
 from __future__ import annotations

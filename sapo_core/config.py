@@ -121,6 +121,9 @@ class TrainConfig:
                     "correctness_weight"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"{key}={getattr(self, key)!r} must be >= 0")
+        for key in ("seed", "data_seed"):
+            if not 0 <= getattr(self, key) < 2**32:
+                raise ConfigError(f"{key}={getattr(self, key)} must be in [0, 2**32 - 1] (numpy's seed range)")
         if self.num_generations < 2:
             raise ConfigError(f"num_generations={self.num_generations} must be >= 2 (advantages are group-relative)")
         if not 0 < self.top_p <= 1:

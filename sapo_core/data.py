@@ -45,7 +45,7 @@ from datasets import Dataset, concatenate_datasets, load_dataset
 from sapo_core.prompts import format_completion, make_prompt
 from sapo_core.rewards import normalize_gold
 
-__all__ = ["COLUMNS", "DATA_DIR_ENV", "SOURCES", "DatasetFormatError", "Source",
+__all__ = ["COLUMNS", "DATA_DIR_ENV", "SOURCES", "DataUnavailableError", "DatasetFormatError", "Source",
            "synthetic_arithmetic", "load_source", "gsm8k", "deepmath", "math500", "aime24", "aime25",
            "training_mix", "download"]
 
@@ -57,6 +57,20 @@ DATA_DIR_ENV = "SAPO_DATA_DIR"
 
 class DatasetFormatError(ValueError):
     """A data file or hub dataset lacks a field or holds an unusable value (the message names both)."""
+
+
+class DataUnavailableError(RuntimeError):
+    """A hub dataset could not be loaded (offline, no access, wrong name); the message says how to work offline."""
+
+
+def _load_hub(source: Source, split: str, where: str):
+    try:
+        return load_dataset(source.hub_path, source.hub_config, split=split)
+    except OSError as err:  # ConnectionError, DatasetNotFoundError and friends
+        raise DataUnavailableError(
+            f"{where}: could not be loaded from the Hugging Face hub ({type(err).__name__}: {err}). Offline? "
+            f"Download once where the hub is reachable (python -m sapo_core.data download --out DIR), then set "
+            f"{DATA_DIR_ENV}=DIR or data_dir in the recipe") from err
 
 
 @dataclass(frozen=True)
@@ -120,7 +134,7 @@ def _hub_records(source: Source, split: str) -> Iterator[tuple[str, dict[str, An
     hub_split = source.splits[split]
     config = f" (config {source.hub_config})" if source.hub_config else ""
     where = f"hub dataset {source.hub_path}{config}, split {hub_split}"
-    ds = load_dataset(source.hub_path, source.hub_config, split=hub_split)
+    ds = _load_hub(source, hub_split, where)
     fields = [f for f in (source.problem_field, source.answer_field, source.id_field) if f]
     missing = [f for f in fields if f not in ds.column_names]
     if missing:
@@ -232,7 +246,7 @@ def download(out_dir: str | os.PathLike, names: Sequence[str] | None = None,
                 logger.info("%s exists, kept (pass overwrite=True / --overwrite to replace)", path)
                 written.append(path)
                 continue
-            ds = load_dataset(source.hub_path, source.hub_config, split=hub_split)
+            ds = _load_hub(source, hub_split, f"hub dataset {source.hub_path}, split {hub_split}")
             if source.keep_fields is not None:
                 missing = [f for f in source.keep_fields if f not in ds.column_names]
                 if missing:

@@ -14,7 +14,7 @@ The run directory (default `runs/<recipe>/<gate>-<tau convention>-seed<seed>`) i
     checkpoints/       TRL/transformers checkpoints (resume with --resume)
     final/             the trained model and tokenizer
     summary.json       final metrics (and, for the synthetic task, greedy held-out accuracy before/after)
-    status.json        {"state": "running" | "finished", ...}
+    status.json        {"state": "running" | "interrupted" | "failed" | "finished", "error": ..., ...}
 
 A finished run directory is never overwritten; an unfinished one is continued only with --resume.
 """
@@ -36,6 +36,7 @@ import yaml
 from transformers import TrainerCallback
 
 from sapo_core.config import ConfigError, TrainConfig, load_config
+from sapo_core.data import DatasetFormatError, DataUnavailableError
 from sapo_core.paths import REPO_ROOT, runs_dir
 
 __all__ = ["REQUIRED_METRICS", "RunDirError", "cpu_processes", "default_run_dir", "prepare_run_dir", "provenance", "train",
@@ -118,11 +119,15 @@ def _status(run_dir: Path) -> dict | None:
 def prepare_run_dir(run_dir: Path, cfg: TrainConfig, *, resume: bool, recipe: str | None,
                     num_processes: int = 1) -> str | None:
     """Create or check the run directory; return the checkpoint to resume from (or None)."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"{run_dir} exists and is not a directory; choose another --run-dir")
     status = _status(run_dir)
     if status and status.get("state") == "finished":
         raise RunDirError(f"{run_dir} holds a finished run; it is never overwritten. Choose another --run-dir.")
     if run_dir.exists() and any(run_dir.iterdir()) and not resume:
-        raise RunDirError(f"{run_dir} holds an unfinished run; pass --resume to continue it or choose another --run-dir")
+        how = f" ({status['state']}: {status['error']})" if status and status.get("error") else ""
+        raise RunDirError(f"{run_dir} holds an unfinished run{how}; pass --resume to continue it or choose "
+                          "another --run-dir")
     checkpoint = None
     if resume and (run_dir / "config.yaml").exists():
         previous = yaml.safe_load((run_dir / "config.yaml").read_text())
@@ -308,6 +313,19 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, recipe
         raise ConfigError(f"launched as {launched} processes (WORLD_SIZE) but the process group has "
                           f"{state.num_processes}; every rank would train alone. Launch with torchrun or "
                           "`accelerate launch --multi_gpu`")
+    # Inputs first: a model or dataset that cannot be loaded leaves no run directory behind.
+    set_seed(cfg.seed)
+    path = model_path(cfg)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+    except OSError as err:
+        raise ConfigError(f"model={cfg.model!r} cannot be loaded: {err}") from None
+    try:
+        train_ds, heldout = datasets_for(cfg)
+    except FileNotFoundError as err:  # a local data directory without the file
+        raise ConfigError(f"dataset={cfg.dataset!r}: {err}") from None
+    rewards, _ = reward_functions(cfg)
+
     checkpoint = None
     if state.is_main_process:
         checkpoint = prepare_run_dir(run_dir, cfg, resume=resume, recipe=recipe, num_processes=state.num_processes)
@@ -315,34 +333,37 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, recipe
     if not state.is_main_process and resume:
         checkpoint = json.loads((run_dir / "status.json").read_text())["resumed_from"]
 
-    set_seed(cfg.seed)
-    path = model_path(cfg)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    train_ds, heldout = datasets_for(cfg)
-    rewards, _ = reward_functions(cfg)
-    trainer = GatedGRPOTrainer(model=path, reward_funcs=rewards, args=args,
-                               train_dataset=train_ds, processing_class=tokenizer,
-                               callbacks=[MetricsFile(run_dir / "metrics.jsonl"), *(callbacks or [])])
-    summary: dict = {"run_dir": str(run_dir), "gate": cfg.gate, "seed": cfg.seed}
-    if heldout is not None and state.is_main_process and checkpoint is None:  # the trainer holds the base model now
-        summary["heldout_base"] = greedy_accuracy(trainer.model, tokenizer, heldout,
-                                                  max_new_tokens=cfg.max_completion_length)
-    start = time.perf_counter()
-    result = trainer.train(resume_from_checkpoint=checkpoint)
-    summary["train_runtime_s"] = time.perf_counter() - start
-    summary["train_metrics"] = result.metrics
-    trainer.save_model(str(run_dir / "final"))
-    if state.is_main_process:
-        tokenizer.save_pretrained(str(run_dir / "final"))
-        if heldout is not None:
-            summary["heldout_final"] = greedy_accuracy(trainer.model, tokenizer, heldout,
-                                                       max_new_tokens=cfg.max_completion_length)
-            if "heldout_base" in summary:
-                summary["heldout_gain"] = (summary["heldout_final"]["greedy_accuracy"]
-                                           - summary["heldout_base"]["greedy_accuracy"])
-        _write_json(run_dir / "summary.json", summary)
-        _write_json(run_dir / "status.json", {"state": "finished", "resumed_from": checkpoint,
-                                              "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    try:
+        trainer = GatedGRPOTrainer(model=path, reward_funcs=rewards, args=args,
+                                   train_dataset=train_ds, processing_class=tokenizer,
+                                   callbacks=[MetricsFile(run_dir / "metrics.jsonl"), *(callbacks or [])])
+        summary: dict = {"run_dir": str(run_dir), "gate": cfg.gate, "seed": cfg.seed}
+        if heldout is not None and state.is_main_process and checkpoint is None:  # the trainer holds the base model
+            summary["heldout_base"] = greedy_accuracy(trainer.model, tokenizer, heldout,
+                                                      max_new_tokens=cfg.max_completion_length)
+        start = time.perf_counter()
+        result = trainer.train(resume_from_checkpoint=checkpoint)
+        summary["train_runtime_s"] = time.perf_counter() - start
+        summary["train_metrics"] = result.metrics
+        trainer.save_model(str(run_dir / "final"))
+        if state.is_main_process:
+            tokenizer.save_pretrained(str(run_dir / "final"))
+            if heldout is not None:
+                summary["heldout_final"] = greedy_accuracy(trainer.model, tokenizer, heldout,
+                                                           max_new_tokens=cfg.max_completion_length)
+                if "heldout_base" in summary:
+                    summary["heldout_gain"] = (summary["heldout_final"]["greedy_accuracy"]
+                                               - summary["heldout_base"]["greedy_accuracy"])
+            _write_json(run_dir / "summary.json", summary)
+            _write_json(run_dir / "status.json", {"state": "finished", "resumed_from": checkpoint,
+                                                  "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    except BaseException as err:  # recorded for whoever looks at the run directory next; never swallowed
+        if state.is_main_process:
+            _write_json(run_dir / "status.json", {
+                "state": "interrupted" if isinstance(err, KeyboardInterrupt) else "failed",
+                "error": f"{type(err).__name__}: {err}", "resumed_from": checkpoint,
+                "stopped": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+        raise
     state.wait_for_everyone()
     return summary
 
@@ -367,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         recipe_name = Path(args.recipe).stem
         run_dir = args.run_dir or default_run_dir(cfg, recipe_name)
         summary = train(cfg, run_dir, resume=args.resume, recipe=str(args.recipe))
-    except (ConfigError, RunDirError) as err:
+    except (ConfigError, RunDirError, DataUnavailableError, DatasetFormatError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     print(json.dumps({k: v for k, v in summary.items() if k != "train_metrics"}, indent=2, default=str))

@@ -43,6 +43,8 @@ def test_overrides_apply_and_parse_yaml_scalars():
     (["save_steps=3"], "save_steps=3 must put every checkpoint at the end of a generation cycle.*= 2 micro"),
     (["num_iterations=4", "save_steps=6"], "save_steps=6 .*= 4 micro-batches"),
     (["steps_per_generation=0"], "steps_per_generation=0 must be > 0"),
+    (["seed=-1"], r"seed=-1 must be in \[0, 2\*\*32 - 1\]"),
+    (["data_seed=4294967296"], "data_seed=4294967296 must be in"),
 ])
 def test_bad_overrides_fail_naming_the_key(override, message):
     with pytest.raises(ConfigError, match=message):

@@ -192,6 +192,19 @@ def test_hub_missing_field_names_dataset_and_field(fake_hub, monkeypatch):
         data.aime25()
 
 
+def test_unreachable_hub_says_how_to_work_offline(monkeypatch, tmp_path):
+    def offline(path, name=None, split=None):
+        raise ConnectionError(f"Couldn't reach '{path}' on the Hub (LocalEntryNotFoundError)")
+
+    monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
+    monkeypatch.setattr(data, "load_dataset", offline)
+    with pytest.raises(data.DataUnavailableError, match=r"openai/gsm8k.*ConnectionError.*sapo_core.data download"
+                                                        r".*SAPO_DATA_DIR=DIR"):
+        data.gsm8k("test")
+    with pytest.raises(data.DataUnavailableError, match="MATH-500"):
+        data.download(tmp_path, ["math500"])
+
+
 def test_download_writes_the_local_layout(fake_hub, tmp_path):
     files = data.download(tmp_path)
     expected = {tmp_path / name / f"{split}.jsonl" for name, s in data.SOURCES.items() for split in s.splits}

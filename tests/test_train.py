@@ -152,7 +152,8 @@ def test_resume_after_interrupted_run_reproduces_the_uninterrupted_run(tmp_path)
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         train(cfg, run, callbacks=[_Crash(3)])  # crashes after step 3; step 3's generation is lost
-    assert json.loads((run / "status.json").read_text())["state"] == "running"
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "interrupted" and status["error"] == "KeyboardInterrupt: simulated crash"
     assert [r["step"] for r in read_metrics(run)] == [1, 2, 3]
     # what a kill -9 during step 4's writes leaves: half a metrics line, a checkpoint without its state
     with (run / "metrics.jsonl").open("a") as fh:
@@ -160,7 +161,7 @@ def test_resume_after_interrupted_run_reproduces_the_uninterrupted_run(tmp_path)
     assert [r["step"] for r in read_metrics(run)] == [1, 2, 3]
     (run / "checkpoints" / "checkpoint-4").mkdir()
     (run / "checkpoints" / "checkpoint-4" / "model.safetensors").write_bytes(b"\0" * 100)
-    with pytest.raises(RunDirError, match="unfinished run; pass --resume"):
+    with pytest.raises(RunDirError, match=r"unfinished run \(interrupted: KeyboardInterrupt.*pass --resume"):
         train(cfg, run)
     with pytest.raises(RunDirError, match="different config.*learning_rate"):
         train(load_config("tiny-cpu", {**SMOKE, "max_steps": 6, "save_steps": 2, "learning_rate": 0.5}), run,
@@ -177,6 +178,35 @@ def test_resume_after_interrupted_run_reproduces_the_uninterrupted_run(tmp_path)
         assert {k: v for k, v in a.items() if k not in timing} == {k: v for k, v in b.items() if k not in timing}
     final_a, final_b = _weights(tmp_path / "whole" / "final"), _weights(run / "final")
     assert all(torch.equal(final_a[k], final_b[k]) for k in final_a)
+
+
+def test_inputs_that_cannot_be_loaded_leave_no_run_directory(tmp_path, capsys):
+    assert main(["--recipe", "tiny-cpu", "--run-dir", str(tmp_path / "r"), "model=/no/such/model"]) == 2
+    assert "model='/no/such/model' cannot be loaded" in capsys.readouterr().err
+    assert main(["--recipe", "tiny-cpu", "--run-dir", str(tmp_path / "r"), "dataset=gsm8k",
+                 f"data_dir={tmp_path / 'empty'}"]) == 2
+    assert "no such data file" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+    (tmp_path / "file").write_text("x")
+    assert main(["--recipe", "tiny-cpu", "--run-dir", str(tmp_path / "file")]) == 2
+    assert "exists and is not a directory" in capsys.readouterr().err
+
+
+class _Fail(TrainerCallback):
+    def on_step_end(self, args, state, control, **kwargs):
+        raise RuntimeError("reward server went away")
+
+
+def test_a_failed_run_records_why_and_can_be_resumed(tmp_path):
+    cfg = load_config("tiny-cpu", {**SMOKE, "max_steps": 2})
+    with pytest.raises(RuntimeError, match="reward server went away"):
+        train(cfg, tmp_path / "run", callbacks=[_Fail()])
+    status = json.loads((tmp_path / "run" / "status.json").read_text())
+    assert status["state"] == "failed" and status["error"] == "RuntimeError: reward server went away"
+    with pytest.raises(RunDirError, match=r"\(failed: RuntimeError: reward server went away\); pass --resume"):
+        train(cfg, tmp_path / "run")
+    train(cfg, tmp_path / "run", resume=True)
+    assert json.loads((tmp_path / "run" / "status.json").read_text())["state"] == "finished"
 
 
 def test_cli_reports_bad_recipe_values(tmp_path, capsys):

@@ -342,9 +342,16 @@ def _metric_tokens(gate, ratio, weight, adv, weights, epsilon_low, epsilon_high)
     """The unmasked tokens' ratios, gate weights and advantage signs, flattened."""
     if gate == CLIP:  # hard clipping's weight (SPEC §2): 1 inside the trust region, 0 outside
         weight = clip_weight(ratio, torch.sign(adv), epsilon_low, epsilon_high)
-    keep = weights != 0
-    return MetricTokens(ratio.expand(keep.shape)[keep], weight.expand(keep.shape)[keep],
-                        torch.sign(adv).expand(keep.shape)[keep].to(torch.int8))
+    # Rows ordered A > 0, A < 0, A == 0, so that the tokens come out grouped (token_metrics then skips a sort).
+    group = torch.where(adv > 0, 0, torch.where(adv < 0, 1, 2)).squeeze(1)
+    order = torch.argsort(group, stable=True)
+    keep = (weights != 0)[order]
+    index = keep.reshape(-1).nonzero().squeeze(1)
+
+    def flat(x):
+        return x.expand(keep.shape)[order].reshape(-1).index_select(0, index)
+
+    return MetricTokens(flat(ratio), flat(weight), flat(torch.sign(adv).to(torch.int8)))
 
 
 def token_metrics(tokens: MetricTokens, epsilon_low: float = 0.2, epsilon_high: float = 0.2) -> dict[str, float]:
@@ -353,8 +360,10 @@ def token_metrics(tokens: MetricTokens, epsilon_low: float = 0.2, epsilon_high: 
     # Tokens ordered A > 0, A < 0, A == 0: each group is then one contiguous slice.
     group = torch.where(sign > 0, 0, torch.where(sign < 0, 1, 2))
     n_pos, n_neg, n_zero = torch.bincount(group, minlength=3).tolist()
-    order = torch.argsort(group, stable=True)
-    r, w = r[order], w[order]
+    grouped = group.numel() < 2 or bool((group[1:] >= group[:-1]).all())  # one micro-batch comes grouped
+    if not grouped:
+        order = torch.argsort(group, stable=True)
+        r, w = r[order], w[order]
     slices = {"": (0, n_pos + n_neg + n_zero), "pos/": (0, n_pos), "neg/": (n_pos, n_pos + n_neg)}
     out, stats = {}, []
     for prefix, (start, stop) in slices.items():

@@ -314,3 +314,21 @@ def test_kill_9_and_resume_through_the_cli_gives_the_uninterrupted_run(tmp_path)
         assert {k: v for k, v in a.items() if k not in timing} == {k: v for k, v in b.items() if k not in timing}
     final_a, final_b = _weights(whole / "final"), _weights(run / "final")
     assert all(torch.equal(final_a[k], final_b[k]) for k in final_a)
+
+
+@pytest.mark.parametrize("gate", ["softsign", "clip"])
+def test_extreme_ratios_in_real_steps_stay_finite(tmp_path, gate):
+    """A learning rate ~1000x too large with 4 updates per batch drives ratios to ~1e-7 and beyond 2:
+    every logged loss, gradient norm and metric stays finite, and so do the weights."""
+    import math
+
+    cfg = load_config("tiny-cpu", {**SMOKE, "gate": gate, "max_steps": 4, "num_iterations": 4, "save_steps": 4,
+                                   "learning_rate": 0.05, "max_grad_norm": 1000.0})
+    train(cfg, tmp_path / "run")
+    rows = read_metrics(tmp_path / "run")
+    assert min(r["ratio/min"] for r in rows) < 1e-4 and max(r["ratio/max"] for r in rows) > 2.0
+    for row in rows:
+        bad = [k for k, v in row.items() if isinstance(v, float) and not math.isfinite(v) and "/pos/" not in k
+               and "/neg/" not in k]  # a sign group may be empty (nan by definition)
+        assert not bad, (row["step"], bad)
+    assert all(torch.isfinite(w).all() for w in _weights(tmp_path / "run" / "final").values())

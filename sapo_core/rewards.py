@@ -212,6 +212,15 @@ def _numerically_different(a: Any, b: Any) -> bool:
     return abs(va - vb) > 1e-9 * max(1.0, abs(va), abs(vb))
 
 
+def _serve_quietly() -> None:
+    """Worker entry point: `_serve` until the parent closes the pipes. A parent that exits (or is killed)
+    while a worker is busy is not an error of the worker: it leaves without a traceback."""
+    try:
+        _serve()
+    except (BrokenPipeError, KeyboardInterrupt):
+        os._exit(0)  # not sys.exit: flushing the dead pipe at exit would raise again
+
+
 def _serve() -> None:
     """Worker main loop: read `[job, answer, gold]` JSON lines, write `[job, score, status]` lines."""
     import signal
@@ -500,7 +509,7 @@ class Grader:
         package_root = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
         proc = subprocess.Popen(
-            [sys.executable, "-c", "from sapo_core.rewards import _serve; _serve()", config],
+            [sys.executable, "-c", "from sapo_core.rewards import _serve_quietly; _serve_quietly()", config],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True,
             start_new_session=True,  # a Ctrl-C in the terminal is the parent's to handle
         )

@@ -212,7 +212,10 @@ def model_path(cfg: TrainConfig) -> str:
     if cfg.model == "tiny":
         from sapo_core.tiny import base_model_path
         return str(base_model_path())
-    return cfg.model
+    if cfg.model.startswith(("/", ".", "~")) and not Path(cfg.model).expanduser().is_dir():
+        raise ConfigError(f"model={cfg.model!r} is not a directory (a local checkpoint must be one; a hub id "
+                          "looks like 'Qwen/Qwen2.5-7B-Instruct')")
+    return str(Path(cfg.model).expanduser()) if cfg.model.startswith("~") else cfg.model
 
 
 def datasets_for(cfg: TrainConfig):
@@ -318,8 +321,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool = False, recipe
     path = model_path(cfg)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path)
-    except OSError as err:
-        raise ConfigError(f"model={cfg.model!r} cannot be loaded: {err}") from None
+    except (OSError, ValueError) as err:  # not found / not reachable; a directory without a tokenizer
+        raise ConfigError(f"model={cfg.model!r} cannot be loaded: {str(err).splitlines()[0]}") from None
     try:
         train_ds, heldout = datasets_for(cfg)
     except FileNotFoundError as err:  # a local data directory without the file

@@ -182,7 +182,11 @@ def test_resume_after_interrupted_run_reproduces_the_uninterrupted_run(tmp_path)
 
 def test_inputs_that_cannot_be_loaded_leave_no_run_directory(tmp_path, capsys):
     assert main(["--recipe", "tiny-cpu", "--run-dir", str(tmp_path / "r"), "model=/no/such/model"]) == 2
-    assert "model='/no/such/model' cannot be loaded" in capsys.readouterr().err
+    assert "model='/no/such/model' is not a directory" in capsys.readouterr().err
+    bad = tmp_path / "not-a-model"
+    bad.mkdir()  # a directory without a tokenizer
+    assert main(["--recipe", "tiny-cpu", "--run-dir", str(tmp_path / "r"), f"model={bad}"]) == 2
+    assert f"model='{bad}' cannot be loaded" in capsys.readouterr().err
     assert main(["--recipe", "tiny-cpu", "--run-dir", str(tmp_path / "r"), "dataset=gsm8k",
                  f"data_dir={tmp_path / 'empty'}"]) == 2
     assert "no such data file" in capsys.readouterr().err

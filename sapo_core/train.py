@@ -39,8 +39,8 @@ from sapo_core.config import ConfigError, TrainConfig, load_config
 from sapo_core.data import DatasetFormatError, DataUnavailableError
 from sapo_core.paths import REPO_ROOT, runs_dir
 
-__all__ = ["REQUIRED_METRICS", "RunDirError", "cpu_processes", "default_run_dir", "prepare_run_dir", "provenance", "train",
-           "read_metrics", "main"]
+__all__ = ["REQUIRED_METRICS", "RunDirError", "cpu_processes", "default_run_dir", "prepare_run_dir", "provenance",
+           "train", "read_metrics", "main"]
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,8 @@ from safetensors.torch import load_file
 from transformers import AutoTokenizer, TrainerCallback
 
 from sapo_core.config import load_config
-from sapo_core.train import REQUIRED_METRICS, RunDirError, cpu_processes, grpo_args, main, read_metrics, reward_functions, train
+from sapo_core.train import (REQUIRED_METRICS, RunDirError, cpu_processes, grpo_args, main, read_metrics,
+                             reward_functions, train)
 
 # A few seconds per run: 2 prompts x 8 rollouts per step, short completions.
 SMOKE = {"max_steps": 2, "train_size": 32, "eval_size": 8, "per_device_train_batch_size": 16,

@@ -37,6 +37,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 import re
 import selectors
@@ -92,6 +93,14 @@ _INT_RE = re.compile(r"[+-]?\d+")
 _THOUSANDS_RE = re.compile(r"[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?")      # 1,000 or 1,234.5
 _LATEX_THOUSANDS_RE = re.compile(r"(?<=\d),\\!\s*(?=\d{3}\b)")       # 10,\!080 (MATH style)
 _TEXT_RE = re.compile(r"\\(?:text|textbf|mathrm)\{([^{}]*)\}")
+# One number amid plain prose (`18 dollars`, `about 18`, `**18**`, `18.`): math-verify would read the words
+# inside `$...$` as a product of symbols. Words that carry mathematics keep the text as it is.
+_PROSE_NUMBER_RE = re.compile(r"(?<![\w.])[+-]?\d+(?:\.\d+)?(?:/\d+)?(?!\w|\.\d)")
+_PROSE_RE = re.compile(r"[A-Za-z\s.,;:!?()'\"*-]*")
+_MATH_WORDS = frozenset({"pi", "sqrt", "root", "ln", "log", "exp", "sin", "cos", "tan", "sec", "csc", "cot",
+                         "inf", "infinity", "oo", "mod", "choose", "over", "times", "plus", "minus", "squared",
+                         "cubed", "power", "percent", "i", "e"})
+_WORDS_ANSWER_RE = re.compile(r"[A-Za-z]{2,}(?: [A-Za-z]+)*")  # `east`, `True`, `no solution`
 
 
 def completion_text(completion: Any) -> str:
@@ -160,13 +169,30 @@ def normalize_answer(text: str) -> str:
     m = _TEXT_RE.fullmatch(s)                         # \text{east} -> east (both sides alike)
     if m:
         s = m.group(1).strip()
-    return s
+    if s.casefold() in ("true", "false"):             # sympy reads `true` as a boolean math-verify drops
+        return s.capitalize()
+    return _number_in_prose(s) or s                   # 18 dollars -> 18
+
+
+def _number_in_prose(s: str) -> str | None:
+    """The number of `s` when it is the only one amid plain words (no LaTeX, no operators, no single
+    letters or mathematical words such as `pi`); else None."""
+    numbers = _PROSE_NUMBER_RE.findall(s)
+    if len(numbers) != 1:
+        return None
+    rest = _PROSE_NUMBER_RE.sub(" ", s)
+    if not _PROSE_RE.fullmatch(rest):
+        return None
+    words = re.findall(r"[A-Za-z]+", rest)
+    if any(len(w) < 2 or w.lower() in _MATH_WORDS for w in words):
+        return None
+    return numbers[0]
 
 
 def normalize_gold(gold: Any) -> str:
     """Gold answer as a string: GSM8K's `reasoning #### 1,000` -> `1000`, AIME's int 25 -> `25`."""
-    if gold is None or isinstance(gold, bool):  # no gold: it cannot be parsed, the item scores None
-        return ""
+    if gold is None or isinstance(gold, bool) or (isinstance(gold, float) and math.isnan(gold)):
+        return ""  # no gold (None, or pandas' NaN for a missing value): it cannot be parsed, the item scores None
     s = str(gold)
     if "####" in s:  # GSM8K: the final answer follows the last '####'
         s = s.rsplit("####", 1)[1]
@@ -174,7 +200,12 @@ def normalize_gold(gold: Any) -> str:
 
 
 def _fast_integer_verdict(answer: str, gold: str) -> float | None:
-    """1.0/0.0 when both are plain integers (exact comparison, `025` == 25); None to defer."""
+    """1.0/0.0 when both are plain integers (exact comparison, `025` == 25); 1.0 when both are the same
+    plain words up to case and spacing (`East` == `east`: math-verify reads words as case-sensitive
+    products of symbols); None to defer."""
+    if (_WORDS_ANSWER_RE.fullmatch(gold) and _WORDS_ANSWER_RE.fullmatch(answer)
+            and " ".join(answer.casefold().split()) == " ".join(gold.casefold().split())):
+        return 1.0  # different words go to math-verify: `ab` and `ba` are the same product
     if (len(answer) <= _FAST_PATH_MAX_DIGITS and len(gold) <= _FAST_PATH_MAX_DIGITS
             and _INT_RE.fullmatch(answer) and _INT_RE.fullmatch(gold)):
         return float(int(answer) == int(gold))

@@ -160,11 +160,21 @@ EQUIVALENT = [
     ("6 - 5i", "6-5i"), ("10\\%", "10\\%"), ("\\text{Evelyn}", "Evelyn"),
     ("\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}", "\\begin{pmatrix} 1 \\\\ 2 \\end{pmatrix}"),
     ("x = 5", "5"), ("The answer is 5", "5"), ("$\\boxed{5}$", "5"),
+    # one number amid plain words: units, hedges, markdown (inside $...$ the words would become symbols)
+    ("18 dollars", "#### 18"), ("18 cookies", "18"), ("about 18", "18"), ("**18**", "18"), ("18.", "18"),
+    ("18 years old", "18"), ("72 (dollars)", "72"), ("\\text{18 people}", "18"), ("-5 degrees", "-5"),
+    ("3/4 cup", "\\frac{3}{4}"), ("0.5 kg", "\\frac12"),
+    # words: the same up to case; booleans however written
+    ("true", "True"), ("True", "true"), ("\\text{False}", "false"), ("East", "\\text{east}"),
+    ("no  solution", "No solution"),
 ]
 NOT_EQUIVALENT = [
     ("73", "72"), ("-72", "72"), ("72", "#### 7,200"), ("26", "025"), ("0.51", "\\frac{1}{2}"),
     ("4.67", "\\frac{14}{3}"), ("\\{1, 3\\}", "\\{1,2\\}"), ("(1, 2]", "(1,2)"), ("\\sqrt{3}", "\\sqrt{2}"),
     ("x^2 + 1", "x^2 + 2x + 1"), ("", "5"), ("no idea", "5"), ("\\frac{1}{0}", "5"),
+    # prose with two numbers is not reduced to one of them; mathematical words are mathematics
+    ("72 or 73", "73"), ("not 72 but 73", "73"), ("5 apples and 3 pears", "3"), ("2 pi", "2"),
+    ("5x", "5"), ("true", "False"), ("yes", "no"),
 ]
 
 
@@ -208,7 +218,7 @@ def test_missing_answer_block_scores_zero():
 
 def test_unparseable_gold_is_none_and_counted(grader):
     before = grader.stats.unparseable_gold
-    bad = ["\\frac{", "???", "", "\\sqrt{", "}{", None]
+    bad = ["\\frac{", "???", "", "\\sqrt{", "}{", None, float("nan")]  # NaN: pandas' missing value
     reward = make_correctness_reward(grader)
     for answers in (bad, ["5"] * len(bad), [None] * len(bad)):  # the same text, a number, no answer
         completions = [ok(str(a)) if a is not None else "no block" for a in answers]

@@ -153,7 +153,7 @@ def _field(record: dict[str, Any], field: str, where: str) -> Any:
     return value
 
 
-def _rows(source: Source, split: str, records: Iterable[tuple[str, dict[str, Any]]]) -> Dataset:
+def _rows(source: Source, split: str, records: Iterable[tuple[str, dict[str, Any]]], origin: str) -> Dataset:
     """The common schema (COLUMNS) from raw records."""
     rows: dict[str, list] = {c: [] for c in COLUMNS}
     for index, (where, record) in enumerate(records):
@@ -168,11 +168,16 @@ def _rows(source: Source, split: str, records: Iterable[tuple[str, dict[str, Any
         native = _field(record, source.id_field, where) if source.id_field else f"{split}-{index}"
         rows["prompt"].append(make_prompt(problem))
         # GSM8K golds are `reasoning #### 1,000`: keep the final answer, `1000` (the reward accepts both).
-        rows["answer"].append(normalize_gold(answer) if source.name == "gsm8k" else str(answer).strip())
+        if source.name == "gsm8k":
+            if not isinstance(answer, str) or not answer.rsplit("####", 1)[-1].strip() or "####" not in answer:
+                raise DatasetFormatError(f"{where}: field {source.answer_field!r} must end with '#### <final answer>' "
+                                         f"(GSM8K's format), got {answer!r:.80}")
+            answer = normalize_gold(answer)
+        rows["answer"].append(str(answer).strip())
         rows["source"].append(source.name)
         rows["id"].append(f"{source.name}-{native}")
     if not rows["id"]:
-        raise DatasetFormatError(f"{source.name} {split}: no records")
+        raise DatasetFormatError(f"{origin}: no records ({source.name} {split})")
     return Dataset.from_dict(rows)
 
 
@@ -185,8 +190,9 @@ def load_source(name: str, split: str, data_dir: str | os.PathLike | None = None
         raise ValueError(f"{name} has no split {split!r}; available: {', '.join(source.splits)}")
     root = _resolve_data_dir(data_dir)
     if root is None:
-        return _rows(source, split, _hub_records(source, split))
-    return _rows(source, split, _read_jsonl(root / name / f"{split}.jsonl"))
+        return _rows(source, split, _hub_records(source, split), f"hub dataset {source.hub_path}")
+    path = root / name / f"{split}.jsonl"
+    return _rows(source, split, _read_jsonl(path), str(path))
 
 
 def gsm8k(split: str = "train", data_dir: str | os.PathLike | None = None) -> Dataset:

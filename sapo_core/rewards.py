@@ -658,9 +658,12 @@ def _default_num_workers() -> int:
     env = os.environ.get(WORKERS_ENV)
     if env:
         try:
-            return int(env)
+            value = int(env)
         except ValueError:
-            raise ValueError(f"{WORKERS_ENV} must be an integer, got {env!r}") from None
+            value = 0
+        if value < 1:
+            raise ValueError(f"{WORKERS_ENV} must be an integer >= 1, got {env!r}")
+        return value
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(cores, MAX_WORKERS))
 

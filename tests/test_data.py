@@ -133,6 +133,14 @@ def test_missing_field_names_file_and_field(tmp_path):
     write_jsonl(tmp_path / "math500" / "test.jsonl", [{"problem": "p", "answer": "1"}])
     with pytest.raises(data.DatasetFormatError, match=r"math500/test\.jsonl:1.*'unique_id'"):
         data.math500(tmp_path)
+    for gold in ("she has 5 apples", "5 apples ####", "####  "):  # GSM8K golds end with '#### <answer>'
+        write_jsonl(tmp_path / "gsm8k" / "test.jsonl", [{"question": "q", "answer": gold}])
+        with pytest.raises(data.DatasetFormatError, match=r"gsm8k/test\.jsonl:1.*'answer' must end with '#### "):
+            data.gsm8k("test", tmp_path)
+    (tmp_path / "aime24" / "test.jsonl").parent.mkdir()
+    (tmp_path / "aime24" / "test.jsonl").write_text("")
+    with pytest.raises(data.DatasetFormatError, match=r"aime24/test\.jsonl: no records"):
+        data.aime24(tmp_path)
 
 
 def test_unknown_names_and_splits():

@@ -435,6 +435,15 @@ def test_grader_validates_arguments():
         g.grade(["1"], ["1"])
 
 
+@pytest.mark.parametrize("value", ["0", "-2", "four"])
+def test_bad_worker_count_in_the_environment_is_named(monkeypatch, value):
+    from sapo_core import rewards
+
+    monkeypatch.setenv(rewards.WORKERS_ENV, value)
+    with pytest.raises(ValueError, match=f"SAPO_REWARD_WORKERS must be an integer >= 1, got '{value}'"):
+        rewards._default_num_workers()
+
+
 # ---------------------------------------------------------------------------------------------
 # TRL signature, total reward, registry, pickling
 # ---------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ and values of the wrong type or outside the allowed set fail with a message nami
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -102,6 +103,10 @@ class TrainConfig:
         hints = typing.get_type_hints(TrainConfig)
         for f in dataclasses.fields(self):
             _check_type(f.name, getattr(self, f.name), hints[f.name])
+        for f in dataclasses.fields(self):  # nan passes every comparison below, inf most of them
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ConfigError(f"{f.name}={value!r} must be a finite number")
         for key, allowed in CHOICES.items():
             if getattr(self, key) not in allowed:
                 raise ConfigError(f"{key}={getattr(self, key)!r} is not allowed; choose one of {', '.join(allowed)}")
@@ -128,6 +133,12 @@ class TrainConfig:
             raise ConfigError(f"num_generations={self.num_generations} must be >= 2 (advantages are group-relative)")
         if not 0 < self.top_p <= 1:
             raise ConfigError(f"top_p={self.top_p} must be in (0, 1]")
+        if not 0 < self.vllm_gpu_memory_utilization <= 1:
+            raise ConfigError(f"vllm_gpu_memory_utilization={self.vllm_gpu_memory_utilization} must be in (0, 1]")
+        if self.max_grad_norm < 0:
+            raise ConfigError(f"max_grad_norm={self.max_grad_norm} must be >= 0 (0: no clipping)")
+        if self.save_total_limit is not None and self.save_total_limit < 1:
+            raise ConfigError(f"save_total_limit={self.save_total_limit} must be >= 1 (or null: keep all)")
         if self.scale_rewards not in ("group", "batch", "none"):
             raise ConfigError(f"scale_rewards={self.scale_rewards!r} is not allowed; choose one of group, batch, none")
         if self.steps_per_generation is not None and self.steps_per_generation <= 0:

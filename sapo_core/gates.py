@@ -142,11 +142,12 @@ def clip_weight(x: torch.Tensor, advantage_sign: float | torch.Tensor, eps_low: 
                 eps_high: float = 0.2) -> torch.Tensor:
     """Hard clipping's gradient weight: 1 inside the trust region, 0 outside (SPEC §2).
 
-    The region is x < 1 + eps_high for A > 0 and x > 1 - eps_low otherwise: A = 0 takes the A < 0 side,
+    The region is x <= 1 + eps_high for A > 0 and x >= 1 - eps_low otherwise, boundaries included as in
+    the gradient of min(r A, clip(r) A) (TRL's autograd and sapo_core.loss): A = 0 takes the A < 0 side,
     as it takes tau_neg for the smooth gates (TRL's `where(A > 0, ...)`), so gate-weight statistics mean
     the same thing for clip and for the gates."""
     sign = torch.as_tensor(advantage_sign, dtype=x.dtype, device=x.device)
-    return torch.where(sign > 0, x < 1.0 + eps_high, x > 1.0 - eps_low).to(x.dtype)
+    return torch.where(sign > 0, x <= 1.0 + eps_high, x >= 1.0 - eps_low).to(x.dtype)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -161,9 +162,9 @@ _EDGES = np.concatenate([[0.0], 2.0 ** np.arange(-8, 41)])
 
 
 def _gl(fn: BaseFn, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """int_a^b fn(s) ds elementwise (float64), 32-point Gauss-Legendre."""
-    nodes = torch.as_tensor(_GL_NODES, dtype=torch.float64)
-    weights = torch.as_tensor(_GL_WEIGHTS, dtype=torch.float64)
+    """int_a^b fn(s) ds elementwise (float64, on a's device), 32-point Gauss-Legendre."""
+    nodes = torch.as_tensor(_GL_NODES, dtype=torch.float64, device=a.device)
+    weights = torch.as_tensor(_GL_WEIGHTS, dtype=torch.float64, device=a.device)
     mid, half = (a + b) / 2.0, (b - a) / 2.0
     s = mid.unsqueeze(-1) + half.unsqueeze(-1) * nodes
     return half * (fn(s) * weights).sum(-1)
@@ -174,26 +175,33 @@ class _NumericBase:
 
     def __init__(self, g_prime: BaseFn):
         self.g_prime = g_prime
-        edges = torch.as_tensor(_EDGES, dtype=torch.float64)
-        self._edges = edges
-        self._cum = {}
-        for sign in (1.0, -1.0):
-            fn = lambda s, sign=sign: g_prime(sign * s)  # noqa: E731  (integrate along +s)
-            panels = _gl(fn, edges[:-1], edges[1:])
-            self._cum[sign] = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(panels, 0)])
+        self._tables: dict[torch.device, tuple[torch.Tensor, dict[float, torch.Tensor]]] = {}
+
+    def _table(self, device: torch.device) -> tuple[torch.Tensor, dict[float, torch.Tensor]]:
+        """Panel edges and the cumulative integral at them, per side, tabulated once per device."""
+        if device not in self._tables:
+            edges = torch.as_tensor(_EDGES, dtype=torch.float64, device=device)
+            cum = {}
+            for sign in (1.0, -1.0):
+                fn = lambda s, sign=sign: self.g_prime(sign * s)  # noqa: E731  (integrate along +s)
+                panels = _gl(fn, edges[:-1], edges[1:])
+                cum[sign] = torch.cat([torch.zeros(1, dtype=torch.float64, device=device), torch.cumsum(panels, 0)])
+            self._tables[device] = (edges, cum)
+        return self._tables[device]
 
     def _integral(self, z: torch.Tensor) -> torch.Tensor:
         z64 = z.detach().to(torch.float64)
-        mag = z64.abs().clamp(max=float(self._edges[-1]))
-        k = (torch.searchsorted(self._edges, mag, right=True) - 1).clamp(0, len(self._edges) - 2)
-        out = torch.empty_like(z64)
+        edges, cum = self._table(z64.device)
+        mag = z64.abs().clamp(max=float(edges[-1]))
+        k = (torch.searchsorted(edges, mag, right=True) - 1).clamp(0, len(edges) - 2)
+        out = torch.full_like(z64, math.nan)  # nan in, nan out
         for sign in (1.0, -1.0):
             sel = z64 >= 0 if sign > 0 else z64 < 0
             if not sel.any():
                 continue
-            lo = self._edges[k[sel]]
+            lo = edges[k[sel]]
             partial = _gl(lambda s: self.g_prime(sign * s), lo, mag[sel])
-            out[sel] = sign * (self._cum[sign][k[sel]] + partial)
+            out[sel] = sign * (cum[sign][k[sel]] + partial)
         return out.to(z.dtype)
 
     def __call__(self, z: torch.Tensor) -> torch.Tensor:
@@ -270,6 +278,40 @@ def _eval(fn: BaseFn, z: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(fn(z), dtype=torch.float64).broadcast_to(z.shape)
 
 
+def _jump_in(fn: BaseFn, a: float, b: float) -> tuple[float, float]:
+    """(size, where) of the step of fn inside [a, b] by bisection, always keeping the half that changes
+    more: a discontinuity keeps its full size down to a tiny interval, a steep but continuous fn does not."""
+    fa, fb = (float(_eval(fn, torch.tensor([v], dtype=torch.float64))[0]) for v in (a, b))
+    for _ in range(200):
+        if b - a <= 1e-10 * max(1.0, abs(a)):
+            break
+        m = (a + b) / 2.0
+        fm = float(_eval(fn, torch.tensor([m], dtype=torch.float64))[0])
+        if abs(fm - fa) >= abs(fb - fm):
+            b, fb = m, fm
+        else:
+            a, fa = m, fm
+    return abs(fb - fa), (a + b) / 2.0
+
+
+def _largest_jump(g_prime: BaseFn, dense_steps: torch.Tensor, far: torch.Tensor) -> tuple[float, float] | None:
+    """A discontinuity of g' larger than _JUMP_TOL, on the dense grid or between far-grid points; else None."""
+    intervals = []
+    j = int(torch.argmax(dense_steps))
+    if float(dense_steps[j]) > _JUMP_TOL:
+        intervals.append((float(_DENSE[j]), float(_DENSE[j + 1])))
+    n = len(_FAR)
+    for side in (far[:n], far[n:]):  # +z, then -z, each outward from |z| = 40
+        steps = (side[1:] - side[:-1]).abs()
+        for i in torch.nonzero(steps > _JUMP_TOL).flatten().tolist():
+            sign = 1.0 if side is far[:n] else -1.0
+            a, b = sorted((sign * float(_FAR[i]), sign * float(_FAR[i + 1])))
+            intervals.append((a, b))
+    found = [_jump_in(g_prime, a, b) for a, b in intervals]
+    found = [f for f in found if f[0] > _JUMP_TOL]
+    return max(found) if found else None
+
+
 def check_admissible(gate: Gate) -> AdmissibilityReport:
     """Check properties (i)-(iv) of SPEC §2 on dense and far grids; each result carries its evidence."""
     results: dict[str, tuple[bool, str]] = {}
@@ -286,14 +328,18 @@ def check_admissible(gate: Gate) -> AdmissibilityReport:
     fd = (_eval(gate.g, z_probe + h) - _eval(gate.g, z_probe - h)) / (2 * h)
     fd_err = float((fd - _eval(gate.g_prime, z_probe)).abs().max())
     g0 = float(_eval(gate.g, zero)[0])
+    jump = _largest_jump(gate.g_prime, jumps, far) if finite else None
     if not finite:
         results["(i)"] = (False, "g' is not finite everywhere on [-1e6, 1e6]")
-    elif float(jumps[j]) > _JUMP_TOL:
-        results["(i)"] = (False, f"g' jumps by {float(jumps[j]):.3g} between z = {float(_DENSE[j]):.4f} "
-                                 f"and z = {float(_DENSE[j + 1]):.4f}, so f' is not continuous")
-    elif abs(g0) > 1e-9 or fd_err > 1e-5:
-        results["(i)"] = (False, f"g(0) = {g0:.3g} (must be 0) and |dg/dz - g'| up to {fd_err:.3g} "
-                                 "(must be ~0): g is not the integral of g'")
+    elif jump is not None:
+        size, z_at = jump
+        results["(i)"] = (False, f"g' jumps by {size:.3g} at z = {z_at:.6g} (the step persists when bisected "
+                                 "to a 1e-10 relative width), so f' is not continuous")
+    elif abs(g0) > 1e-9:
+        results["(i)"] = (False, f"g(0) = {g0:.3g}, must be 0: g is not the integral of g' from 0")
+    elif fd_err > 1e-5:
+        results["(i)"] = (False, f"|dg/dz - g'| up to {fd_err:.3g} at z in {{-2.5, -0.7, 0.3, 1.9}} (must be "
+                                 "~0): g is not the integral of g'")
     else:
         results["(i)"] = (True, f"g' finite; largest step {float(jumps[j]):.2g} on a {_GRID_STEP:g} grid; "
                                 f"g(0) = {g0:.1g}; |dg/dz - g'| <= {fd_err:.1g}")
@@ -397,8 +443,10 @@ def student_t(nu: float) -> Gate:
         raise ValueError(f"student_t needs a finite nu > 0, got {nu!r}")
     nu = float(nu)
     power = -(nu + 1.0) / 2.0
-    halfmax = math.sqrt(nu * (2.0 ** (1.0 / -power) - 1.0))  # solves (1 + z^2/nu)^power = 1/2
-    return make_gate(f"student_t(nu={nu:g})", lambda z: (1.0 + z * z / nu) ** power,
+    # (1 + z^2/nu)^power as exp(power log1p(z^2/nu)) and the half-max with expm1: exact for any nu (the
+    # direct forms round 1 + z^2/nu and 2^(1/|power|) to 1 once nu is large, ~1e8)
+    halfmax = math.sqrt(nu * math.expm1(math.log(2.0) / -power))  # solves (1 + z^2/nu)^power = 1/2
+    return make_gate(f"student_t(nu={nu:g})", lambda z: torch.exp(power * torch.log1p(z * z / nu)),
                      tail="polynomial", halfmax=halfmax)
 
 

@@ -44,6 +44,13 @@ def test_overrides_apply_and_parse_yaml_scalars():
     (["num_iterations=4", "save_steps=6"], "save_steps=6 .*= 4 micro-batches"),
     (["steps_per_generation=0"], "steps_per_generation=0 must be > 0"),
     (["seed=-1"], r"seed=-1 must be in \[0, 2\*\*32 - 1\]"),
+    (["tau_pos=nan"], "tau_pos=nan must be a finite number"),
+    (["tau_neg=.inf"], "tau_neg=inf must be a finite number"),
+    (["learning_rate=1e400"], "learning_rate=inf must be a finite number"),
+    (["beta=nan"], "beta=nan must be a finite number"),
+    (["vllm_gpu_memory_utilization=5"], r"vllm_gpu_memory_utilization=5 must be in \(0, 1\]"),
+    (["max_grad_norm=-1"], "max_grad_norm=-1 must be >= 0"),
+    (["save_total_limit=0"], "save_total_limit=0 must be >= 1"),
     (["data_seed=4294967296"], "data_seed=4294967296 must be in"),
 ])
 def test_bad_overrides_fail_naming_the_key(override, message):

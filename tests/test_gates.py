@@ -140,6 +140,22 @@ def test_student_t_one_is_arctan_and_large_nu_is_gaussian():
     torch.testing.assert_close(t1.value(x, 1.3), G.get_gate("arctan").value(x, 1.3), rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("nu", [1e8, 1e12, 1e20])
+def test_student_t_stays_exact_for_huge_nu(nu):
+    """(1 + z^2/nu)^power rounds to a step once nu ~ 1e8; the gate must still be the Gaussian limit."""
+    gate = G.student_t(nu)
+    z = torch.linspace(-6, 6, 241, dtype=torch.float64)
+    torch.testing.assert_close(gate.g_prime(z), torch.exp(-z**2 / 2), rtol=0, atol=1e-6)
+    assert gate.halfmax == pytest.approx(math.sqrt(2 * math.log(2)), rel=1e-6)
+    assert G.width_matched_tau(gate, 1.0) == pytest.approx(gate.halfmax / G.get_gate("sigmoid").halfmax, rel=1e-12)
+    assert G.width_matched_tau(gate, 1.0) == pytest.approx(0.66794, abs=1e-5)  # not 0: the half-max is right
+
+
+def test_numerically_integrated_gate_keeps_nan():
+    out = G.student_t(3).g(torch.tensor([float("nan"), 0.0, float("nan")], dtype=torch.float64))
+    assert torch.isnan(out[0]) and out[1] == 0 and torch.isnan(out[2])
+
+
 def test_student_t_rejects_bad_nu():
     for nu in (0, -1, float("inf"), "3"):
         with pytest.raises(ValueError, match="nu > 0"):
@@ -161,6 +177,14 @@ def test_inadmissible_user_gates_are_refused_with_the_property(weight_fn, prop, 
 def test_discontinuous_weight_fails_property_i():
     with pytest.raises(G.InadmissibleGateError, match=r"\(i\) g' jumps"):
         G.make_gate("step", lambda z: torch.where(z.abs() < 1, 1.0, 0.4) / (1 + z**2))
+
+
+def test_a_jump_far_out_fails_property_i_and_a_steep_smooth_weight_passes():
+    far_step = lambda z: torch.where(z.abs() < 100, 1 / (1 + (z / 50) ** 2), torch.zeros_like(z))  # noqa: E731
+    with pytest.raises(G.InadmissibleGateError, match=r"\(i\) g' jumps by 0.2 at z = -?100\b"):
+        G.make_gate("far_step", far_step)
+    steep = G.make_gate("steep_softsign", lambda z: 1 / (1 + 30 * z.abs()) ** 2)  # softsign at tau = 30
+    assert G.check_admissible(steep).passed
 
 
 def test_value_fn_inconsistent_with_weight_fails_property_i():
@@ -201,6 +225,9 @@ def test_clip_weight():
     torch.testing.assert_close(G.clip_weight(x, 1.0, 0.2, 0.2), torch.tensor([1, 1, 1, 1, 1, 0, 0.0]))
     torch.testing.assert_close(G.clip_weight(x, -1.0, 0.2, 0.2), torch.tensor([0, 0, 1, 1, 1, 1, 1.0]))
     torch.testing.assert_close(G.clip_weight(x, 0.0), G.clip_weight(x, -1.0))  # A = 0 as A < 0 (tau_neg)
+    edge = torch.tensor([0.75, 1.25], dtype=torch.float64)  # exactly on the boundaries: inside, as the gradient
+    torch.testing.assert_close(G.clip_weight(edge, 1.0, 0.25, 0.25), torch.tensor([1.0, 1.0], dtype=torch.float64))
+    torch.testing.assert_close(G.clip_weight(edge, -1.0, 0.25, 0.25), torch.tensor([1.0, 1.0], dtype=torch.float64))
     signs = torch.tensor([1.0, -1.0])[:, None]
     assert G.clip_weight(x[None, :], signs).shape == (2, 7)
 

@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 from transformers import AutoTokenizer, TrainerCallback
 
 from sapo_core.config import load_config
+from sapo_core.loss import METRIC_KEYS
 from sapo_core.train import (REQUIRED_METRICS, RunDirError, cpu_processes, grpo_args, main, read_metrics,
                              reward_functions, train)
 
@@ -100,6 +101,8 @@ def test_sigmoid_gate_matches_trl_sapo_trainer(tmp_path, base_dir, tau):
     over = {"gate": "sigmoid"} if tau is None else {"gate": "sigmoid", "tau_pos": tau, "tau_neg": tau}
     ours, ours_params, ref, ref_params = _parity_runs(tmp_path, base_dir, over, "sapo")
     assert len(ours) == len(ref) == 3
+    # our loss metrics reach the Trainer's log history (what every report_to backend is sent)
+    assert all(set(METRIC_KEYS) <= set(a) for a in ours) and ours[1]["ratio/var"] > 0
     assert sum("reward" in b for b in ref) == 2  # TRL logs rollout metrics on generation steps (1 and 3)
     for a, b in zip(ours, ref):
         if "reward" in b:

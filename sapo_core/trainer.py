@@ -181,6 +181,12 @@ class GatedGRPOTrainer(GRPOTrainer):
         if self.beta != 0.0:  # KL to the reference (TRL's k3 estimator), aggregated like the policy term
             ref = inputs["ref_per_token_logps"]
             per_token_kl = torch.exp(ref - per_token_logps) - (ref - per_token_logps) - 1
+            if self.args.use_bias_correction_kl:  # TRL's default: the KL of pi_old's samples, reweighted by r
+                log_w = per_token_logps - old_per_token_logps  # (TRL grpo_trainer.py:3083-3105, with gradient)
+                if self.args.importance_sampling_level == "sequence":
+                    log_w = ((log_w * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).unsqueeze(-1)
+                clamp = self.args.log_ratio_clamp
+                per_token_kl = per_token_kl * torch.exp(log_w.clamp(-clamp, clamp))
             keep = mask.bool()
             loss = loss + self.beta * masked_aggregate(per_token_kl, keep, self.args.aggregation,
                                                        self.max_completion_length)

@@ -116,12 +116,15 @@ def test_sigmoid_gate_matches_trl_sapo_trainer(tmp_path, base_dir, tau):
         torch.testing.assert_close(ours_params[name], value, rtol=1e-4, atol=1e-5)
 
 
-def test_clip_gate_matches_trl_grpo_trainer(tmp_path, base_dir):
-    ours, ours_params, ref, ref_params = _parity_runs(tmp_path, base_dir, {"gate": "clip"}, "grpo")
+@pytest.mark.parametrize("beta", [0.0, 0.04])  # beta > 0: TRL's KL with its default bias correction
+def test_clip_gate_matches_trl_grpo_trainer(tmp_path, base_dir, beta):
+    ours, ours_params, ref, ref_params = _parity_runs(tmp_path, base_dir, {"gate": "clip", "beta": beta}, "grpo")
     assert len(ours) == len(ref) == 3
     for a, b in zip(ours, ref):
         assert a["reward"] == b.get("reward", a["reward"])
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5, abs=1e-7)
+        if beta:
+            assert a["kl"] == pytest.approx(b["kl"], rel=1e-5, abs=1e-7)
     for name, value in ref_params.items():
         # float32 rounding differs (closed-form g' vs TRL's autograd); Adam can magnify it for tiny
         # gradients, so allow 1% of one Adam step (lr = 1e-3)

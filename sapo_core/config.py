@@ -150,6 +150,9 @@ class TrainConfig:
                 f"(steps_per_generation x num_iterations = {cycle} micro-batches; an optimizer step is "
                 f"{self.gradient_accumulation_steps}): a checkpoint taken between a batch's generation and its "
                 "last reuse resumes as a different run, since the generated batch is not saved")
+        if self.save_steps % self.logging_steps:
+            raise ConfigError(f"save_steps={self.save_steps} must be a multiple of logging_steps={self.logging_steps}: a "
+                              "run resumed from a checkpoint inside a logging window would log a shorter window")
         if self.use_vllm is False and self.vllm_importance_sampling_correction:
             raise ConfigError("vllm_importance_sampling_correction=true needs use_vllm=true")
 

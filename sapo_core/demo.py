@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gates", default=",".join(DEMO_GATES), help="comma-separated gates to train")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    run_dir = args.out or runs_dir() / time.strftime("demo-%Y%m%d-%H%M%S")
+    # absolute: the notebooks run with notebooks/ as their working directory
+    run_dir = (args.out or runs_dir() / time.strftime("demo-%Y%m%d-%H%M%S")).resolve()
     run_dir.mkdir(parents=True, exist_ok=False)
     start = time.perf_counter()
     run_notebook("01_gate_properties.ipynb", run_dir / "01_gate_properties.ipynb")

@@ -209,7 +209,10 @@ def generate_completions(model: PreTrainedModel, tokenizer: PreTrainedTokenizerF
     sampling = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0} if temperature > 0 \
         else {"do_sample": False}
     # Own RNG stream: sampling neither depends on nor disturbs the caller's torch state.
-    with torch.random.fork_rng(devices=[]):
+    # fork_rng(devices=[]) would save only the CPU state while manual_seed also reseeds CUDA: fork the
+    # model's accelerator too, or every later CUDA rollout would start from this seed whatever the run's seed
+    devices = [model.device] if model.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
         for start in range(0, len(texts), batch_size):
             enc = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True,

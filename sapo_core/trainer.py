@@ -25,6 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
+from transformers import TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 
 from sapo_core import gates as G
@@ -77,6 +78,15 @@ def _is_rollout_metric(name: str) -> bool:
         name.startswith(("rewards/", "completions/"))
 
 
+class _LogLastStep(TrainerCallback):
+    """Log the final optimizer step even when max_steps is not a multiple of logging_steps (transformers
+    would fold its metrics into the end-of-training summary only)."""
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= state.max_steps:
+            control.should_log = True
+
+
 class GatedGRPOTrainer(GRPOTrainer):
     """GRPOTrainer whose policy loss is `sapo_core.loss.policy_loss` with any registered gate or 'clip'."""
 
@@ -99,6 +109,10 @@ class GatedGRPOTrainer(GRPOTrainer):
         self.gate_tau_pos, self.gate_tau_neg = self.args.gate_taus()
         self._batch_logs: dict[str, float] = {}
         self._step_tokens: dict[str, list[MetricTokens]] = {"train": [], "eval": []}
+        if self.args.logging_strategy != "steps" or self.args.logging_steps != int(self.args.logging_steps):
+            raise ValueError(f"GatedGRPOTrainer logs its step metrics every logging_steps (an integer) steps; got "
+                             f"logging_strategy={self.args.logging_strategy!r}, logging_steps={self.args.logging_steps}")
+        self.add_callback(_LogLastStep())
 
     # -- logging ------------------------------------------------------------------------------------
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
@@ -138,11 +152,11 @@ class GatedGRPOTrainer(GRPOTrainer):
 
     # -- when to pay for metrics ---------------------------------------------------------------------
     def _metrics_wanted(self, mode: str) -> bool:
-        """Loss metrics on eval and on the optimizer steps that will be logged (logging_steps)."""
+        """Loss metrics on eval and on the optimizer steps that will be logged (logging_steps, the last step)."""
         if mode == "eval":
             return True
-        steps = self.args.logging_steps
-        return steps <= 1 or (self.state.global_step + 1) % steps == 0
+        steps, step = self.args.logging_steps, self.state.global_step + 1
+        return steps <= 1 or step % steps == 0 or step == self.state.max_steps
 
     def _compute_loss(self, model, inputs):
         prompt_ids, prompt_mask = inputs["prompt_ids"], inputs["prompt_mask"]

@@ -51,6 +51,7 @@ def test_overrides_apply_and_parse_yaml_scalars():
     (["vllm_gpu_memory_utilization=5"], r"vllm_gpu_memory_utilization=5 must be in \(0, 1\]"),
     (["max_grad_norm=-1"], "max_grad_norm=-1 must be >= 0"),
     (["save_total_limit=0"], "save_total_limit=0 must be >= 1"),
+    (["logging_steps=3", "save_steps=4"], "save_steps=4 must be a multiple of logging_steps=3"),
     (["data_seed=4294967296"], "data_seed=4294967296 must be in"),
 ])
 def test_bad_overrides_fail_naming_the_key(override, message):

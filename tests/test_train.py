@@ -64,6 +64,13 @@ def test_logged_ratio_metrics_are_those_of_the_whole_step_under_gradient_accumul
     assert two[1]["ratio/var"] > 0  # the reused batch is off-policy
 
 
+def test_the_last_step_is_logged_when_logging_steps_does_not_divide_max_steps(tmp_path):
+    rows = read_metrics(train(load_config("tiny-cpu", {**SMOKE, "max_steps": 3, "logging_steps": 2}),
+                              tmp_path / "run")["run_dir"])
+    assert [r["step"] for r in rows] == [2, 3]
+    assert all(set(REQUIRED_METRICS) <= set(r) for r in rows)
+
+
 def _parity_runs(tmp_path, base_dir, overrides, loss_type):
     """(our logs, our params, TRL's logs, TRL's params): GatedGRPOTrainer and TRL's GRPOTrainer with
     `loss_type`, from the same seed on the same data and arguments."""

@@ -140,8 +140,14 @@ def prepare_run_dir(run_dir: Path, cfg: TrainConfig, *, resume: bool, recipe: st
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     prov = provenance(cfg, recipe)
-    prov["resumed_from"] = checkpoint
     prov["num_processes"] = num_processes
+    previous_prov = run_dir / "provenance.json"
+    if resume and previous_prov.exists():  # keep how the run started; add how it was continued
+        resumed = {k: prov[k] for k in ("command", "host", "started", "git", "versions", "num_processes")}
+        prov = json.loads(previous_prov.read_text())
+        prov.setdefault("resumes", []).append({**resumed, "resumed_from": checkpoint})
+    else:
+        prov["resumed_from"] = checkpoint
     _write_json(run_dir / "provenance.json", prov)
     _write_json(run_dir / "status.json", {"state": "running", "resumed_from": checkpoint})
     _truncate_metrics(run_dir / "metrics.jsonl", _checkpoint_step(checkpoint))

@@ -184,6 +184,8 @@ def test_resume_after_interrupted_run_reproduces_the_uninterrupted_run(tmp_path)
     assert summary["train_metrics"]["train_runtime"] > 0
     status = json.loads((run / "status.json").read_text())
     assert status["state"] == "finished" and status["resumed_from"].endswith("checkpoint-2")
+    prov = json.loads((run / "provenance.json").read_text())  # how it started, and each continuation
+    assert prov["resumed_from"] is None and [r["resumed_from"][-12:] for r in prov["resumes"]] == ["checkpoint-2"]
     # the resumed run is the same run: every logged value but wall-clock times, and the final weights
     timing = ("step_time",)
     whole, resumed = read_metrics(tmp_path / "whole"), read_metrics(run)

@@ -301,10 +301,9 @@ def _largest_jump(g_prime: BaseFn, dense_steps: torch.Tensor, far: torch.Tensor)
     if float(dense_steps[j]) > _JUMP_TOL:
         intervals.append((float(_DENSE[j]), float(_DENSE[j + 1])))
     n = len(_FAR)
-    for side in (far[:n], far[n:]):  # +z, then -z, each outward from |z| = 40
+    for sign, side in ((1.0, far[:n]), (-1.0, far[n:])):  # +z, then -z, each outward from |z| = 40
         steps = (side[1:] - side[:-1]).abs()
         for i in torch.nonzero(steps > _JUMP_TOL).flatten().tolist():
-            sign = 1.0 if side is far[:n] else -1.0
             a, b = sorted((sign * float(_FAR[i]), sign * float(_FAR[i + 1])))
             intervals.append((a, b))
     found = [_jump_in(g_prime, a, b) for a, b in intervals]

@@ -183,6 +183,9 @@ def test_a_jump_far_out_fails_property_i_and_a_steep_smooth_weight_passes():
     far_step = lambda z: torch.where(z.abs() < 100, 1 / (1 + (z / 50) ** 2), torch.zeros_like(z))  # noqa: E731
     with pytest.raises(G.InadmissibleGateError, match=r"\(i\) g' jumps by 0.2 at z = -?100\b"):
         G.make_gate("far_step", far_step)
+    one_sided = lambda z: torch.where(z < 100, 1 / (1 + (z / 50) ** 2), torch.zeros_like(z))  # noqa: E731
+    with pytest.raises(G.InadmissibleGateError, match=r"\(i\) g' jumps by 0.2 at z = 100\b"):
+        G.make_gate("one_sided_far_step", one_sided)
     steep = G.make_gate("steep_softsign", lambda z: 1 / (1 + 30 * z.abs()) ** 2)  # softsign at tau = 30
     assert G.check_admissible(steep).passed
 

@@ -169,7 +169,7 @@ def _rows(source: Source, split: str, records: Iterable[tuple[str, dict[str, Any
         rows["prompt"].append(make_prompt(problem))
         # GSM8K golds are `reasoning #### 1,000`: keep the final answer, `1000` (the reward accepts both).
         if source.name == "gsm8k":
-            if not isinstance(answer, str) or not answer.rsplit("####", 1)[-1].strip() or "####" not in answer:
+            if not (isinstance(answer, str) and "####" in answer and answer.rsplit("####", 1)[1].strip()):
                 raise DatasetFormatError(f"{where}: field {source.answer_field!r} must end with '#### <final answer>' "
                                          f"(GSM8K's format), got {answer!r:.80}")
             answer = normalize_gold(answer)

@@ -243,6 +243,17 @@ class _ExactSurrogate(torch.autograd.Function):
 # The loss.
 # ---------------------------------------------------------------------------------------------
 
+def _per_token(logps, old_logps, advantages, mask, dtype, tau_pos, tau_neg, level, log_ratio_clamp):
+    """(weights, counts, adv, tau, ratio, live): the 0/1 mask, |o_i| (B, 1), A (B, 1), the temperature per
+    row (SPEC §1: tau_pos iff A > 0), and the clamped ratio with its gradient factor (see _clamped_ratio)."""
+    weights = _as(mask, dtype)
+    counts = weights.sum(-1, keepdim=True)
+    adv = _as(advantages, dtype).unsqueeze(1)
+    tau = torch.full_like(adv, tau_neg).masked_fill_(adv > 0, tau_pos)
+    ratio, live = _clamped_ratio(logps, old_logps, weights, counts, level, log_ratio_clamp)
+    return weights, counts, adv, tau, ratio, live
+
+
 def policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, *,
                 gate: str | Gate = "sigmoid", tau_pos: float = 1.0, tau_neg: float = 1.05,
                 epsilon_low: float = 0.2, epsilon_high: float = 0.2, level: str = "token",
@@ -255,11 +266,8 @@ def policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.
     needs_grad = torch.is_grad_enabled() and (logps.requires_grad or old_logps.requires_grad)
     dtype = torch.promote_types(logps.dtype, torch.float32)
     with torch.no_grad():
-        weights = _as(mask, dtype)                                            # 0/1 per token
-        counts = weights.sum(-1, keepdim=True)                                # |o_i|, (B, 1)
-        adv = _as(advantages, dtype).unsqueeze(1)                             # (B, 1)
-        tau = torch.full_like(adv, tau_neg).masked_fill_(adv > 0, tau_pos)    # SPEC §1: tau_pos iff A > 0
-        ratio, live = _clamped_ratio(logps, old_logps, weights, counts, level, log_ratio_clamp)
+        weights, counts, adv, tau, ratio, live = _per_token(logps, old_logps, advantages, mask, dtype, tau_pos,
+                                                            tau_neg, level, log_ratio_clamp)
         objective_weights, weight_sums = weights, counts
         if token_weights is not None:  # constant per-token factors (TRL grpo_trainer.py:3146-3147), counts unchanged
             objective_weights = weights * _as(token_weights, dtype)
@@ -387,11 +395,9 @@ def metric_tokens(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torc
     (a trainer pools the micro-batches and processes of one optimizer step)."""
     gate = _check_args(logps, old_logps, advantages, mask, gate, tau_pos, tau_neg, epsilon_low, epsilon_high,
                        level, AGGREGATIONS[0], log_ratio_clamp, None, True, None)
-    dtype = torch.promote_types(logps.dtype, torch.float32)
-    weights = _as(mask, dtype)
-    adv = _as(advantages, dtype).unsqueeze(1)
-    tau = torch.full_like(adv, tau_neg).masked_fill_(adv > 0, tau_pos)
-    ratio, _ = _clamped_ratio(logps, old_logps, weights, weights.sum(-1, keepdim=True), level, log_ratio_clamp)
+    weights, _, adv, tau, ratio, _ = _per_token(logps, old_logps, advantages, mask,
+                                                torch.promote_types(logps.dtype, torch.float32), tau_pos, tau_neg,
+                                                level, log_ratio_clamp)
     terms = gate_terms(gate, ratio, adv, tau, epsilon_low, epsilon_high)
     return _metric_tokens(gate, ratio, terms.weight, adv, weights, epsilon_low, epsilon_high)
 

@@ -139,14 +139,13 @@ class GatedGRPOTrainer(GRPOTrainer):
         """The metric tokens of every process (collective: every rank logs the same steps)."""
         if self.accelerator.num_processes == 1:
             return tokens
-        n = torch.tensor([tokens.ratio.numel()], device=self.accelerator.device)
-        longest = int(self.accelerator.gather(n).max())
+        counts = self.accelerator.gather(torch.tensor([tokens.ratio.numel()], device=self.accelerator.device))
+        longest = int(counts.max())
         parts = []
         for t in tokens:  # pad to a common length, gather, then drop the padding of each process
             padded = torch.zeros(longest, dtype=t.dtype, device=self.accelerator.device)
             padded[:t.numel()] = t
             parts.append(self.accelerator.gather(padded.unsqueeze(0)))
-        counts = self.accelerator.gather(n)
         keep = torch.arange(longest, device=counts.device).unsqueeze(0) < counts.unsqueeze(1)
         return MetricTokens(*(p[keep] for p in parts))
 

@@ -42,6 +42,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 from datasets import Dataset, concatenate_datasets, load_dataset
 
+from sapo_core.paths import write_atomic
 from sapo_core.prompts import format_completion, make_prompt
 from sapo_core.rewards import normalize_gold
 
@@ -260,11 +261,7 @@ def download(out_dir: str | os.PathLike, names: Sequence[str] | None = None,
                                              f"{missing[0]!r} (fields: {', '.join(ds.column_names)})")
                 ds = ds.select_columns(list(source.keep_fields))
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".jsonl.part")
-            with tmp.open("w", encoding="utf-8") as f:
-                for record in ds:
-                    f.write(json.dumps(record, ensure_ascii=False) + "\n")
-            tmp.replace(path)
+            write_atomic(path, "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in ds))
             logger.info("wrote %s (%d records from %s)", path, len(ds), source.hub_path)
             written.append(path)
     return written

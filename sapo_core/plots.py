@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
 from sapo_core import gates as G  # noqa: E402
-from sapo_core.paths import figures_dir  # noqa: E402
+from sapo_core.paths import figures_dir, write_atomic  # noqa: E402
 
 __all__ = ["GATE_COLORS", "TRAINING_PANELS", "gate_figure", "training_curves", "save_figure"]
 
@@ -117,7 +117,5 @@ def save_figure(fig, name: str, out_dir: str | os.PathLike | None = None, *, ove
                               "pass overwrite=True to replace, or choose another out_dir")
     for path, data in zip(paths, rendered):
         if not (path.exists() and path.read_bytes() == data):
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, path)
+            write_atomic(path, data)
     return paths

@@ -42,9 +42,10 @@ def worker(which: str, steps: int, gate: str, out: Path) -> None:
     from transformers import AutoTokenizer, TrainerCallback, set_seed
     from trl import GRPOConfig, GRPOTrainer
 
-    from sapo_core.config import load_config
+    from sapo_core.config import parse_args
+    from sapo_core.rewards import correctness_reward, format_reward
     from sapo_core.tiny import base_model_path
-    from sapo_core.train import datasets_for, grpo_args, reward_functions
+    from sapo_core.train import datasets_for
     from sapo_core.trainer import GatedGRPOTrainer
 
     logging.disable(logging.WARNING)
@@ -57,9 +58,10 @@ def worker(which: str, steps: int, gate: str, out: Path) -> None:
         def on_step_end(self, args, state, control, **kwargs):
             times.append(time.perf_counter() - self.start)
 
-    cfg = load_config("tiny-cpu", {"gate": gate, "max_steps": steps, "logging_steps": 1, "save_steps": 2})
     with tempfile.TemporaryDirectory() as tmp:
-        args = grpo_args(cfg, Path(tmp) / "ours")
+        run = parse_args(["--config", "configs/tiny-cpu.yaml", "--gate", gate, "--max_steps", str(steps),
+                          "--logging_steps", "1", "--save_steps", "2", "--run_dir", str(Path(tmp) / "ours")])
+        args = run.training
         args.save_strategy, args.disable_tqdm = "no", True
         cls = GatedGRPOTrainer
         if which == "trl":
@@ -71,10 +73,9 @@ def worker(which: str, steps: int, gate: str, out: Path) -> None:
             args = GRPOConfig(**{**shared, "loss_type": "sapo", "output_dir": str(Path(tmp) / "trl")})
             cls = GRPOTrainer
         base = base_model_path()
-        train_ds, _ = datasets_for(cfg)
-        rewards, _ = reward_functions(cfg)
-        set_seed(cfg.seed)
-        trainer = cls(model=str(base), reward_funcs=rewards, args=args, train_dataset=train_ds,
+        train_ds, _ = datasets_for(run.script, args.data_seed)
+        set_seed(args.seed)
+        trainer = cls(model=str(base), reward_funcs=[format_reward, correctness_reward], args=args, train_dataset=train_ds,
                       processing_class=AutoTokenizer.from_pretrained(base), callbacks=[Timer()])
         trainer.train()
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux

@@ -1,259 +1,348 @@
-"""One config dataclass for a training run, filled from a YAML recipe plus `key=value` overrides.
+"""One config layer, TRL's own: a recipe is a TRL config file read by `trl.TrlParser`.
 
-    cfg = load_config("configs/tiny-cpu.yaml", ["gate=erf", "seed=1", "learning_rate=1e-5"])
+    python -m sapo_core.train --config configs/tiny-cpu.yaml --gate erf --seed 0 --learning_rate 1e-4
+    run = parse_args(["--config", "configs/tiny-cpu.yaml", "--gate", "erf", "--seed", "0"])
 
-Every hyperparameter is a field here with a one-line doc (STYLE §4). The CLI (`python -m
-sapo_core.train`) and the papermill parameters cell of notebook 02 read the same recipe. Unknown keys
-and values of the wrong type or outside the allowed set fail with a message naming the key.
+Every recipe key and every flag is a field of one of two dataclasses: `GatedGRPOConfig` (TRL's `GRPOConfig`
+plus the gate: `gate`, `tau_convention`, `aggregation`, `log_ratio_clamp`) or `ScriptArguments` (what TRL
+lacks: the model, the task and its sizes, the run directory). The recipe sets the defaults, flags override
+them (open-r1's pattern). TRL's own names are used throughout: `sapo_temperature_pos/neg` are the base
+temperatures tau_pos/tau_neg of method §1, `epsilon`/`epsilon_high` hard clipping's trust region,
+`importance_sampling_level` the ratio's level (token, or sequence as GSPO), `reward_weights` the weights of
+[R_format, R_correct] (method §3).
+
+Each fact is checked once, where it lives: gate names and tau by `sapo_core.gates`, the aggregation by
+`sapo_core.loss`, the rest in the `__post_init__` of the dataclass that holds it. An unknown key or flag,
+a value of the wrong type and a value outside its choices are refused by name (`ConfigError`).
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import difflib
+import enum
 import math
-import types
-import typing
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
+import torch
 import yaml
+from transformers import HfArgumentParser
+from trl import GRPOConfig
 
 from sapo_core import gates as G
-from sapo_core.paths import REPO_ROOT
+from sapo_core.loss import AGGREGATIONS, CLIP
+from sapo_core.paths import REPO_ROOT, runs_dir
 
-__all__ = ["TrainConfig", "ConfigError", "load_config", "parse_overrides", "CHOICES"]
+__all__ = ["ConfigError", "GatedGRPOConfig", "RunConfig", "ScriptArguments", "parse_args"]
 
-CHOICES = {
-    "tau_convention": G.TAU_CONVENTIONS,
-    "level": ("token", "sequence"),
-    "aggregation": ("seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm"),
-    "dataset": ("synthetic", "mix", "gsm8k"),
-    "vllm_mode": ("colocate", "server"),
-}
+_TRL_LOSS_TYPE = {"seq_mean_token_mean": "grpo", "token_mean": "dapo", "seq_mean_token_sum_norm": "dr_grpo"}
+_RUN_LOCATION = ("run_dir", "resume")  # how to run, not what: never part of a run's config.yaml
+_EXP_LIMIT = math.log(torch.finfo(torch.float32).max)  # exp overflows float32 above ~88.72
 
 
 class ConfigError(ValueError):
-    """A recipe or override names an unknown key or gives a bad value."""
+    """A recipe or flag names an unknown key or gives a bad value."""
 
 
 @dataclass
-class TrainConfig:
-    """Everything one training run needs; see configs/*.yaml for the two recipes."""
+class ScriptArguments:
+    """What a run needs besides TRL's trainer config: the model, the task, the run directory."""
 
-    # --- model and data --------------------------------------------------------------------------
-    model: str = "tiny"  # "tiny" (the embedded offline model, sapo_core.tiny) or a hub id / local path
-    dataset: str = "synthetic"  # "synthetic" (offline arithmetic), "mix" (GSM8K+DeepMath, SPEC §3), "gsm8k"
-    train_size: int = 4096  # number of training prompts drawn from the dataset
-    data_dir: str | None = None  # local copy of the hub datasets (layout of ../shared/data); None: hub
-    synthetic_max_steps: int = 1  # synthetic task: operations per problem (1..this)
-    synthetic_max_operand: int = 99  # synthetic task: largest operand
-    eval_size: int = 200  # held-out synthetic prompts for the greedy-accuracy check (tiny recipe)
-    # --- gate (SPEC §1-§2) ------------------------------------------------------------------------
-    gate: str = "sigmoid"  # registered gate name, or "clip" for GRPO's hard clipping
-    tau_pos: float = 1.0  # base temperature for tokens with A > 0
-    tau_neg: float = 1.05  # base temperature for tokens with A <= 0
-    tau_convention: str = "equal"  # "equal": tau as given; "width_matched": tau * halfmax_gate/halfmax_sigmoid
-    level: str = "token"  # importance ratio per token, or per sequence (GSPO-style geometric mean)
-    aggregation: str = "seq_mean_token_mean"  # SAPO/GRPO; "token_mean" (DAPO); "seq_mean_token_sum_norm" (Dr. GRPO)
-    epsilon_low: float = 0.2  # hard clip lower bound 1 - eps (also the "outside trust region" metric)
-    epsilon_high: float = 0.2  # hard clip upper bound 1 + eps
-    log_ratio_clamp: float = 20.0  # |log r| is clamped to this before exp
-    # --- reward (SPEC §3, eq. 9) -----------------------------------------------------------------
-    format_weight: float = 1.0  # weight of R_format in R
-    correctness_weight: float = 1.0  # weight of R_correct in R
-    # --- RL loop ------------------------------------------------------------------------------------
-    max_steps: int = 100  # optimizer steps
-    learning_rate: float = 1e-6  # AdamW learning rate
-    lr_scheduler_type: str = "constant"  # transformers scheduler name
-    warmup_steps: int = 0  # linear warm-up steps
-    weight_decay: float = 0.0  # AdamW weight decay
-    max_grad_norm: float = 1.0  # gradient clipping norm
-    num_generations: int = 8  # rollouts per prompt (the group size G)
-    max_completion_length: int = 512  # new tokens per rollout
-    per_device_train_batch_size: int = 1  # completions per device per micro-batch
-    gradient_accumulation_steps: int = 16  # micro-batches per optimizer step
-    steps_per_generation: int | None = None  # micro-batches per generation batch; None: gradient_accumulation_steps
-    num_iterations: int = 2  # gradient updates per generated batch (mu); 1 makes every gate inert
-    beta: float = 0.0  # KL coefficient to the reference model
-    temperature: float = 1.0  # rollout sampling temperature
-    top_p: float = 1.0  # rollout nucleus sampling
-    scale_rewards: str = "group"  # advantage std normalisation: "group", "batch" or "none"
-    seed: int = 0  # RL seed: data order, rollout sampling, dropout (the tiny base model is fixed)
-    data_seed: int = 0  # which prompts the task holds; fixed across RL seeds so runs differ only by RL noise
-    # --- hardware -----------------------------------------------------------------------------------
-    bf16: bool = False  # bfloat16 mixed precision
-    gradient_checkpointing: bool = False  # trade compute for memory
-    use_vllm: bool = False  # generate rollouts with vLLM (GPU only)
-    vllm_mode: str = "colocate"  # "colocate" (same GPUs) or "server" (trl vllm-serve)
-    vllm_gpu_memory_utilization: float = 0.3  # share of GPU memory vLLM may take in colocate mode
-    vllm_importance_sampling_correction: bool = False  # TRL's vLLM-vs-trainer IS correction; off for gate comparisons
-    # --- logging and checkpoints -------------------------------------------------------------------
-    logging_steps: int = 1  # log (and compute loss metrics) every this many steps
-    save_steps: int = 50  # checkpoint every this many steps
-    save_total_limit: int | None = 2  # keep at most this many checkpoints
-    report_to: list[str] = field(default_factory=list)  # extra trackers ("wandb", "tensorboard", ...)
-    log_completions: bool = False  # TRL's completion tables
+    model: str = field(default="tiny", metadata={
+        "help": "'tiny' (the embedded offline model, sapo_core.tiny), a hub id or a local checkpoint directory"})
+    dataset: Literal["synthetic", "mix", "gsm8k"] = field(default="synthetic", metadata={
+        "help": "synthetic (offline arithmetic), mix (GSM8K + DeepMath-103K, method §3) or gsm8k"})
+    train_size: int = field(default=4096, metadata={"help": "training prompts drawn from the dataset"})
+    eval_size: int = field(default=200, metadata={"help": "held-out synthetic prompts for the accuracy check"})
+    data_dir: str | None = field(default=None, metadata={
+        "help": "local copy of the hub datasets (see README, 'Data'); unset: the Hugging Face hub"})
+    synthetic_max_steps: int = field(default=1, metadata={"help": "synthetic task: operations per problem (1..this)"})
+    synthetic_max_operand: int = field(default=99, metadata={"help": "synthetic task: largest operand"})
+    run_dir: str | None = field(default=None, metadata={
+        "help": "run directory (default runs/<config name>/<gate>-<tau convention>-seed<seed>)"})
+    resume: bool = field(default=False, metadata={"help": "continue an unfinished run from its last checkpoint"})
 
-    def __post_init__(self) -> None:
-        self.validate()
+    def __post_init__(self):
+        for key in ("train_size", "eval_size", "synthetic_max_steps", "synthetic_max_operand"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"{key}={getattr(self, key)!r} must be > 0")
+        if self.run_dir is not None and not str(self.run_dir).strip():
+            raise ConfigError("run_dir is empty (an unset shell variable?); give a directory or leave it out")
+        if not self.model.strip():
+            raise ConfigError("model is empty; give 'tiny', a hub id or a local directory")
 
-    # -- validation ---------------------------------------------------------------------------------
-    def validate(self) -> None:
-        """Type- and range-check every field; raise ConfigError naming the first bad one."""
-        hints = typing.get_type_hints(TrainConfig)
-        for f in dataclasses.fields(self):
-            _check_type(f.name, getattr(self, f.name), hints[f.name])
-        for f in dataclasses.fields(self):  # nan passes every comparison below, inf most of them
-            value = getattr(self, f.name)
-            if isinstance(value, float) and not math.isfinite(value):
-                raise ConfigError(f"{f.name}={value!r} must be a finite number")
-        for key, allowed in CHOICES.items():
-            if getattr(self, key) not in allowed:
-                raise ConfigError(f"{key}={getattr(self, key)!r} is not allowed; choose one of {', '.join(allowed)}")
-        if self.gate != "clip":
+
+@dataclass
+class GatedGRPOConfig(GRPOConfig):
+    """TRL's GRPOConfig plus the gate. `loss_type` is derived from `gate` and `aggregation` (TRL's warnings
+    read it); the loss itself is `sapo_core.loss.policy_loss`."""
+
+    gate: str = field(default="sigmoid", metadata={"help": "a registered gate name (sapo_core.gates), or 'clip' "
+                                                            "for GRPO's hard clipping"})
+    tau_convention: str = field(default="equal", metadata={
+        "help": "'equal': the gate runs at sapo_temperature_pos/neg; 'width_matched': at tau * halfmax_gate / "
+                "halfmax_sigmoid (method §2)"})
+    aggregation: str = field(default="seq_mean_token_mean", metadata={
+        "help": "seq_mean_token_mean (SAPO/GRPO) | token_mean (DAPO) | seq_mean_token_sum_norm (Dr. GRPO)"})
+    log_ratio_clamp: float = field(default=20.0, metadata={"help": "|log r| is clamped to this before exp"})
+    data_seed: int | None = field(default=0, metadata={
+        "help": "which prompts the task holds, and TRL's sampler order; fixed across RL seeds so that runs differ "
+                "only by RL noise"})
+    vllm_importance_sampling_correction: bool = field(default=False, metadata={
+        "help": "TRL's vLLM-vs-trainer IS correction; off by default: a second weight on top of the gate"})
+    # transformers 5 renamed gradient checkpointing to activation_checkpointing and warns on the old name, which
+    # TRL's GRPOConfig sets by default; unset here, so only a recipe that asks for it gets the warning.
+    gradient_checkpointing: bool | None = field(default=None, metadata={
+        "help": "deprecated alias of activation_checkpointing (transformers 5); use that"})
+
+    def __post_init__(self):
+        if self.gate != CLIP:
             try:
                 G.get_gate(self.gate)
             except ValueError as err:
                 raise ConfigError(f"gate={self.gate!r}: {err}; or 'clip'") from None
-        positive = ("tau_pos", "tau_neg", "learning_rate", "max_steps", "num_generations", "max_completion_length",
-                    "per_device_train_batch_size", "gradient_accumulation_steps", "num_iterations", "train_size",
-                    "eval_size", "logging_steps", "save_steps", "temperature", "log_ratio_clamp",
-                    "synthetic_max_steps", "synthetic_max_operand")
-        for key in positive:
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"{key}={getattr(self, key)!r} must be > 0")
-        for key in ("epsilon_low", "epsilon_high", "beta", "weight_decay", "warmup_steps", "format_weight",
-                    "correctness_weight"):
-            if getattr(self, key) < 0:
-                raise ConfigError(f"{key}={getattr(self, key)!r} must be >= 0")
+        if self.tau_convention not in G.TAU_CONVENTIONS:
+            raise ConfigError(f"tau_convention={self.tau_convention!r} is not allowed; choose one of "
+                              f"{', '.join(G.TAU_CONVENTIONS)}")
+        if self.aggregation not in AGGREGATIONS:
+            raise ConfigError(f"aggregation={self.aggregation!r} is not allowed; choose one of {', '.join(AGGREGATIONS)}")
+        for key in ("sapo_temperature_pos", "sapo_temperature_neg"):  # the gate computes in float32 at least
+            tau = getattr(self, key)
+            if not (isinstance(tau, (int, float)) and 0 < tau < torch.finfo(torch.float32).max):
+                raise ConfigError(f"{key}={tau!r} must be a finite number > 0 (representable in float32)")
+        if not 0 < self.log_ratio_clamp < _EXP_LIMIT:
+            raise ConfigError(f"log_ratio_clamp={self.log_ratio_clamp!r} must be in (0, {_EXP_LIMIT:.2f}) so that "
+                              "exp stays finite in float32")
+        for key in ("epsilon", "epsilon_high"):
+            value = getattr(self, key)
+            if value is not None and not 0 <= value < 1:
+                raise ConfigError(f"{key}={value!r} must be in [0, 1) (the trust region is [1 - epsilon, "
+                                  "1 + epsilon_high])")
         for key in ("seed", "data_seed"):
-            if not 0 <= getattr(self, key) < 2**32:
-                raise ConfigError(f"{key}={getattr(self, key)} must be in [0, 2**32 - 1] (numpy's seed range)")
-        if self.num_generations < 2:
+            value = getattr(self, key)
+            if value is not None and not 0 <= value < 2**32:
+                raise ConfigError(f"{key}={value} must be in [0, 2**32 - 1] (numpy's seed range)")
+        if self.num_generations is not None and self.num_generations < 2:
             raise ConfigError(f"num_generations={self.num_generations} must be >= 2 (advantages are group-relative)")
-        if not 0 < self.top_p <= 1:
-            raise ConfigError(f"top_p={self.top_p} must be in (0, 1]")
-        if not 0 < self.vllm_gpu_memory_utilization <= 1:
-            raise ConfigError(f"vllm_gpu_memory_utilization={self.vllm_gpu_memory_utilization} must be in (0, 1]")
-        if self.max_grad_norm < 0:
-            raise ConfigError(f"max_grad_norm={self.max_grad_norm} must be >= 0 (0: no clipping)")
-        if self.save_total_limit is not None and self.save_total_limit < 1:
-            raise ConfigError(f"save_total_limit={self.save_total_limit} must be >= 1 (or null: keep all)")
-        if self.scale_rewards not in ("group", "batch", "none"):
-            raise ConfigError(f"scale_rewards={self.scale_rewards!r} is not allowed; choose one of group, batch, none")
-        if self.steps_per_generation is not None and self.steps_per_generation <= 0:
-            raise ConfigError(f"steps_per_generation={self.steps_per_generation} must be > 0 (or null)")
-        cycle = self.generation_cycle_micro_batches()
-        if (self.save_steps * self.gradient_accumulation_steps) % cycle:
+        if self.num_iterations < 1:
+            raise ConfigError(f"num_iterations={self.num_iterations} must be >= 1")
+        if self.reward_weights is not None and not all(math.isfinite(w) for w in self.reward_weights):
+            raise ConfigError(f"reward_weights={self.reward_weights} must be finite numbers")
+        if self.vllm_importance_sampling_correction and not self.use_vllm:
+            raise ConfigError("vllm_importance_sampling_correction=true needs use_vllm=true")
+        if self.logging_steps != int(self.logging_steps) or self.logging_steps < 1:
+            raise ConfigError(f"logging_steps={self.logging_steps} must be an integer >= 1 (the gate's metrics are "
+                              "pooled over whole optimizer steps)")
+        derived = "sapo" if (self.gate == "sigmoid" and self.aggregation == "seq_mean_token_mean") \
+            else _TRL_LOSS_TYPE[self.aggregation]
+        if self.loss_type not in (GRPOConfig.loss_type, derived):  # GRPOConfig's default, or already derived
+            raise ConfigError(f"loss_type={self.loss_type!r} is not used by GatedGRPOConfig: choose the loss with "
+                              f"gate= and aggregation= (this combination corresponds to TRL's {derived!r})")
+        self.loss_type = derived
+        # Several processes on a machine without CUDA (torchrun, `accelerate launch` on CPU) can only join over
+        # gloo as CPU processes; a single process keeps transformers' own device choice.
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
+            self.use_cpu = True
+        super().__post_init__()
+        cycle = self.steps_per_generation * self.num_iterations  # micro-batches from one generation to the next
+        if self.save_strategy == "steps" and (self.save_steps * self.gradient_accumulation_steps) % cycle:
             raise ConfigError(
                 f"save_steps={self.save_steps} must put every checkpoint at the end of a generation cycle "
                 f"(steps_per_generation x num_iterations = {cycle} micro-batches; an optimizer step is "
                 f"{self.gradient_accumulation_steps}): a checkpoint taken between a batch's generation and its "
                 "last reuse resumes as a different run, since the generated batch is not saved")
-        if self.save_steps % self.logging_steps:
-            raise ConfigError(f"save_steps={self.save_steps} must be a multiple of logging_steps={self.logging_steps}: a "
-                              "run resumed from a checkpoint inside a logging window would log a shorter window")
-        if self.use_vllm is False and self.vllm_importance_sampling_correction:
-            raise ConfigError("vllm_importance_sampling_correction=true needs use_vllm=true")
-
-    # -- derived values -----------------------------------------------------------------------------
-    def generation_cycle_micro_batches(self) -> int:
-        """Micro-batches from one generation to the next (TRL: steps_per_generation x num_iterations)."""
-        return (self.steps_per_generation or self.gradient_accumulation_steps) * self.num_iterations
+        if self.save_strategy == "steps" and self.save_steps % self.logging_steps:
+            raise ConfigError(f"save_steps={self.save_steps} must be a multiple of logging_steps={self.logging_steps}: "
+                              "a run resumed from a checkpoint inside a logging window would log a shorter window")
 
     def gate_taus(self) -> tuple[float, float]:
-        """(tau_pos, tau_neg) actually used by the gate, after the tau convention (SPEC §2)."""
-        if self.gate == "clip":
-            return self.tau_pos, self.tau_neg
-        return (G.resolve_tau(self.gate, self.tau_pos, self.tau_convention),
-                G.resolve_tau(self.gate, self.tau_neg, self.tau_convention))
-
-    def to_dict(self) -> dict:
-        """Plain dict of every field (for YAML/JSON)."""
-        return dataclasses.asdict(self)
+        """(tau_pos, tau_neg) the gate runs at, after the tau convention (method §2)."""
+        if self.gate == CLIP:
+            return self.sapo_temperature_pos, self.sapo_temperature_neg
+        return (G.resolve_tau(self.gate, self.sapo_temperature_pos, self.tau_convention),
+                G.resolve_tau(self.gate, self.sapo_temperature_neg, self.tau_convention))
 
 
-def _check_type(name: str, value, hint) -> None:
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(hint)
-        if value is None and type(None) in options:
-            return
-        errors = []
-        for option in options:
-            if option is type(None):
-                continue
-            try:
-                _check_type(name, value, option)
-                return
-            except ConfigError as err:
-                errors.append(str(err))
-        raise ConfigError(errors[0] if errors else f"{name} must not be null")
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{name}={value!r} must be a list")
-        (inner,) = typing.get_args(hint)
-        for item in value:
-            _check_type(name, item, inner)
-        return
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{name}={value!r} must be a number")
-        return
-    if hint is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise ConfigError(f"{name}={value!r} must be an integer")
-    if hint is bool and not isinstance(value, bool):
-        raise ConfigError(f"{name}={value!r} must be true or false")
-    if hint is str and not isinstance(value, str):
-        raise ConfigError(f"{name}={value!r} must be a string")
+@dataclass
+class RunConfig:
+    """A parsed run: the script arguments, TRL's trainer config, and the recipe as given (keys -> values)."""
+
+    script: ScriptArguments
+    training: GatedGRPOConfig
+    recipe: dict  # the keys set by the config file and the flags, with their parsed values (config.yaml)
+    config_path: str | None = None
+
+    @property
+    def run_dir(self) -> Path:
+        """Where this run lives."""
+        return Path(self.script.run_dir)
 
 
-def parse_overrides(overrides: list[str] | dict | None) -> dict:
-    """`["key=value", ...]` (values parsed as YAML scalars) or a dict, as a dict."""
-    if overrides is None:
-        return {}
-    if isinstance(overrides, dict):
-        return dict(overrides)
-    out = {}
-    for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} must look like key=value")
-        key, raw = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
-    return out
+class _Parser(HfArgumentParser):
+    """TRL's parser for our two dataclasses, whose errors are ConfigErrors instead of exits, and whose config
+    file values go through the same type conversion and choices as flags."""
+
+    def error(self, message):
+        raise ConfigError(message)
+
+    def actions(self) -> dict[str, argparse.Action]:
+        """Option actions by field name."""
+        return {a.dest: a for a in self._actions if a.option_strings and a.dest != "help"}
+
+    def convert(self, key: str, value, where: str):
+        """A config-file value as the flag's parser would read it."""
+        action = self.actions()[key]
+        if value is None or isinstance(value, dict) or action.type is None:
+            return value
+        if isinstance(value, list):
+            if action.nargs not in ("+", "*"):
+                raise ConfigError(f"{key}: {value!r} in {where} is a list; a single value is expected")
+            return [self.convert_one(key, v, action, where) for v in value]
+        return self.convert_one(key, value, action, where)
+
+    @staticmethod
+    def convert_one(key, value, action, where):
+        try:
+            converted = action.type(str(value))
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: {value!r} in {where} is not a valid {getattr(action.type, '__name__', 'value')}")
+        if action.choices is not None and converted not in action.choices:
+            raise ConfigError(f"{key}: {value!r} in {where} is not allowed; choose one of "
+                              f"{', '.join(map(str, action.choices))}")
+        return converted
 
 
-def resolve_recipe(recipe: str | Path) -> Path:
-    """A recipe path, or the name of one under configs/ ("tiny-cpu" -> configs/tiny-cpu.yaml)."""
-    path = Path(recipe)
-    if not path.exists():
-        named = REPO_ROOT / "configs" / f"{recipe}.yaml"
-        if named.exists():
-            return named
-        raise ConfigError(f"recipe {recipe!r} not found (neither a file nor a name under configs/)")
-    return path
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key written twice (plain YAML keeps the last silently)."""
 
 
-def load_config(recipe: str | Path | None = None, overrides: list[str] | dict | None = None) -> TrainConfig:
-    """TrainConfig from a YAML recipe (path or name under configs/) with overrides applied on top."""
-    values: dict = {}
-    if recipe is not None:
-        path = resolve_recipe(recipe)
-        loaded = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"recipe {path} must be a mapping of key: value")
-        values.update(loaded)
-    values.update(parse_overrides(overrides))
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"unknown config key(s) {', '.join(map(repr, unknown))}; known keys: {', '.join(sorted(known))}")
-    # YAML reads 1e-6 as a string; accept numeric strings only for float fields.
-    hints = typing.get_type_hints(TrainConfig)
-    for key, value in values.items():
-        if isinstance(value, str) and hints[key] in (float, float | None):
-            try:
-                values[key] = float(value)
-            except ValueError:
-                pass
-    return TrainConfig(**values)
+def _mapping(loader, node, deep=False):
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ConfigError(f"key {key!r} appears twice (line {key_node.start_mark.line + 1})")
+        seen.add(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
+def read_recipe(path: str | os.PathLike) -> tuple[Path, dict]:
+    """The mapping in a recipe file (a path, or a path relative to the repository root)."""
+    path = Path(path)
+    if not path.exists() and not path.is_absolute() and (REPO_ROOT / path).exists():
+        path = REPO_ROOT / path
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} " + ("is a directory" if path.is_dir() else "does not exist"))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None
+    try:
+        values = yaml.load(text, Loader=_UniqueKeyLoader)
+    except ConfigError as err:
+        raise ConfigError(f"config file {path}: {err}") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {' '.join(str(err).split())}") from None
+    if values is None:
+        raise ConfigError(f"config file {path} is empty; a recipe is a mapping of key: value")
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {path} must be a mapping of key: value, not a {type(values).__name__}")
+    return path, values
+
+
+def _unknown(keys, known, what: str) -> ConfigError:
+    hints = []
+    for key in keys:
+        close = difflib.get_close_matches(key, known, n=1)
+        hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return ConfigError(f"unknown {what} {', '.join(hints)}: not a field of GatedGRPOConfig or ScriptArguments "
+                       "(see `python -m sapo_core.train --help`)")
+
+
+def _plain(value):
+    """A parsed value as YAML can hold it."""
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def parse_args(argv: list[str] | None = None) -> RunConfig:
+    """`--config FILE` (its keys become defaults) and flags -> RunConfig; the run directory resolved."""
+    argv = list(argv if argv is not None else [])
+    parser = _Parser((ScriptArguments, GatedGRPOConfig))
+    actions = parser.actions()
+    option_to_dest = {opt: dest for dest, a in actions.items() for opt in a.option_strings}
+    config_path, recipe = None, {}
+    if "--config" in argv:
+        i = argv.index("--config")
+        if i + 1 >= len(argv):
+            raise ConfigError("--config needs a file")
+        path, recipe = read_recipe(argv[i + 1])
+        config_path = str(path)
+        del argv[i:i + 2]
+        if "--config" in argv:
+            raise ConfigError("--config given twice")
+        if "env" in recipe:
+            raise ConfigError(f"config file {path}: 'env' (environment variables) is not supported; set them in "
+                              "the shell")
+        unknown = [k for k in recipe if k not in actions or k == "output_dir"]
+        if unknown:
+            raise _unknown(unknown, list(actions), f"key(s) in {path}")
+        recipe = {k: parser.convert(k, v, str(path)) for k, v in recipe.items()}
+        for key, value in recipe.items():
+            actions[key].default = value
+    given = []
+    for token in argv:
+        if token.startswith("--"):
+            option = token.split("=", 1)[0]
+            dest = option_to_dest.get(option)
+            if dest is None:
+                raise _unknown([option[2:]], list(actions), "flag")
+            if dest in given:
+                raise ConfigError(f"flag {option} given twice")
+            given.append(dest)
+    if "output_dir" in given:
+        raise ConfigError("--output_dir is set from the run directory (<run_dir>/checkpoints); use --run_dir")
+    parsed, _ = parser.parse_known_args(args=argv)  # the values as given, before any __post_init__ derives more
+    values = {k: _plain(getattr(parsed, k)) for k in [*recipe, *given] if k not in _RUN_LOCATION}
+    try:
+        script, training = parser.parse_args_into_dataclasses(args=argv)
+    except ConfigError:
+        raise
+    except ValueError as err:  # a check in TRL's or transformers' __post_init__
+        raise ConfigError(str(err).strip().splitlines()[0]) from None
+    if script.run_dir is None:
+        name = Path(config_path).stem if config_path else "custom"
+        script.run_dir = str(runs_dir() / name / f"{training.gate}-{training.tau_convention}-seed{training.seed}")
+    training.output_dir = str(Path(script.run_dir) / "checkpoints")
+    return RunConfig(script=script, training=training, recipe=values, config_path=config_path)
+
+
+def recipe_keys_differ(previous: dict, run: RunConfig) -> list[str]:
+    """The keys whose value in a run's saved config.yaml differs from this parsed run (resume check)."""
+    changed = []
+    for key in sorted(previous.keys() | run.recipe.keys()):
+        if key in _RUN_LOCATION:
+            continue
+        holder = run.script if key in ScriptArguments.__dataclass_fields__ else run.training
+        if not hasattr(holder, key):
+            changed.append(key)
+            continue
+        default = _plain(_default(holder, key))
+        if previous.get(key, default) != run.recipe.get(key, default):
+            changed.append(key)
+    return changed
+
+
+def _default(holder, key):
+    f = type(holder).__dataclass_fields__[key]
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default

@@ -53,8 +53,8 @@ def main(argv: list[str] | None = None) -> None:
         gate_dir = run_dir / gate
         gate_dir.mkdir()
         run_notebook("02_train.ipynb", gate_dir / "02_train.ipynb",
-                     {"recipe": "tiny-cpu", "gate": gate, "seed": 0, "overrides": {"max_steps": args.steps},
-                      "run_dir": str(gate_dir / "run")})
+                     {"config": "configs/tiny-cpu.yaml", "gate": gate, "seed": 0,
+                      "flags": ["--max_steps", str(args.steps)], "run_dir": str(gate_dir / "run")})
         summary = json.loads((gate_dir / "run" / "summary.json").read_text())
         results[gate] = {"base": summary["heldout_base"]["greedy_accuracy"],
                          "trained": summary["heldout_final"]["greedy_accuracy"],

@@ -2,7 +2,7 @@
 
 Everything else is TRL's (pinned to 1.16.0): generation (transformers or vLLM), reward functions,
 group-relative advantages, batch reuse (`num_iterations`), the KL term, the entropy metric and the
-logging machinery. Our loss metrics (ratio and gate-weight statistics, SPEC §4) are added to TRL's logs,
+logging machinery. Our loss metrics (ratio and gate-weight statistics, method §4) are added to TRL's logs,
 so they reach `trainer.state.log_history` and every `report_to` backend. They are exact statistics of
 every unmasked token of the logged optimizer step: the tokens of all its micro-batches (gradient
 accumulation) and all processes are pooled before the statistics are taken.
@@ -12,7 +12,7 @@ accumulation) and all processes are pooled before the statistics are taken.
                                train_dataset=dataset, processing_class=tokenizer)
 
 Temperatures: `sapo_temperature_pos` / `sapo_temperature_neg` are the *base* tau; the gate runs at
-`resolve_tau(gate, tau, tau_convention)` (SPEC §2). Clipping uses `epsilon` / `epsilon_high`.
+`resolve_tau(gate, tau, tau_convention)` (method §2). Clipping uses `epsilon` / `epsilon_high`.
 
 TRL's vLLM importance-sampling correction (`vllm_importance_sampling_correction`) multiplies each
 token's loss by a truncated pi_old / pi_vllm ratio. That ratio is a second, gate-independent weight on
@@ -22,55 +22,15 @@ shape differently per run); turn it on explicitly when sampler/trainer mismatch 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import torch
 from transformers import TrainerCallback
-from trl import GRPOConfig, GRPOTrainer
+from trl import GRPOTrainer
 
 from sapo_core import gates as G
-from sapo_core.loss import AGGREGATIONS, CLIP, MetricTokens, masked_aggregate, metric_tokens, policy_loss, token_metrics
+from sapo_core.config import GatedGRPOConfig
+from sapo_core.loss import CLIP, MetricTokens, masked_aggregate, metric_tokens, policy_loss, token_metrics
 
 __all__ = ["GatedGRPOConfig", "GatedGRPOTrainer"]
-
-_TRL_LOSS_TYPE = {"seq_mean_token_mean": "grpo", "token_mean": "dapo", "seq_mean_token_sum_norm": "dr_grpo"}
-
-
-@dataclass
-class GatedGRPOConfig(GRPOConfig):
-    """GRPOConfig plus the gate. `loss_type` is derived from `aggregation` and only informs TRL's warnings."""
-
-    gate: str = field(default="sigmoid", metadata={"help": "registered gate name, or 'clip' for hard clipping"})
-    tau_convention: str = field(default="equal", metadata={"help": "'equal' or 'width_matched' (SPEC §2)"})
-    aggregation: str = field(default="seq_mean_token_mean",
-                             metadata={"help": "seq_mean_token_mean | token_mean | seq_mean_token_sum_norm"})
-    log_ratio_clamp: float = field(default=20.0, metadata={"help": "|log r| clamp before exp"})
-    vllm_importance_sampling_correction: bool = field(
-        default=False, metadata={"help": "TRL's vLLM IS correction; off by default for gate comparisons"})
-
-    def __post_init__(self):
-        if self.aggregation not in AGGREGATIONS:
-            raise ValueError(f"aggregation={self.aggregation!r} is not allowed; choose one of {', '.join(AGGREGATIONS)}")
-        if self.gate != CLIP:
-            G.get_gate(self.gate)  # raises, listing the available names
-        if self.tau_convention not in G.TAU_CONVENTIONS:
-            raise ValueError(f"tau_convention={self.tau_convention!r} is not allowed; "
-                             f"choose one of {', '.join(G.TAU_CONVENTIONS)}")
-        derived = "sapo" if (self.gate == "sigmoid" and self.aggregation == "seq_mean_token_mean") \
-            else _TRL_LOSS_TYPE[self.aggregation]
-        if self.loss_type not in (GRPOConfig.loss_type, derived):  # GRPOConfig's default, or already derived
-            raise ValueError(f"loss_type={self.loss_type!r} is not used by GatedGRPOConfig: choose the loss with "
-                             f"gate= and aggregation= (this combination corresponds to TRL's {derived!r})")
-        self.loss_type = derived
-        super().__post_init__()
-
-    def gate_taus(self) -> tuple[float, float]:
-        """(tau_pos, tau_neg) the gate runs at, after the tau convention."""
-        if self.gate == CLIP:
-            return self.sapo_temperature_pos, self.sapo_temperature_neg
-        return (G.resolve_tau(self.gate, self.sapo_temperature_pos, self.tau_convention),
-                G.resolve_tau(self.gate, self.sapo_temperature_neg, self.tau_convention))
-
 
 def _is_rollout_metric(name: str) -> bool:
     """Metrics TRL computes once per generated batch (rewards, completion lengths)."""

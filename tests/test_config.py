@@ -1,85 +1,127 @@
-"""TrainConfig: recipes load, overrides apply, bad keys and values are refused by name."""
+"""The config layer: recipes are TRL config files, flags override them, bad keys and values are refused by name."""
 
 import pytest
+import yaml
 
-from sapo_core.config import ConfigError, TrainConfig, load_config, parse_overrides
+from sapo_core.config import ConfigError, GatedGRPOConfig, parse_args, recipe_keys_differ
 from sapo_core.paths import REPO_ROOT
+
+TINY = ["--config", "configs/tiny-cpu.yaml", "--run_dir", "unused"]
 
 
 @pytest.mark.parametrize("recipe", ["tiny-cpu", "paper-7b"])
-def test_recipes_load(recipe):
-    cfg = load_config(REPO_ROOT / "configs" / f"{recipe}.yaml")
-    assert cfg.num_generations == 8 and cfg.num_iterations == 2
+def test_recipes_parse(recipe):
+    # the paper recipe asks for bf16, which transformers allows on a CPU only with use_cpu
+    run = parse_args(["--config", str(REPO_ROOT / "configs" / f"{recipe}.yaml"), "--use_cpu", "true"])
+    assert run.training.num_generations == 8 and run.training.num_iterations == 2
 
 
-def test_paper_recipe_matches_spec_section_3():
-    cfg = load_config("paper-7b")
-    assert cfg.model == "Qwen/Qwen2.5-7B-Instruct" and cfg.dataset == "mix"
-    assert (cfg.max_completion_length, cfg.per_device_train_batch_size, cfg.gradient_accumulation_steps) == (512, 1, 16)
-    assert cfg.bf16 and cfg.gradient_checkpointing and cfg.use_vllm and cfg.vllm_mode == "colocate"
-    assert not cfg.vllm_importance_sampling_correction
+def test_paper_recipe_matches_method_section_3():
+    run = parse_args(["--config", "configs/paper-7b.yaml", "--use_cpu", "true"])
+    script, args = run.script, run.training
+    assert script.model == "Qwen/Qwen2.5-7B-Instruct" and script.dataset == "mix"
+    assert (args.max_completion_length, args.per_device_train_batch_size, args.gradient_accumulation_steps) == (512, 1, 16)
+    assert args.bf16 and args.activation_checkpointing and args.use_vllm and args.vllm_mode == "colocate"
+    assert not args.vllm_importance_sampling_correction and args.reward_weights == [1.0, 1.0]
 
 
-def test_overrides_apply_and_parse_yaml_scalars():
-    cfg = load_config("tiny-cpu", ["gate=erf", "learning_rate=1e-5", "bf16=false", "tau_convention=width_matched"])
-    assert cfg.gate == "erf" and cfg.learning_rate == 1e-5 and cfg.bf16 is False
-    assert cfg.gate_taus()[0] == pytest.approx(0.4723, abs=1e-3)
-    assert parse_overrides(["report_to=[wandb]"]) == {"report_to": ["wandb"]}
+def test_flags_override_the_recipe_and_the_recipe_records_what_was_given():
+    run = parse_args([*TINY, "--gate", "erf", "--learning_rate", "1e-5", "--tau_convention", "width_matched"])
+    assert run.training.gate == "erf" and run.training.learning_rate == 1e-5
+    assert run.training.gate_taus()[0] == pytest.approx(0.4723, abs=1e-3)
+    assert run.recipe["gate"] == "erf" and run.recipe["learning_rate"] == 1e-5 and run.recipe["model"] == "tiny"
+    assert "run_dir" not in run.recipe and "output_dir" not in run.recipe
+    assert run.training.output_dir.endswith("unused/checkpoints")
 
 
-@pytest.mark.parametrize("override, message", [
-    (["nonsense=1"], "unknown config key.*'nonsense'"),
-    (["gate=tanh"], "gate='tanh'.*available gates"),
-    (["tau_pos=0"], "tau_pos=0 must be > 0"),
-    (["num_iterations=1.5"], "num_iterations=1.5 must be an integer"),
-    (["learning_rate=fast"], "learning_rate='fast' must be a number"),
-    (["aggregation=sum"], "aggregation='sum' is not allowed.*token_mean"),
-    (["tau_convention=wide"], "tau_convention='wide' is not allowed"),
-    (["bf16=yes please"], "bf16='yes please' must be true or false"),
-    (["num_generations=1"], "num_generations=1 must be >= 2"),
-    (["epsilon_low=-0.1"], "epsilon_low=-0.1 must be >= 0"),
-    (["vllm_importance_sampling_correction=true"], "needs use_vllm=true"),
-    (["gate"], "must look like key=value"),
-    (["save_steps=3"], "save_steps=3 must put every checkpoint at the end of a generation cycle.*= 2 micro"),
-    (["num_iterations=4", "save_steps=6"], "save_steps=6 .*= 4 micro-batches"),
-    (["steps_per_generation=0"], "steps_per_generation=0 must be > 0"),
-    (["seed=-1"], r"seed=-1 must be in \[0, 2\*\*32 - 1\]"),
-    (["tau_pos=nan"], "tau_pos=nan must be a finite number"),
-    (["tau_neg=.inf"], "tau_neg=inf must be a finite number"),
-    (["learning_rate=1e400"], "learning_rate=inf must be a finite number"),
-    (["beta=nan"], "beta=nan must be a finite number"),
-    (["vllm_gpu_memory_utilization=5"], r"vllm_gpu_memory_utilization=5 must be in \(0, 1\]"),
-    (["max_grad_norm=-1"], "max_grad_norm=-1 must be >= 0"),
-    (["save_total_limit=0"], "save_total_limit=0 must be >= 1"),
-    (["logging_steps=3", "save_steps=4"], "save_steps=4 must be a multiple of logging_steps=3"),
-    (["data_seed=4294967296"], "data_seed=4294967296 must be in"),
+def test_default_run_dir_names_gate_convention_and_seed(monkeypatch, tmp_path):
+    monkeypatch.setenv("SAPO_RUNS_DIR", str(tmp_path))
+    run = parse_args(["--config", "configs/tiny-cpu.yaml", "--gate", "arctan", "--seed", "3"])
+    assert run.run_dir == tmp_path / "tiny-cpu" / "arctan-equal-seed3"
+
+
+def test_a_saved_recipe_reproduces_the_run(tmp_path):
+    run = parse_args([*TINY, "--gate", "softsign", "--max_steps", "7"])
+    saved = tmp_path / "config.yaml"
+    saved.write_text(yaml.safe_dump(run.recipe, sort_keys=False))
+    again = parse_args(["--config", str(saved), "--run_dir", "elsewhere"])
+    assert again.recipe == run.recipe and recipe_keys_differ(run.recipe, again) == []
+    assert recipe_keys_differ(run.recipe, parse_args([*TINY, "--gate", "softsign"])) == ["max_steps"]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--nonsense", "1"], "unknown flag 'nonsense'"),
+    (["--learnin_rate", "1"], "did you mean 'learning_rate'"),
+    (["--gate", "tanh"], "gate='tanh'.*available gates"),
+    (["--sapo_temperature_pos", "0"], "sapo_temperature_pos=0.0 must be a finite number > 0"),
+    (["--sapo_temperature_neg", "1e39"], "sapo_temperature_neg=1e.39 must be a finite number > 0"),
+    (["--sapo_temperature_pos", "nan"], "sapo_temperature_pos=nan must be a finite number"),
+    (["--num_iterations", "1.5"], "--num_iterations.*invalid int value: '1.5'"),
+    (["--learning_rate", "fast"], "--learning_rate.*invalid float value: 'fast'"),
+    (["--aggregation", "sum"], "aggregation='sum' is not allowed.*token_mean"),
+    (["--tau_convention", "wide"], "tau_convention='wide' is not allowed"),
+    (["--bf16", "yes please"], "--bf16.*Truthy value expected"),
+    (["--num_generations", "1"], "num_generations=1 must be >= 2"),
+    (["--epsilon", "-0.1"], r"epsilon=-0.1 must be in \[0, 1\)"),
+    (["--epsilon_high", "1.5"], r"epsilon_high=1.5 must be in \[0, 1\)"),
+    (["--log_ratio_clamp", "100"], r"log_ratio_clamp=100.0 must be in \(0, 88.72\)"),
+    (["--vllm_importance_sampling_correction", "true"], "needs use_vllm=true"),
+    (["--save_steps", "3"], "save_steps=3 must put every checkpoint at the end of a generation cycle.*= 2 micro"),
+    (["--num_iterations", "4", "--save_steps", "6"], "save_steps=6 .*= 4 micro-batches"),
+    (["--seed", "-1"], r"seed=-1 must be in \[0, 2\*\*32 - 1\]"),
+    (["--data_seed", "4294967296"], "data_seed=4294967296 must be in"),
+    (["--logging_steps", "3", "--save_steps", "4"], "save_steps=4 must be a multiple of logging_steps=3"),
+    (["--reward_weights", "1", "inf"], r"reward_weights=\[1.0, inf\] must be finite"),
+    (["--lr_scheduler_type", "fast"], "--lr_scheduler_type.*invalid choice: 'fast'"),
+    (["--dataset", "nope"], "--dataset.*invalid choice: 'nope'"),
+    (["--per_device_train_batch_size", "7"], "must be divisible by num_generations"),
+    (["--gate", "erf", "--gate", "clip"], "flag --gate given twice"),
+    (["--output_dir", "x"], "--output_dir is set from the run directory"),
+    (["--loss_type", "cispo"], "loss_type='cispo' is not used by GatedGRPOConfig"),
 ])
-def test_bad_overrides_fail_naming_the_key(override, message):
+def test_bad_flags_fail_naming_the_key(extra, message):
     with pytest.raises(ConfigError, match=message):
-        load_config("tiny-cpu", override)
+        parse_args([*TINY, *extra])
 
 
-def test_unknown_key_in_recipe_file(tmp_path):
+def test_an_empty_run_dir_is_refused():
+    with pytest.raises(ConfigError, match="run_dir is empty"):
+        parse_args(["--config", "configs/tiny-cpu.yaml", "--run_dir", ""])
+
+
+@pytest.mark.parametrize("text, message", [
+    ("gate: erf\nlearning_rat: 1.0e-5\n", "unknown key.*'learning_rat' \\(did you mean 'learning_rate'\\?\\)"),
+    ("gate: erf\ngate: clip\n", "key 'gate' appears twice \\(line 2\\)"),
+    ("", "is empty"),
+    ("- gate\n- erf\n", "must be a mapping of key: value, not a list"),
+    ("gate: [erf\n", "is not valid YAML"),
+    ("max_steps: 1.5\n", "max_steps: 1.5 in .* is not a valid int"),
+    ("dataset: nope\n", "dataset: 'nope' in .* is not allowed; choose one of synthetic, mix, gsm8k"),
+    ("gate: !!python/name:os.system\n", "is not valid YAML"),
+    ("env: {A: 1}\n", "'env' .* is not supported"),
+])
+def test_bad_recipe_files_fail_naming_the_file_and_key(tmp_path, text, message):
     recipe = tmp_path / "r.yaml"
-    recipe.write_text("gate: erf\nlearning_rat: 1.0e-5\n")
-    with pytest.raises(ConfigError, match="'learning_rat'"):
-        load_config(recipe)
+    recipe.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        parse_args(["--config", str(recipe)])
 
 
-def test_missing_recipe():
-    with pytest.raises(ConfigError, match="recipe 'nope' not found"):
-        load_config("nope")
+def test_missing_recipe_and_directory_recipe(tmp_path):
+    with pytest.raises(ConfigError, match="config file 'nope.yaml' does not exist"):
+        parse_args(["--config", "nope.yaml"])
+    with pytest.raises(ConfigError, match="is a directory"):
+        parse_args(["--config", str(tmp_path)])
 
 
 def test_clip_is_a_valid_gate_and_keeps_taus():
-    cfg = TrainConfig(gate="clip")
-    assert cfg.gate_taus() == (1.0, 1.05)
+    args = GatedGRPOConfig(output_dir="x", gate="clip", bf16=False)
+    assert args.gate_taus() == (1.0, 1.05) and args.loss_type == "grpo"
 
 
 def test_checkpoints_at_generation_cycle_ends_are_accepted():
-    assert load_config("tiny-cpu", ["num_iterations=4", "save_steps=8"]).generation_cycle_micro_batches() == 4
+    parse_args([*TINY, "--num_iterations", "4", "--save_steps", "8"])
     # 8 micro-batches per generation, 4 per optimizer step, 2 reuses: a cycle is 4 optimizer steps
-    cfg = load_config("tiny-cpu", ["gradient_accumulation_steps=4", "steps_per_generation=8", "save_steps=4"])
-    assert cfg.generation_cycle_micro_batches() == 16
+    parse_args([*TINY, "--gradient_accumulation_steps", "4", "--steps_per_generation", "8", "--save_steps", "4"])
     with pytest.raises(ConfigError, match="save_steps=2"):
-        load_config("tiny-cpu", ["gradient_accumulation_steps=4", "steps_per_generation=8", "save_steps=2"])
+        parse_args([*TINY, "--gradient_accumulation_steps", "4", "--steps_per_generation", "8", "--save_steps", "2"])

@@ -9,14 +9,28 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoTokenizer, TrainerCallback
 
-from sapo_core.config import load_config
+from sapo_core.config import parse_args
 from sapo_core.loss import METRIC_KEYS
-from sapo_core.train import (REQUIRED_METRICS, RunDirError, cpu_processes, grpo_args, main, read_metrics,
-                             reward_functions, train)
+from sapo_core.rewards import correctness_reward, format_reward
+from sapo_core.train import REQUIRED_METRICS, RunDirError, main, read_metrics, train
 
 # A few seconds per run: 2 prompts x 8 rollouts per step, short completions.
 SMOKE = {"max_steps": 2, "train_size": 32, "eval_size": 8, "per_device_train_batch_size": 16,
          "max_completion_length": 24, "save_steps": 2, "learning_rate": 1e-3}
+
+
+def flags(values: dict) -> list[str]:
+    """{"max_steps": 2, ...} as command-line flags."""
+    out = []
+    for key, value in values.items():
+        out += [f"--{key}", *(map(str, value) if isinstance(value, list) else [str(value)])]
+    return out
+
+
+def smoke(run_dir, resume=False, **over):
+    """The tiny-cpu recipe with the SMOKE budget and `over`, parsed as the CLI parses it."""
+    return parse_args(["--config", "configs/tiny-cpu.yaml", "--run_dir", str(run_dir), *flags({**SMOKE, **over}),
+                       *(["--resume"] if resume else [])])
 
 
 def _weights(path):
@@ -31,8 +45,7 @@ def base_dir():
 
 @pytest.mark.parametrize("gate", ["clip", "sigmoid", "erf", "arctan", "softsign"])
 def test_each_gate_trains_and_logs_required_metrics(tmp_path, base_dir, gate):
-    cfg = load_config("tiny-cpu", {**SMOKE, "gate": gate})
-    summary = train(cfg, tmp_path / "run")
+    summary = train(smoke(tmp_path / "run", gate=gate))
     before, after = _weights(base_dir), _weights(tmp_path / "run" / "final")
     unchanged = [name for name, value in before.items() if torch.equal(value, after[name])]
     assert not unchanged, f"parameters not updated by training with gate={gate}: {unchanged}"
@@ -51,10 +64,9 @@ def test_each_gate_trains_and_logs_required_metrics(tmp_path, base_dir, gate):
 
 def test_logged_ratio_metrics_are_those_of_the_whole_step_under_gradient_accumulation(tmp_path):
     """Two micro-batches of 8 per step log what one micro-batch of 16 logs: the step's tokens are pooled."""
-    one = read_metrics(train(load_config("tiny-cpu", SMOKE), tmp_path / "one")["run_dir"])
-    two = read_metrics(train(load_config("tiny-cpu", {**SMOKE, "per_device_train_batch_size": 8,
-                                                      "gradient_accumulation_steps": 2,
-                                                      "steps_per_generation": 2}), tmp_path / "two")["run_dir"])
+    one = read_metrics(train(smoke(tmp_path / "one"))["run_dir"])
+    two = read_metrics(train(smoke(tmp_path / "two", per_device_train_batch_size=8, gradient_accumulation_steps=2,
+                                   steps_per_generation=2))["run_dir"])
     for a, b in zip(one, two):
         assert a["reward"] == b["reward"]  # the same 16 completions
         assert b["tokens/count"] == a["tokens/count"]  # not the mean of the two micro-batches' counts
@@ -65,8 +77,7 @@ def test_logged_ratio_metrics_are_those_of_the_whole_step_under_gradient_accumul
 
 
 def test_the_last_step_is_logged_when_logging_steps_does_not_divide_max_steps(tmp_path):
-    rows = read_metrics(train(load_config("tiny-cpu", {**SMOKE, "max_steps": 3, "logging_steps": 2}),
-                              tmp_path / "run")["run_dir"])
+    rows = read_metrics(train(smoke(tmp_path / "run", max_steps=3, logging_steps=2, save_steps=4))["run_dir"])
     assert [r["step"] for r in rows] == [2, 3]
     assert all(set(REQUIRED_METRICS) <= set(r) for r in rows)
 
@@ -80,20 +91,19 @@ def _parity_runs(tmp_path, base_dir, overrides, loss_type):
     from sapo_core.train import datasets_for
     from sapo_core.trainer import GatedGRPOTrainer
 
-    cfg = load_config("tiny-cpu", {**SMOKE, "max_steps": 3, **overrides})
-    ours_args = grpo_args(cfg, tmp_path / "ours")
+    run = smoke(tmp_path / "ours", max_steps=3, **overrides)
+    ours_args = run.training
     ours_args.save_strategy = "no"
     shared = {k: v for k, v in ours_args.to_dict().items()
               if k in GRPOConfig.__dataclass_fields__
               and k not in ("loss_type", "output_dir", "generation_batch_size")}  # derived in __post_init__
     trl_args = GRPOConfig(**{**shared, "loss_type": loss_type, "output_dir": str(tmp_path / "trl")})
     tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    train_ds, _ = datasets_for(cfg)
-    rewards, _ = reward_functions(cfg)
+    train_ds, _ = datasets_for(run.script, ours_args.data_seed)
     out = []
     for cls, args in ((GatedGRPOTrainer, ours_args), (GRPOTrainer, trl_args)):
-        set_seed(cfg.seed)
-        trainer = cls(model=str(base_dir), reward_funcs=rewards, args=args, train_dataset=train_ds,
+        set_seed(ours_args.seed)
+        trainer = cls(model=str(base_dir), reward_funcs=[format_reward, correctness_reward], args=args, train_dataset=train_ds,
                       processing_class=tokenizer)
         trainer.train()
         out.append([h for h in trainer.state.log_history if "loss" in h])
@@ -103,9 +113,10 @@ def _parity_runs(tmp_path, base_dir, overrides, loss_type):
 
 @pytest.mark.parametrize("tau", [2.0, None])
 def test_sigmoid_gate_matches_trl_sapo_trainer(tmp_path, base_dir, tau):
-    """Same seed, same rollouts: identical rewards, parameters and (at tau = 2, where SPEC's additive
+    """Same seed, same rollouts: identical rewards, parameters and (at tau = 2, where method §2's additive
     constant 1 - 2/tau vanishes) identical losses."""
-    over = {"gate": "sigmoid"} if tau is None else {"gate": "sigmoid", "tau_pos": tau, "tau_neg": tau}
+    over = {"gate": "sigmoid"} if tau is None else {"gate": "sigmoid", "sapo_temperature_pos": tau,
+                                                    "sapo_temperature_neg": tau}
     ours, ours_params, ref, ref_params = _parity_runs(tmp_path, base_dir, over, "sapo")
     assert len(ours) == len(ref) == 3
     # our loss metrics reach the Trainer's log history (what every report_to backend is sent)
@@ -139,13 +150,12 @@ def test_clip_gate_matches_trl_grpo_trainer(tmp_path, base_dir, beta):
 
 
 def test_finished_run_is_never_overwritten(tmp_path):
-    cfg = load_config("tiny-cpu", {**SMOKE, "max_steps": 1})
-    train(cfg, tmp_path / "run")
+    train(smoke(tmp_path / "run", max_steps=1, save_steps=2))
     stamp = (tmp_path / "run" / "metrics.jsonl").read_text()
     with pytest.raises(RunDirError, match="finished run; it is never overwritten"):
-        train(cfg, tmp_path / "run")
+        train(smoke(tmp_path / "run", max_steps=1, save_steps=2))
     with pytest.raises(RunDirError, match="finished run"):
-        train(cfg, tmp_path / "run", resume=True)
+        train(smoke(tmp_path / "run", resume=True, max_steps=1, save_steps=2))
     assert (tmp_path / "run" / "metrics.jsonl").read_text() == stamp
 
 
@@ -161,11 +171,11 @@ class _Crash(TrainerCallback):
 
 
 def test_resume_after_interrupted_run_reproduces_the_uninterrupted_run(tmp_path):
-    cfg = load_config("tiny-cpu", {**SMOKE, "max_steps": 6, "save_steps": 2})
-    train(cfg, tmp_path / "whole")
+    budget = {"max_steps": 6, "save_steps": 2}
+    train(smoke(tmp_path / "whole", **budget))
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        train(cfg, run, callbacks=[_Crash(3)])  # crashes after step 3; step 3's generation is lost
+        train(smoke(run, **budget), callbacks=[_Crash(3)])  # crashes after step 3; step 3's generation is lost
     status = json.loads((run / "status.json").read_text())
     assert status["state"] == "interrupted" and status["error"] == "KeyboardInterrupt: simulated crash"
     assert [r["step"] for r in read_metrics(run)] == [1, 2, 3]
@@ -176,11 +186,10 @@ def test_resume_after_interrupted_run_reproduces_the_uninterrupted_run(tmp_path)
     (run / "checkpoints" / "checkpoint-4").mkdir()
     (run / "checkpoints" / "checkpoint-4" / "model.safetensors").write_bytes(b"\0" * 100)
     with pytest.raises(RunDirError, match=r"unfinished run \(interrupted: KeyboardInterrupt.*pass --resume"):
-        train(cfg, run)
+        train(smoke(run, **budget))
     with pytest.raises(RunDirError, match="different config.*learning_rate"):
-        train(load_config("tiny-cpu", {**SMOKE, "max_steps": 6, "save_steps": 2, "learning_rate": 0.5}), run,
-              resume=True)
-    summary = train(cfg, run, resume=True)
+        train(smoke(run, resume=True, **budget, learning_rate=0.5))
+    summary = train(smoke(run, resume=True, **budget))
     assert summary["train_metrics"]["train_runtime"] > 0
     status = json.loads((run / "status.json").read_text())
     assert status["state"] == "finished" and status["resumed_from"].endswith("checkpoint-2")
@@ -197,18 +206,18 @@ def test_resume_after_interrupted_run_reproduces_the_uninterrupted_run(tmp_path)
 
 
 def test_inputs_that_cannot_be_loaded_leave_no_run_directory(tmp_path, capsys):
-    assert main(["--recipe", "tiny-cpu", "--run-dir", str(tmp_path / "r"), "model=/no/such/model"]) == 2
+    cli = ["--config", "configs/tiny-cpu.yaml", "--run_dir", str(tmp_path / "r")]
+    assert main([*cli, "--model", "/no/such/model"]) == 2
     assert "model='/no/such/model' is not a directory" in capsys.readouterr().err
     bad = tmp_path / "not-a-model"
     bad.mkdir()  # a directory without a tokenizer
-    assert main(["--recipe", "tiny-cpu", "--run-dir", str(tmp_path / "r"), f"model={bad}"]) == 2
+    assert main([*cli, "--model", str(bad)]) == 2
     assert f"model='{bad}' cannot be loaded" in capsys.readouterr().err
-    assert main(["--recipe", "tiny-cpu", "--run-dir", str(tmp_path / "r"), "dataset=gsm8k",
-                 f"data_dir={tmp_path / 'empty'}"]) == 2
+    assert main([*cli, "--dataset", "gsm8k", "--data_dir", str(tmp_path / "empty")]) == 2
     assert "no such data file" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
     (tmp_path / "file").write_text("x")
-    assert main(["--recipe", "tiny-cpu", "--run-dir", str(tmp_path / "file")]) == 2
+    assert main(["--config", "configs/tiny-cpu.yaml", "--run_dir", str(tmp_path / "file")]) == 2
     assert "exists and is not a directory" in capsys.readouterr().err
 
 
@@ -218,22 +227,35 @@ class _Fail(TrainerCallback):
 
 
 def test_a_failed_run_records_why_and_can_be_resumed(tmp_path):
-    cfg = load_config("tiny-cpu", {**SMOKE, "max_steps": 2})
     with pytest.raises(RuntimeError, match="reward server went away"):
-        train(cfg, tmp_path / "run", callbacks=[_Fail()])
+        train(smoke(tmp_path / "run"), callbacks=[_Fail()])
     status = json.loads((tmp_path / "run" / "status.json").read_text())
     assert status["state"] == "failed" and status["error"] == "RuntimeError: reward server went away"
     with pytest.raises(RunDirError, match=r"\(failed: RuntimeError: reward server went away\); pass --resume"):
-        train(cfg, tmp_path / "run")
-    train(cfg, tmp_path / "run", resume=True)
+        train(smoke(tmp_path / "run"))
+    train(smoke(tmp_path / "run", resume=True))
     assert json.loads((tmp_path / "run" / "status.json").read_text())["state"] == "finished"
 
 
-def test_cli_reports_bad_recipe_values(tmp_path, capsys):
-    assert main(["--recipe", "tiny-cpu", "--run-dir", str(tmp_path / "r"), "learnin_rate=1"]) == 2
-    assert "unknown config key(s) 'learnin_rate'" in capsys.readouterr().err
-    assert main(["--recipe", "tiny-cpu", "--gate", "tanh", "--run-dir", str(tmp_path / "r")]) == 2
-    assert "gate='tanh'" in capsys.readouterr().err
+@pytest.mark.parametrize("extra, message", [
+    (["--learnin_rate", "1"], "unknown flag 'learnin_rate' (did you mean 'learning_rate'?)"),
+    (["--gate", "tanh"], "gate='tanh'"),
+    (["--aggregation", "sum"], "aggregation='sum' is not allowed"),
+    (["--tau_convention", "wide"], "tau_convention='wide' is not allowed"),
+])
+def test_cli_refuses_bad_flags_with_one_line_and_exit_2(tmp_path, capsys, extra, message):
+    assert main(["--config", "configs/tiny-cpu.yaml", "--run_dir", str(tmp_path / "r"), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_cli_refuses_an_unknown_recipe_key(tmp_path, capsys):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("gate: erf\nlearning_rat: 1.0e-5\n")
+    assert main(["--config", str(recipe), "--run_dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key(s)" in err and "'learning_rat' (did you mean 'learning_rate'?)" in err
     assert not (tmp_path / "r").exists()
 
 
@@ -243,15 +265,14 @@ def test_two_cpu_processes_log_the_same_keys_as_one(tmp_path):
     import subprocess
     import sys
 
-    over = [f"{k}={v}" for k, v in {**SMOKE, "max_steps": 2}.items()]
     one = tmp_path / "one"
-    train(load_config("tiny-cpu", {**SMOKE, "max_steps": 2}), one)
+    train(smoke(one))
     two = tmp_path / "two"
     # accelerate's `--cpu` flag selects its one-process launcher; `--multi_gpu` is its torchrun launcher,
     # and on a machine without CUDA sapo_core.train makes those ranks CPU processes joined over gloo
     cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
            "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-           "-m", "sapo_core.train", "--recipe", "tiny-cpu", "--run-dir", str(two), *over]
+           "-m", "sapo_core.train", "--config", "configs/tiny-cpu.yaml", "--run_dir", str(two), *flags(SMOKE)]
     env = {k: v for k, v in os.environ.items() if k not in ("ACCELERATE_USE_CPU", "WORLD_SIZE")}
     env["OMP_NUM_THREADS"] = "1"
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
@@ -267,7 +288,7 @@ def test_two_cpu_processes_log_the_same_keys_as_one(tmp_path):
 
 
 def test_gated_config_derives_loss_type_and_refuses_a_conflicting_one():
-    from sapo_core.trainer import GatedGRPOConfig
+    from sapo_core.config import GatedGRPOConfig
 
     assert GatedGRPOConfig(output_dir="x", gate="sigmoid", bf16=False).loss_type == "sapo"
     assert GatedGRPOConfig(output_dir="x", gate="erf", aggregation="token_mean", bf16=False).loss_type == "dapo"
@@ -284,12 +305,9 @@ def test_several_processes_without_cuda_train_as_cpu_processes(monkeypatch):
     """torchrun / `accelerate launch --multi_gpu` on a CPU machine: the ranks must join over gloo."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    assert cpu_processes() is False  # one process keeps transformers' device choice
-    assert grpo_args(load_config("tiny-cpu", SMOKE), Path("x")).use_cpu is False
+    assert smoke(Path("x")).training.use_cpu is False  # one process keeps transformers' device choice
     monkeypatch.setenv("WORLD_SIZE", "2")
-    assert cpu_processes() is True
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert cpu_processes() is False
+    assert smoke(Path("x")).training.use_cpu is True
 
 
 def test_a_corrupt_metrics_line_that_is_not_the_last_is_an_error(tmp_path):
@@ -306,12 +324,12 @@ def test_kill_9_and_resume_through_the_cli_gives_the_uninterrupted_run(tmp_path)
     import sys
     import time
 
-    over = [f"{k}={v}" for k, v in {**SMOKE, "max_steps": 8, "save_steps": 2}.items()]
+    over = flags({**SMOKE, "max_steps": 8, "save_steps": 2})
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
 
     def cli(run_dir, *extra):
-        return [sys.executable, "-m", "sapo_core.train", "--recipe", "tiny-cpu", "--run-dir", str(run_dir),
-                *extra, *over]
+        return [sys.executable, "-m", "sapo_core.train", "--config", "configs/tiny-cpu.yaml", "--run_dir",
+                str(run_dir), *extra, *over]
 
     whole, run = tmp_path / "whole", tmp_path / "run"
     assert subprocess.run(cli(whole), env=env, capture_output=True, timeout=600).returncode == 0
@@ -342,9 +360,8 @@ def test_extreme_ratios_in_real_steps_stay_finite(tmp_path, gate):
     every logged loss, gradient norm and metric stays finite, and so do the weights."""
     import math
 
-    cfg = load_config("tiny-cpu", {**SMOKE, "gate": gate, "max_steps": 4, "num_iterations": 4, "save_steps": 4,
-                                   "learning_rate": 0.05, "max_grad_norm": 1000.0})
-    train(cfg, tmp_path / "run")
+    train(smoke(tmp_path / "run", gate=gate, max_steps=4, num_iterations=4, save_steps=4, learning_rate=0.05,
+                max_grad_norm=1000.0))
     rows = read_metrics(tmp_path / "run")
     assert min(r["ratio/min"] for r in rows) < 1e-4 and max(r["ratio/max"] for r in rows) > 2.0
     for row in rows:

@@ -1,5 +1,5 @@
-"""policy_loss (SPEC §1, §2, §4): exact gradients for every gate, TRL 1.16.0 parity, GSPO sequence level,
-extreme inputs, metrics and argument errors."""
+"""policy_loss (method §1, §2, §4): exact gradients for every gate against an independent literal reference,
+TRL 1.16.0 parity, GSPO sequence level, extreme and non-finite inputs, metrics and argument errors."""
 
 import importlib.metadata
 import importlib.util
@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from sapo_core import gates as G
-from sapo_core.loss import (AGGREGATIONS, METRIC_KEYS, MetricTokens, importance_ratios, masked_aggregate, metric_tokens,
-                            policy_loss, token_metrics)
+from sapo_core.loss import (AGGREGATIONS, METRIC_KEYS, MetricTokens, importance_log_ratio, masked_aggregate,
+                            metric_tokens, policy_loss, token_metrics)
 
-SMOOTH = G.available_gates()
+SMOOTH = G.available_gates()          # closed-form g: autograd of f(r) is the reference
 STUDENT_T = G.student_t(3.0)          # a Gate object whose g is integrated numerically
 ALL_GATES = SMOOTH + ["clip"]
 L_MAX = 16                            # max_completion_length for Dr. GRPO
@@ -38,8 +38,18 @@ def grad(loss, logps):
     return g
 
 
+def taus(adv):
+    """tau_pos where A > 0 else tau_neg, (B, 1), in adv's dtype."""
+    return torch.full_like(adv, TAU_NEG).masked_fill_(adv > 0, TAU_POS)[:, None]
+
+
+# ---------------------------------------------------------------------------------------------
+# The independent reference: the literal value expression A f(r), differentiated by autograd,
+# aggregated by explicit per-token weights (nothing from sapo_core.loss).
+# ---------------------------------------------------------------------------------------------
+
 def token_weight(mask, aggregation):
-    """W_i: the weight of one unmasked token of row i in each aggregation (SPEC §1, DAPO, Dr. GRPO)."""
+    """W_i: the weight of one unmasked token of row i in each aggregation (method §1, DAPO, Dr. GRPO)."""
     m = mask.to(torch.float64)
     n, rows = m.sum(-1, keepdim=True), m.shape[0]
     if aggregation == "seq_mean_token_mean":
@@ -49,65 +59,63 @@ def token_weight(mask, aggregation):
     return torch.tensor(1.0 / (rows * L_MAX), dtype=torch.float64)
 
 
-def taus(adv):
-    """tau_pos where A > 0 else tau_neg, (B, 1), in adv's dtype (torch.where on two floats gives float32)."""
-    return torch.full_like(adv, TAU_NEG).masked_fill_(adv > 0, TAU_POS)[:, None]
-
-
-# ---------------------------------------------------------------------------------------------
-# Exact gradient and value (SPEC §2), every gate, every aggregation, both levels.
-# ---------------------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("aggregation", AGGREGATIONS)
-@pytest.mark.parametrize("level", ["token", "sequence"])
-@pytest.mark.parametrize("gate", SMOOTH + [STUDENT_T], ids=lambda g: getattr(g, "name", g))
-def test_gradient_and_value_are_exact(gate, level, aggregation):
-    logps, old, adv, mask = batch()
-    loss, _ = policy_loss(logps, old, adv, mask, gate=gate, level=level, aggregation=aggregation,
-                          max_completion_length=L_MAX, compute_metrics=False)
-    g = grad(loss, logps)
-    gate = G.get_gate(gate)
-    m = mask.to(torch.float64)
-    log_r = (logps.detach() - old)
-    if level == "sequence":   # GSPO: s_i = exp(mean_t log r_{i,t}) on every token of row i
-        log_r = ((log_r * m).sum(-1, keepdim=True) / m.sum(-1, keepdim=True).clamp(min=1)).expand_as(m)
-    r, tau, a = log_r.exp(), taus(adv), adv[:, None]
-    w = token_weight(mask, aggregation)
-    # d loss / d logp_{i,t} = -A_i g'(tau_i (r - 1)) r W_i  (W_i = 1 / (|o_i| G) for the default)
-    expected = -a * gate.g_prime(tau * (r - 1)) * r * w * m
-    assert torch.all(g[~mask] == 0)
-    rel = ((g - expected).abs() / expected.abs().clamp(min=1e-300))[mask & (a != 0).expand_as(mask)]
-    assert rel.max().item() < 1e-9
-    assert torch.all(g[(a == 0).expand_as(mask)] == 0)
-    # value: -agg[A f(r)], f(x) = 1 + g(tau (x - 1)) / tau
-    value = -((a * gate.value(r, tau)) * m * w).sum()
-    assert loss.item() == pytest.approx(value.item(), rel=1e-12, abs=1e-15)
-
-
-def _literal_objective(gate, level, logps, old, adv, mask):
-    """A f(r) per token written out with autograd: SPEC §2's sg form for gates, min/clamp for clip."""
+def reference_ratio(logps, old, mask, level):
+    """r = exp(log pi_theta - log pi_old) per token, or GSPO's exp(mean_t log r) on every token of a row."""
     m = mask.to(torch.float64)
     log_r = logps - old
     if level == "sequence":
-        log_r = (log_r * m).sum(-1, keepdim=True) / m.sum(-1, keepdim=True).clamp(min=1)
-    r, a = log_r.exp(), adv[:, None]
-    if gate == "clip":
-        return torch.minimum(r * a, r.clamp(0.8, 1.2) * a)
-    gt, tau = G.get_gate(gate), taus(adv)
-    return (gt.value(r, tau).detach() + gt.weight(r, tau).detach() * (r - r.detach())) * a
+        log_r = ((log_r * m).sum(-1, keepdim=True) / m.sum(-1, keepdim=True).clamp(min=1)).expand_as(m)
+    return log_r.exp()
 
+
+def reference_loss(gate, level, aggregation, logps, old, adv, mask, token_weights=None):
+    """-sum_{i,t} m W_i A_i f(r_{i,t}) (times the token weight), with f's value expression under autograd."""
+    r, a = reference_ratio(logps, old, mask, level), adv[:, None]
+    if gate == "clip":
+        per_token = torch.minimum(r * a, r.clamp(0.8, 1.2) * a)
+    else:
+        tau = taus(adv)
+        per_token = a * (1.0 + G.get_gate(gate).g(tau * (r - 1.0)) / tau)   # method §2: f_tau(x)
+    if token_weights is not None:
+        per_token = per_token * token_weights
+    return -(per_token * mask.to(torch.float64) * token_weight(mask, aggregation)).sum()
+
+
+def assert_same_gradient(g, g_ref, mask):
+    """Zero on masked tokens, and relative error < 1e-9 token by token (exact zeros must match)."""
+    assert torch.all(g[~mask] == 0)
+    err = (g - g_ref).abs()[mask]
+    assert torch.all(err <= 1e-9 * g_ref.abs()[mask]), err.max().item()
+
+
+# ---------------------------------------------------------------------------------------------
+# Exact value and gradient (method §2): every gate x level x aggregation.
+# ---------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("aggregation", AGGREGATIONS)
 @pytest.mark.parametrize("level", ["token", "sequence"])
 @pytest.mark.parametrize("gate", ALL_GATES)
-def test_matches_literal_stop_gradient_form(gate, level, aggregation):
-    """SPEC §2's L = -agg[(sg(f(r)) + sg(f'(r)) (r - sg(r))) A] written out with autograd; clip as min/clamp."""
+def test_value_and_gradient_equal_the_literal_reference(gate, level, aggregation):
     logps, old, adv, mask = batch(seed=1, spread=0.5)
     loss, _ = policy_loss(logps, old, adv, mask, gate=gate, level=level, aggregation=aggregation,
                           max_completion_length=L_MAX, compute_metrics=False)
-    reference = -masked_aggregate(_literal_objective(gate, level, logps, old, adv, mask), mask, aggregation, L_MAX)
+    reference = reference_loss(gate, level, aggregation, logps, old, adv, mask)
     assert loss.item() == pytest.approx(reference.item(), rel=1e-12, abs=1e-15)
-    torch.testing.assert_close(grad(loss, logps), grad(reference, logps), rtol=1e-10, atol=1e-15)
+    assert_same_gradient(grad(loss, logps), grad(reference, logps), mask)
+
+
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
+@pytest.mark.parametrize("level", ["token", "sequence"])
+def test_numerically_integrated_gate_gets_the_closed_form_gradient(level, aggregation):
+    """A gate given by g' alone: d loss / d logp_{i,t} = -m A_i g'(tau_i (r - 1)) r W_i (method §2)."""
+    logps, old, adv, mask = batch()
+    loss, _ = policy_loss(logps, old, adv, mask, gate=STUDENT_T, level=level, aggregation=aggregation,
+                          max_completion_length=L_MAX, compute_metrics=False)
+    r, tau, a = reference_ratio(logps.detach(), old, mask, level), taus(adv), adv[:, None]
+    w, m = token_weight(mask, aggregation), mask.to(torch.float64)
+    assert_same_gradient(grad(loss, logps), -a * STUDENT_T.g_prime(tau * (r - 1)) * r * w * m, mask)
+    value = -(a * STUDENT_T.value(r, tau) * m * w).sum()
+    assert loss.item() == pytest.approx(value.item(), rel=1e-12, abs=1e-15)
 
 
 @pytest.mark.parametrize("weight_shape", ["token", "row"])
@@ -121,10 +129,9 @@ def test_token_weights_multiply_the_per_token_objective(gate, level, weight_shap
     for aggregation in AGGREGATIONS:
         loss, _ = policy_loss(logps, old, adv, mask, gate=gate, level=level, aggregation=aggregation,
                               max_completion_length=L_MAX, compute_metrics=False, token_weights=tw)
-        per_token = _literal_objective(gate, level, logps, old, adv, mask)
-        reference = -masked_aggregate(per_token * tw, mask, aggregation, L_MAX)
+        reference = reference_loss(gate, level, aggregation, logps, old, adv, mask, token_weights=tw)
         assert loss.item() == pytest.approx(reference.item(), rel=1e-12, abs=1e-15)
-        torch.testing.assert_close(grad(loss, logps), grad(reference, logps), rtol=1e-10, atol=1e-15)
+        assert_same_gradient(grad(loss, logps), grad(reference, logps), mask)
 
 
 @pytest.mark.parametrize("gate", SMOOTH)
@@ -199,13 +206,13 @@ def trl_per_token_loss(loss_type, logps, old, adv, mask, level):
     return -soft_coef_1 * advantages                                                  # :3124
 
 
-def trl_aggregate(per_token_loss, mask, aggregation):
+def trl_aggregate(per_token_loss, mask, aggregation, max_completion_length):
     """TRL 1.16.0's reductions: sapo/grpo :3154, dapo :3170-3173 (one micro-batch, eval), dr_grpo :3164."""
     if aggregation == "seq_mean_token_mean":
         return ((per_token_loss * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).mean()
     if aggregation == "token_mean":   # num_items_in_batch = mask.sum(), one process, eval mode
         return (per_token_loss * mask).sum() / mask.sum().clamp(min=1.0)
-    return (per_token_loss * mask).sum() / (per_token_loss.size(0) * L_MAX)
+    return (per_token_loss * mask).sum() / (per_token_loss.size(0) * max_completion_length)
 
 
 @pytest.mark.parametrize("aggregation", AGGREGATIONS)
@@ -213,41 +220,65 @@ def trl_aggregate(per_token_loss, mask, aggregation):
 @pytest.mark.parametrize("gate, loss_type", [("sigmoid", "sapo"), ("clip", "grpo")])
 def test_parity_with_trl(gate, loss_type, level, aggregation):
     logps, old, adv, mask = batch(dtype=torch.float32, seed=4, rows=16, length=64, mask_dtype=torch.long)
+    length = 96   # TRL pads completions to the longest one, at most max_completion_length
     loss, _ = policy_loss(logps, old, adv, mask, gate=gate, level=level, aggregation=aggregation,
-                          max_completion_length=L_MAX, compute_metrics=False)
+                          max_completion_length=length, compute_metrics=False)
     per_token_trl = trl_per_token_loss(loss_type, logps, old, adv, mask, level)
-    trl = trl_aggregate(per_token_trl, mask, aggregation)
+    trl = trl_aggregate(per_token_trl, mask, aggregation, length)
     offset = 0.0
-    if gate == "sigmoid":  # SPEC §2: f = TRL's 4/tau sigmoid(tau (x-1)) + 1 - 2/tau, a constant per row
-        offset = trl_aggregate(-adv[:, None] * (1 - 2 / taus(adv)), mask, aggregation).item()
+    if gate == "sigmoid":  # method §2: f = TRL's 4/tau sigmoid(tau (x-1)) + 1 - 2/tau, a constant per row
+        offset = trl_aggregate(-adv[:, None] * (1 - 2 / taus(adv)), mask, aggregation, length).item()
     # relative to the size of the summands: the loss itself is a sum with cancellation
-    scale = trl_aggregate(per_token_trl.detach().abs(), mask, aggregation).item()
+    scale = trl_aggregate(per_token_trl.detach().abs(), mask, aggregation, length).item()
     assert abs(loss.item() - trl.item() - offset) < 1e-6 * scale
     g, g_trl = grad(loss, logps), grad(trl, logps)
     assert (g - g_trl).abs().max().item() < 1e-6 * g_trl.abs().max().item()
 
 
 # ---------------------------------------------------------------------------------------------
-# Sequence level (GSPO).
+# The log-ratio (shared with the trainer's KL term) and the sequence level (GSPO).
 # ---------------------------------------------------------------------------------------------
+
+def test_importance_log_ratio_per_token_and_per_sequence():
+    logps, old, adv, mask = batch(seed=5)
+    logps, dirty_old = logps.detach(), old.clone()
+    dirty_old[~mask] = math.nan                               # garbage where masked
+    token = importance_log_ratio(logps, dirty_old, mask)
+    assert token.shape == mask.shape
+    torch.testing.assert_close(token[mask], (logps - old)[mask], rtol=0, atol=0)
+    assert torch.all(token[~mask] == 0)
+    sequence = importance_log_ratio(logps, dirty_old, mask, level="sequence")
+    m = mask.to(torch.float64)
+    expected = ((logps - old) * m).sum(-1, keepdim=True) / m.sum(-1, keepdim=True).clamp(min=1)
+    assert sequence.shape == (len(adv), 1)
+    torch.testing.assert_close(sequence, expected, rtol=1e-14, atol=0)
+    clamped = importance_log_ratio(logps + 50.0 * (torch.arange(L_MAX) % 2 - 0.5), old, mask, log_ratio_clamp=2.0)
+    assert clamped[mask].abs().max().item() == 2.0
+    with pytest.raises(ValueError, match="level"):
+        importance_log_ratio(logps, old, mask, level="word")
+
+
+def test_policy_loss_gates_the_ratio_of_importance_log_ratio():
+    """The loss and its metrics see exp(importance_log_ratio(...)), so the trainer's KL term can share it."""
+    logps, old, adv, mask = batch(seed=5, spread=2.0)
+    for level in ("token", "sequence"):
+        r = importance_log_ratio(logps.detach(), old, mask, level=level, log_ratio_clamp=1.0).exp().expand_as(mask)
+        tokens = metric_tokens(logps, old, adv, mask, level=level, log_ratio_clamp=1.0)
+        assert sorted(tokens.ratio.tolist()) == sorted(r[mask].tolist())
+        _, metrics = policy_loss(logps, old, adv, mask, level=level, log_ratio_clamp=1.0)
+        assert metrics["ratio/max"] == pytest.approx(r[mask].max().item(), rel=1e-14)
+
 
 def test_sequence_ratio_is_shared_by_the_tokens_of_a_row():
     logps, old, adv, mask = batch(seed=5)
-    r = importance_ratios(logps, old, mask, level="sequence")
-    m = mask.to(torch.float64)
-    direct = torch.exp(((logps.detach() - old) * m).sum(-1) / m.sum(-1).clamp(min=1))
-    for i in range(len(adv)):
-        row = r[i][mask[i]]           # empty for the all-masked row
-        assert torch.all(row == row[:1])
-        torch.testing.assert_close(row, direct[i].expand_as(row), rtol=1e-14, atol=0)
-    assert torch.all(r[~mask] == 1)
     _, metrics = policy_loss(logps[:1], old[:1], adv[:1], mask[:1], level="sequence")
-    assert metrics["ratio/min"] == metrics["ratio/max"] == pytest.approx(direct[0].item(), rel=1e-14)
+    direct = reference_ratio(logps.detach(), old, mask, "sequence")[0, 0].item()
+    assert metrics["ratio/min"] == metrics["ratio/max"] == pytest.approx(direct, rel=1e-14)
     assert metrics["ratio/std"] == 0.0
 
 
 # ---------------------------------------------------------------------------------------------
-# Extreme inputs.
+# Extreme and non-finite inputs (issue 11).
 # ---------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("level", ["token", "sequence"])
@@ -273,6 +304,7 @@ def test_extreme_inputs_give_finite_loss_and_gradients(gate, dtype, level):
         assert torch.isfinite(loss) and torch.all(torch.isfinite(g)), aggregation
         assert g.dtype == dtype and torch.all(g[~mask] == 0)
         assert all(math.isfinite(v) for k, v in metrics.items()), metrics
+        assert metrics["tokens/nonfinite_count"] == 0
     if level == "token":  # the clamp's gradient: zero where |log r| > 20
         assert torch.all(g[(delta.abs() > 20) & mask] == 0)
 
@@ -286,8 +318,30 @@ def test_metrics_ignore_masked_garbage():
     assert dirty == clean
 
 
+@pytest.mark.parametrize("where", ["logps", "old_logps"])
+@pytest.mark.parametrize("level", ["token", "sequence"])
+@pytest.mark.parametrize("gate", ["sigmoid", "clip"])
+def test_nan_at_an_unmasked_token_stays_visible(gate, level, where):
+    """Issue 11: a nan where the mask is 1 gives a nan loss and is counted, never silently becomes r = 1."""
+    logps, old, adv, mask = batch(seed=12)
+    row = 0                                               # A != 0, at least one token
+    assert adv[row] != 0 and mask[row].any()
+    tensors = {"logps": logps.detach().clone(), "old_logps": old.clone()}
+    tensors[where][row, 0] = math.nan
+    loss, metrics = policy_loss(tensors["logps"], tensors["old_logps"], adv, mask, gate=gate, level=level)
+    assert math.isnan(loss.item())
+    bad = 1 if level == "token" else int(mask[row].sum())   # GSPO: the whole row shares the nan ratio
+    assert metrics["tokens/nonfinite_count"] == bad
+    _, clean = policy_loss(logps, old, adv, mask, gate=gate, level=level)
+    assert clean["tokens/nonfinite_count"] == 0
+    assert metrics["tokens/count"] == clean["tokens/count"] - bad   # statistics over the finite tokens
+    assert math.isfinite(metrics["ratio/mean"]) and math.isfinite(metrics["gate_weight/mean"])
+    pooled = token_metrics(metric_tokens(tensors["logps"], tensors["old_logps"], adv, mask, gate=gate, level=level))
+    assert pooled == pytest.approx(metrics, rel=1e-12, nan_ok=True)
+
+
 # ---------------------------------------------------------------------------------------------
-# Metrics (SPEC §4).
+# Metrics (method §4).
 # ---------------------------------------------------------------------------------------------
 
 def _quantile(values, q):
@@ -314,14 +368,15 @@ def test_metrics_by_hand(gate):
     adv = torch.tensor([1.0, -1.0, 0.0, 2.0], dtype=torch.float64)
     _, m = policy_loss(logps, old, adv, mask, gate=gate)
     assert list(m) == list(METRIC_KEYS)
+    assert m["tokens/nonfinite_count"] == 0
     groups = {"": ([1.5, 0.5, 1.1, 0.7, 2.0, 3.0], [1, 1, -1, -1, -1, 0]), "pos/": ([1.5, 0.5], [1, 1]),
               "neg/": ([1.1, 0.7, 2.0], [-1, -1, -1])}
     for prefix, (rs, signs) in groups.items():
         n = len(rs)
         mean = sum(rs) / n
         var = sum((x - mean) ** 2 for x in rs) / n
-        if gate == "clip":   # sapo_core.gates.clip_weight: x < 1.2 for A > 0, x > 0.8 for A <= 0
-            ws = [float(x < 1.2) if s > 0 else float(x > 0.8) for x, s in zip(rs, signs)]
+        if gate == "clip":   # sapo_core.gates.clip_weight: x <= 1.2 for A > 0, x >= 0.8 for A <= 0
+            ws = [float(x <= 1.2) if s > 0 else float(x >= 0.8) for x, s in zip(rs, signs)]
         else:
             ws = [_sigmoid_weight(x, TAU_POS if s > 0 else TAU_NEG) for x, s in zip(rs, signs)]
         expected = {"tokens/count": n, "ratio/mean": mean, "ratio/std": math.sqrt(var), "ratio/var": var,
@@ -337,13 +392,33 @@ def test_metrics_by_hand(gate):
 def test_metrics_quantiles_match_torch_and_empty_groups_are_nan():
     logps, old, adv, mask = batch(seed=8, rows=8, length=300, spread=0.5)
     _, m = policy_loss(logps, old, adv.abs(), mask)   # no A < 0: the neg group is empty
-    r = importance_ratios(logps, old, mask)[mask]
+    r = importance_log_ratio(logps.detach(), old, mask).exp()[mask]
     q = torch.quantile(r, torch.tensor([0.01, 0.99], dtype=torch.float64))
     assert m["ratio/p01"] == pytest.approx(q[0].item(), rel=1e-12)
     assert m["ratio/p99"] == pytest.approx(q[1].item(), rel=1e-12)
     assert m["tokens/neg/count"] == 0
     assert all(math.isnan(m[k]) for k in METRIC_KEYS if k.startswith(("ratio/neg/", "gate_weight/neg/")))
     assert policy_loss(logps, old, adv, mask, compute_metrics=False)[1] == {}
+
+
+@pytest.mark.parametrize("level", ["token", "sequence"])
+@pytest.mark.parametrize("gate", ["erf", "clip"])
+def test_pooled_metric_tokens_give_the_statistics_of_the_whole_batch(gate, level):
+    """A step's metrics over its micro-batches (and processes) are those of the union of their tokens,
+    not an average of per-micro-batch statistics."""
+    logps, old, adv, mask = batch(seed=11, rows=8, spread=0.5)
+    kw = dict(gate=gate, tau_pos=TAU_POS, tau_neg=TAU_NEG, level=level)
+    _, whole = policy_loss(logps, old, adv, mask, **kw)
+    assert token_metrics(metric_tokens(logps, old, adv, mask, **kw)) == pytest.approx(whole, rel=1e-12,
+                                                                                    nan_ok=True)
+    parts = [metric_tokens(logps[i:i + 3], old[i:i + 3], adv[i:i + 3], mask[i:i + 3], **kw) for i in (0, 3, 6)]
+    pooled = token_metrics(MetricTokens.cat(parts))
+    assert pooled == pytest.approx(whole, rel=1e-12, nan_ok=True)
+    per_part = [token_metrics(p) for p in parts]
+    assert pooled["tokens/count"] == sum(m["tokens/count"] for m in per_part)
+    assert pooled["ratio/min"] == min(m["ratio/min"] for m in per_part)
+    if level == "token":  # the variance of the union is not the mean of the parts' variances
+        assert pooled["ratio/var"] != pytest.approx(sum(m["ratio/var"] for m in per_part) / 3, rel=1e-3)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -368,12 +443,16 @@ def _good():
     (dict(log_ratio_clamp=0), "log_ratio_clamp"),
     (dict(aggregation="seq_mean_token_sum_norm"), "max_completion_length"),
     (dict(aggregation="seq_mean_token_sum_norm", max_completion_length=0), "max_completion_length"),
+    (dict(aggregation="seq_mean_token_sum_norm", max_completion_length=3), "max_completion_length.*>= .* 4"),
+    (dict(max_completion_length=2.5), "max_completion_length"),
     (dict(compute_metrics="yes"), "compute_metrics"),
     (dict(logps=torch.zeros(3, 4, 1)), "logps"),
     (dict(logps=torch.zeros(3, 4, dtype=torch.long)), "logps"),
     (dict(old_logps=torch.zeros(3, 5)), "old_logps"),
     (dict(old_logps=torch.zeros(3, 4, dtype=torch.float64)), "old_logps.*dtype"),
     (dict(mask=torch.ones(2, 4, dtype=torch.bool)), "mask"),
+    (dict(mask=torch.full((3, 4), 0.5)), "mask must hold only 0 and 1.*0.5"),
+    (dict(mask=2 * torch.ones(3, 4, dtype=torch.long)), "mask must hold only 0 and 1.*2"),
     (dict(advantages=torch.zeros(3, 4)), "advantages"),
     (dict(advantages=torch.zeros(3, dtype=torch.long)), "advantages"),
     (dict(advantages=[1.0, 2.0]), "advantages"),
@@ -386,21 +465,16 @@ def test_bad_arguments_raise_value_error_naming_them(change, match):
         policy_loss(**kwargs)
 
 
-@pytest.mark.parametrize("level", ["token", "sequence"])
-@pytest.mark.parametrize("gate", ["erf", "clip"])
-def test_pooled_metric_tokens_give_the_statistics_of_the_whole_batch(gate, level):
-    """A step's metrics over its micro-batches (and processes) are those of the union of their tokens,
-    not an average of per-micro-batch statistics."""
-    logps, old, adv, mask = batch(seed=11, rows=8, spread=0.5)
-    kw = dict(gate=gate, tau_pos=TAU_POS, tau_neg=TAU_NEG, level=level)
-    _, whole = policy_loss(logps, old, adv, mask, **kw)
-    assert token_metrics(metric_tokens(logps, old, adv, mask, **kw)) == pytest.approx(whole, rel=1e-12,
-                                                                                    nan_ok=True)
-    parts = [metric_tokens(logps[i:i + 3], old[i:i + 3], adv[i:i + 3], mask[i:i + 3], **kw) for i in (0, 3, 6)]
-    pooled = token_metrics(MetricTokens.cat(parts))
-    assert pooled == pytest.approx(whole, rel=1e-12, nan_ok=True)
-    per_part = [token_metrics(p) for p in parts]
-    assert pooled["tokens/count"] == sum(m["tokens/count"] for m in per_part)
-    assert pooled["ratio/min"] == min(m["ratio/min"] for m in per_part)
-    if level == "token":  # the variance of the union is not the mean of the parts' variances
-        assert pooled["ratio/var"] != pytest.approx(sum(m["ratio/var"] for m in per_part) / 3, rel=1e-3)
+def test_masked_aggregate_refuses_bad_aggregations_and_short_lengths():
+    x, mask = torch.ones(2, 4), torch.ones(2, 4, dtype=torch.bool)
+    with pytest.raises(ValueError, match="aggregation 'sum'"):
+        masked_aggregate(x, mask, "sum")
+    with pytest.raises(ValueError, match="max_completion_length must be an int >= the completion length 4"):
+        masked_aggregate(x, mask, "seq_mean_token_sum_norm", 3)
+    assert masked_aggregate(x, mask, "seq_mean_token_sum_norm", 4).item() == 1.0
+
+
+def test_float_and_integer_masks_of_zeros_and_ones_are_accepted():
+    logps, old, adv, mask = batch(seed=13)
+    losses = [policy_loss(logps, old, adv, mask.to(dtype))[0].item() for dtype in (torch.bool, torch.long, torch.float32)]
+    assert losses[0] == losses[1] == losses[2]

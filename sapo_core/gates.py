@@ -1,9 +1,9 @@
-"""Smooth gate functions for SAPO (SPEC §2).
+"""Smooth gate functions for SAPO (method §2, docs/method.md).
 
 A gate is built from a base function g with g(0) = 0 and g'(0) = 1:
 
-    f_tau(x)  = 1 + g(tau (x - 1)) / tau          # SPEC §2, the gate value
-    f_tau'(x) = g'(tau (x - 1))                   # SPEC §2, the gradient weight
+    f_tau(x)  = 1 + g(tau (x - 1)) / tau          # method §2.1, eq. (2.1), the gate value
+    f_tau'(x) = g'(tau (x - 1))                   # method §2.1, eq. (2.2), the gradient weight
 
 It is *admissible* when f' (i) is continuous, (ii) peaks at exactly 1 at x = 1, (iii) decreases
 monotonically away from x = 1 on each side and (iv) tends to 0 as |x - 1| -> infinity.
@@ -14,33 +14,38 @@ Gates live in a registry of named objects; adding one is a single call::
     cauchy2 = make_gate("cauchy2", lambda z: 1 / (1 + z**2) ** 2)   # g' alone; g is integrated
     register_gate(cauchy2)
 
-`make_gate` checks admissibility and raises `InadmissibleGateError` naming the failed property.
+`make_gate` and `register_gate` check admissibility and raise `InadmissibleGateError` naming the failed
+property. Every public function refuses a bad argument with a TypeError or ValueError naming it. The
+examples in the docstrings run as tests:  .venv/bin/python -m pytest --doctest-modules sapo_core/gates.py
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
+from numbers import Real
 
 import numpy as np
 import torch
 
 __all__ = [
-    "Gate",
-    "AdmissibilityReport",
-    "InadmissibleGateError",
+    "PROPERTIES",
     "TAILS",
+    "TAU_CONVENTIONS",
+    "AdmissibilityReport",
+    "Gate",
+    "InadmissibleGateError",
     "available_gates",
-    "get_gate",
-    "register_gate",
-    "make_gate",
     "check_admissible",
-    "student_t",
-    "width_matched_tau",
-    "resolve_tau",
     "clip_weight",
     "gate_table",
+    "get_gate",
+    "make_gate",
+    "register_gate",
+    "resolve_tau",
+    "student_t",
+    "width_matched_tau",
 ]
 
 TAILS = ("exponential", "gaussian", "polynomial")
@@ -48,9 +53,59 @@ TauLike = float | torch.Tensor
 BaseFn = Callable[[torch.Tensor], torch.Tensor]
 
 
+def _is_real(value) -> bool:
+    """A real number (int, float, numpy scalar), not a bool."""
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def _check_positive(name: str, value) -> None:
+    """A finite real number > 0, else TypeError/ValueError naming `name`."""
+    if not _is_real(value):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be finite and > 0, got {value!r}")
+
+
+def _check_tau(tau, name: str = "tau") -> None:
+    """tau > 0 and finite: a real number or a real tensor (every element), else TypeError/ValueError naming it."""
+    if not isinstance(tau, torch.Tensor):
+        _check_positive(name, tau)
+        return
+    if tau.dtype == torch.bool or tau.is_complex():
+        raise TypeError(f"{name} must be a real number or a real tensor, got a {tau.dtype} tensor")
+    good = (tau > 0) & (tau < math.inf)  # false for nan
+    if not bool(good.all()):
+        raise ValueError(f"{name} must be finite and > 0 everywhere, got {tau[~good].flatten()[0].item()!r}")
+
+
+def _check_name(name) -> None:
+    if not isinstance(name, str):
+        raise TypeError(f"gate name must be a non-empty string, got {type(name).__name__} {name!r}")
+    if not name:
+        raise ValueError("gate name must be a non-empty string, got ''")
+    if name == "clip":
+        raise ValueError("'clip' is reserved for hard clipping (GRPO) and cannot name a gate")
+
+
+def _check_tensor(name: str, x) -> None:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+
+
 @dataclass(frozen=True)
 class Gate:
-    """A gate f_tau(x) = 1 + g(tau(x-1))/tau given by its base g and derivative g' (SPEC §2)."""
+    """A gate f_tau(x) = 1 + g(tau(x-1))/tau given by its base g and derivative g' (method §2.1).
+
+    Build user gates with `make_gate` (which checks admissibility and computes `halfmax` and `tail`);
+    a Gate built directly is checked when it is registered (`register_gate`).
+
+    >>> gate = get_gate("arctan")
+    >>> x = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
+    >>> gate.value(x, tau=2.0)      # 1 + arctan(2 (x - 1)) / 2
+    tensor([0.6073, 1.0000, 1.5536], dtype=torch.float64)
+    >>> gate.weight(x, tau=2.0)     # 1 / (1 + (2 (x - 1))^2)
+    tensor([0.5000, 1.0000, 0.2000], dtype=torch.float64)
+    """
 
     name: str
     g: BaseFn = field(repr=False)
@@ -58,17 +113,31 @@ class Gate:
     halfmax: float
     tail: str
 
+    def __post_init__(self):
+        _check_name(self.name)
+        for attr in ("g", "g_prime"):
+            if not callable(getattr(self, attr)):
+                raise TypeError(f"Gate {attr} must be a callable torch function of z, got "
+                                f"{type(getattr(self, attr)).__name__}")
+        _check_positive("halfmax", self.halfmax)
+        if self.tail not in TAILS:
+            raise ValueError(f"unknown tail {self.tail!r}; allowed: {', '.join(TAILS)}")
+
     def value(self, x: torch.Tensor, tau: TauLike = 1.0) -> torch.Tensor:
-        """f_tau(x) = 1 + g(tau (x - 1)) / tau."""
+        """f_tau(x) = 1 + g(tau (x - 1)) / tau (method §2.1)."""
+        _check_tensor("x", x)
+        _check_tau(tau)
         return 1.0 + self.g(tau * (x - 1.0)) / tau
 
     def weight(self, x: torch.Tensor, tau: TauLike = 1.0) -> torch.Tensor:
-        """f_tau'(x) = g'(tau (x - 1)), the gradient weight of a token with ratio x."""
+        """f_tau'(x) = g'(tau (x - 1)), the gradient weight of a token with ratio x (method §2.1)."""
+        _check_tensor("x", x)
+        _check_tau(tau)
         return self.g_prime(tau * (x - 1.0))
 
 
 # ---------------------------------------------------------------------------------------------
-# Built-in gates (SPEC §2 table). g' for the sigmoid is written as 4 s(z) s(-z) rather than
+# Built-in gates (method §2.3 table). g' for the sigmoid is written as 4 s(z) s(-z) rather than
 # 4 s (1 - s) so that the tails keep full relative precision.
 # ---------------------------------------------------------------------------------------------
 
@@ -92,45 +161,101 @@ _REGISTRY: dict[str, Gate] = {gate.name: gate for gate in _BUILTIN}
 
 
 def available_gates() -> list[str]:
-    """Names of all registered gates, built-ins first."""
+    """Names of all registered gates, built-ins first.
+
+    >>> available_gates()[:4]
+    ['sigmoid', 'erf', 'arctan', 'softsign']
+    """
     return list(_REGISTRY)
 
 
 def get_gate(name: str | Gate) -> Gate:
-    """The registered gate called `name` (a Gate passes through unchanged)."""
-    if isinstance(name, Gate):
-        return name
-    if not isinstance(name, str) or name not in _REGISTRY:
-        raise ValueError(f"unknown gate {name!r}; available gates: {', '.join(available_gates())}")
-    return _REGISTRY[name]
+    """The registered gate called `name` (a Gate passes through unchanged).
+
+    >>> get_gate("erf")
+    Gate(name='erf', halfmax=0.8325546111576977, tail='gaussian')
+    >>> get_gate("tanh")
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown gate 'tanh'; available gates: sigmoid, erf, arctan, softsign...
+    """
+    return _lookup(name, "gate")
+
+
+def _lookup(gate: str | Gate, what: str) -> Gate:
+    """get_gate, naming the argument `what` in its errors."""
+    if isinstance(gate, Gate):
+        return gate
+    if not isinstance(gate, str):
+        raise TypeError(f"{what} must be a registered gate name (str) or a Gate, got {type(gate).__name__} {gate!r}")
+    if gate not in _REGISTRY:
+        where = "" if what == "gate" else f" for {what}"
+        raise ValueError(f"unknown gate {gate!r}{where}; available gates: {', '.join(available_gates())}")
+    return _REGISTRY[gate]
 
 
 def register_gate(gate: Gate, *, overwrite: bool = False) -> Gate:
-    """Add `gate` to the registry so that recipes and `get_gate` can name it."""
+    """Add `gate` to the registry so that recipes and `get_gate` can name it, after checking it.
+
+    Any Gate is checked, also one built directly: admissibility (i)-(iv) (`InadmissibleGateError`) and
+    that g' is 1/2 at its `halfmax`.
+
+    >>> cauchy2 = make_gate("cauchy2", lambda z: 1 / (1 + z**2) ** 2)
+    >>> register_gate(cauchy2, overwrite=True) is get_gate("cauchy2")
+    True
+    >>> register_gate(Gate("double", lambda z: 2 * torch.atan(z), lambda z: 2 / (1 + z**2), 1.0, "polynomial"))
+    Traceback (most recent call last):
+    ...
+    sapo_core.gates.InadmissibleGateError: gate 'double' is not admissible: (ii) g'(0) = 2, must equal 1
+    """
     if not isinstance(gate, Gate):
-        raise TypeError(f"register_gate expects a Gate, got {type(gate).__name__}")
+        raise TypeError(f"register_gate expects a Gate (see make_gate), got {type(gate).__name__}")
+    if not isinstance(overwrite, bool):
+        raise TypeError(f"overwrite must be True or False, got {overwrite!r}")
     if gate.name in _REGISTRY and not overwrite:
         raise ValueError(f"a gate named {gate.name!r} is already registered; pass overwrite=True to replace it")
-    if gate.name == "clip":
-        raise ValueError("'clip' is reserved for hard clipping (GRPO) and cannot name a gate")
+    report = check_admissible(gate)
+    if not report.passed:
+        raise InadmissibleGateError(report)
+    _check_halfmax(gate.g_prime, gate.halfmax)
     _REGISTRY[gate.name] = gate
     return gate
 
 
 # ---------------------------------------------------------------------------------------------
-# Temperature conventions (SPEC §2): equal tau, or width-matched to a reference gate's half-max.
+# Temperature conventions (method §2.5): equal tau, or width-matched to a reference gate's half-max.
 # ---------------------------------------------------------------------------------------------
 
 TAU_CONVENTIONS = ("equal", "width_matched")
 
 
 def width_matched_tau(name: str | Gate, tau: TauLike, reference: str | Gate = "sigmoid") -> TauLike:
-    """tau * halfmax_gate / halfmax_reference: the gate's half-max then sits where the reference's does."""
-    return tau * get_gate(name).halfmax / get_gate(reference).halfmax
+    """tau * halfmax_gate / halfmax_reference: the gate's half-max then sits where the reference's does.
+
+    method §2.5, eq. (2.4). `tau` must be finite and > 0.
+
+    >>> round(width_matched_tau("erf", 1.0), 4)
+    0.4723
+    >>> width_matched_tau("erf", 0.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: tau must be finite and > 0, got 0.0
+    """
+    gate, ref = _lookup(name, "gate"), _lookup(reference, "reference")
+    _check_tau(tau)
+    return tau * gate.halfmax / ref.halfmax
 
 
 def resolve_tau(name: str | Gate, tau: TauLike, convention: str, reference: str | Gate = "sigmoid") -> TauLike:
-    """The temperature a gate runs at under `convention` ("equal" or "width_matched")."""
+    """The temperature a gate runs at under `convention` ("equal" or "width_matched"), method §2.5.
+
+    >>> resolve_tau("softsign", 2.0, "equal")
+    2.0
+    >>> round(resolve_tau("softsign", 2.0, "width_matched"), 4)
+    0.47
+    """
+    _lookup(name, "gate")
+    _check_tau(tau)
     if convention == "equal":
         return tau
     if convention == "width_matched":
@@ -140,12 +265,26 @@ def resolve_tau(name: str | Gate, tau: TauLike, convention: str, reference: str 
 
 def clip_weight(x: torch.Tensor, advantage_sign: float | torch.Tensor, eps_low: float = 0.2,
                 eps_high: float = 0.2) -> torch.Tensor:
-    """Hard clipping's gradient weight: 1 inside the trust region, 0 outside (SPEC §2).
+    """Hard clipping's gradient weight: 1 inside the trust region, 0 outside (method §2.4, eq. (2.3)).
 
     The region is x <= 1 + eps_high for A > 0 and x >= 1 - eps_low otherwise, boundaries included as in
     the gradient of min(r A, clip(r) A) (TRL's autograd and sapo_core.loss): A = 0 takes the A < 0 side,
     as it takes tau_neg for the smooth gates (TRL's `where(A > 0, ...)`), so gate-weight statistics mean
-    the same thing for clip and for the gates."""
+    the same thing for clip and for the gates.
+
+    >>> clip_weight(torch.tensor([0.7, 1.0, 1.3]), advantage_sign=1.0)
+    tensor([1., 1., 0.])
+    >>> clip_weight(torch.tensor([0.7, 1.0, 1.3]), advantage_sign=-1.0)
+    tensor([0., 1., 1.])
+    """
+    _check_tensor("x", x)
+    if not (isinstance(advantage_sign, torch.Tensor) or _is_real(advantage_sign)):
+        raise TypeError(f"advantage_sign must be a real number or a tensor, got {type(advantage_sign).__name__}")
+    for name, eps in (("eps_low", eps_low), ("eps_high", eps_high)):
+        if not _is_real(eps):
+            raise TypeError(f"{name} must be a real number, got {type(eps).__name__} {eps!r}")
+        if not (math.isfinite(eps) and eps >= 0):
+            raise ValueError(f"{name} must be finite and >= 0, got {eps!r}")
     sign = torch.as_tensor(advantage_sign, dtype=x.dtype, device=x.device)
     return torch.where(sign > 0, x <= 1.0 + eps_high, x >= 1.0 - eps_low).to(x.dtype)
 
@@ -183,7 +322,7 @@ class _NumericBase:
             edges = torch.as_tensor(_EDGES, dtype=torch.float64, device=device)
             cum = {}
             for sign in (1.0, -1.0):
-                fn = lambda s, sign=sign: self.g_prime(sign * s)  # noqa: E731  (integrate along +s)
+                fn = lambda s, sign=sign: self.g_prime(sign * s)
                 panels = _gl(fn, edges[:-1], edges[1:])
                 cum[sign] = torch.cat([torch.zeros(1, dtype=torch.float64, device=device), torch.cumsum(panels, 0)])
             self._tables[device] = (edges, cum)
@@ -200,7 +339,7 @@ class _NumericBase:
             if not sel.any():
                 continue
             lo = edges[k[sel]]
-            partial = _gl(lambda s: self.g_prime(sign * s), lo, mag[sel])
+            partial = _gl(lambda s, sign=sign: self.g_prime(sign * s), lo, mag[sel])
             out[sel] = sign * (cum[sign][k[sel]] + partial)
         return out.to(z.dtype)
 
@@ -222,7 +361,7 @@ class _IntegralFn(torch.autograd.Function):
 
 
 # ---------------------------------------------------------------------------------------------
-# Admissibility (SPEC §2 (i)-(iv)) with numerical evidence.
+# Admissibility (method §2.2, (i)-(iv)) with numerical evidence.
 # ---------------------------------------------------------------------------------------------
 
 PROPERTIES = {
@@ -269,6 +408,8 @@ class InadmissibleGateError(ValueError):
     """A user gate fails one or more of the admissibility properties (i)-(iv)."""
 
     def __init__(self, report: AdmissibilityReport):
+        if not isinstance(report, AdmissibilityReport):
+            raise TypeError(f"InadmissibleGateError needs an AdmissibilityReport, got {type(report).__name__}")
         self.report = report
         failed = "; ".join(f"{p} {report.results[p][1]}" for p in report.failed)
         super().__init__(f"gate {report.gate!r} is not admissible: {failed}")
@@ -276,6 +417,24 @@ class InadmissibleGateError(ValueError):
 
 def _eval(fn: BaseFn, z: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(fn(z), dtype=torch.float64).broadcast_to(z.shape)
+
+
+_PROBE = torch.tensor([-2.0, -0.5, 0.0, 0.5, 2.0], dtype=torch.float64)
+
+
+def _check_fn(what: str, fn) -> None:
+    """`fn` maps a float64 tensor of z to a tensor of the same shape, else TypeError naming `what`."""
+    if not callable(fn):
+        raise TypeError(f"{what} must be a callable torch function of z, got {type(fn).__name__}")
+    try:
+        out = fn(_PROBE.clone())
+    except Exception as err:  # any failure of user code, re-raised naming the argument
+        raise TypeError(f"{what} must map a torch.Tensor of z to a tensor of the same shape; on "
+                        f"{_PROBE.tolist()} it raised {type(err).__name__}: {err}") from err
+    if not isinstance(out, torch.Tensor) or out.shape != _PROBE.shape:
+        got = f"a tensor of shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
+        raise TypeError(f"{what} must map a torch.Tensor of z to a tensor of the same shape; on a tensor of "
+                        f"shape {tuple(_PROBE.shape)} it returned {got}")
 
 
 def _jump_in(fn: BaseFn, a: float, b: float) -> tuple[float, float]:
@@ -311,48 +470,83 @@ def _largest_jump(g_prime: BaseFn, dense_steps: torch.Tensor, far: torch.Tensor)
     return max(found) if found else None
 
 
-def check_admissible(gate: Gate) -> AdmissibilityReport:
-    """Check properties (i)-(iv) of SPEC §2 on dense and far grids; each result carries its evidence."""
+def check_admissible(gate: str | Gate) -> AdmissibilityReport:
+    """Check properties (i)-(iv) of method §2.2 on dense and far grids; each result carries its evidence.
+
+    `gate` is a registered name or a Gate. A non-finite value of g' or g anywhere on the grids fails.
+
+    >>> check_admissible("softsign").passed
+    True
+    >>> report = check_admissible(Gate("nan_g", lambda z: z * math.nan, lambda z: 1 / (1 + z**2), 1.0, "polynomial"))
+    >>> report.failed
+    ['(i)']
+    >>> print(report.results["(i)"][1])
+    g(-40) = nan, not finite: g is not the integral of g'
+    """
+    gate = get_gate(gate)
+    return _admissibility(gate.name, gate.g, gate.g_prime, "the gate's g", "the gate's g_prime")
+
+
+def _first_nonfinite(zs: torch.Tensor, vals: torch.Tensor) -> tuple[float, float] | None:
+    """(z, value) at the first non-finite value, or None."""
+    bad = torch.nonzero(~torch.isfinite(vals)).flatten()
+    return None if len(bad) == 0 else (float(zs[bad[0]]), float(vals[bad[0]]))
+
+
+def _admissibility(name: str, g: BaseFn, g_prime: BaseFn, g_label: str, g_prime_label: str) -> AdmissibilityReport:
+    """The report of check_admissible for a base g and its derivative g_prime (labels name them in TypeErrors)."""
+    _check_fn(g_prime_label, g_prime)
+    _check_fn(g_label, g)
     results: dict[str, tuple[bool, str]] = {}
     zero = torch.zeros(1, dtype=torch.float64)
-    dense, far = _eval(gate.g_prime, _DENSE), _eval(gate.g_prime, torch.cat([_FAR, -_FAR]))
+    dense, far = _eval(g_prime, _DENSE), _eval(g_prime, torch.cat([_FAR, -_FAR]))
     n_far = len(_FAR)
-    finite = bool(torch.isfinite(dense).all() and torch.isfinite(far).all())
+    zs = torch.cat([_DENSE, _FAR, -_FAR])
+    both = torch.cat([dense, far])
+    # Every comparison below is written so that nan fails it: `not (err <= tol)`, never `err > tol`.
+    nonfinite = _first_nonfinite(zs, both)
+    finite = nonfinite is None
+    bad = "" if finite else f"g'({nonfinite[0]:.6g}) = {nonfinite[1]}, not finite"
 
-    # (i) g' finite and continuous on the grid, and g consistent with it (g(0) = 0, dg/dz = g').
+    # (i) g' finite and continuous on the grid, and g consistent with it (g finite, g(0) = 0, dg/dz = g').
     jumps = (dense[1:] - dense[:-1]).abs()
     j = int(torch.argmax(jumps)) if finite else 0
     z_probe = torch.tensor([-2.5, -0.7, 0.3, 1.9], dtype=torch.float64)
     h = 1e-5
-    fd = (_eval(gate.g, z_probe + h) - _eval(gate.g, z_probe - h)) / (2 * h)
-    fd_err = float((fd - _eval(gate.g_prime, z_probe)).abs().max())
-    g0 = float(_eval(gate.g, zero)[0])
-    jump = _largest_jump(gate.g_prime, jumps, far) if finite else None
+    fd = (_eval(g, z_probe + h) - _eval(g, z_probe - h)) / (2 * h)
+    fd_err = float((fd - _eval(g_prime, z_probe)).abs().max())
+    g0 = float(_eval(g, zero)[0])
+    z_g = torch.cat([_DENSE[::20], _FAR, -_FAR])
+    g_nonfinite = _first_nonfinite(z_g, _eval(g, z_g))
+    jump = _largest_jump(g_prime, jumps, far) if finite else None
     if not finite:
-        results["(i)"] = (False, "g' is not finite everywhere on [-1e6, 1e6]")
+        results["(i)"] = (False, f"{bad} (g' must be finite on [-1e6, 1e6])")
     elif jump is not None:
         size, z_at = jump
-        results["(i)"] = (False, f"g' jumps by {size:.3g} at z = {z_at:.6g} (the step persists when bisected "
-                                 "to a 1e-10 relative width), so f' is not continuous")
-    elif abs(g0) > 1e-9:
+        results["(i)"] = (False, (f"g' jumps by {size:.3g} at z = {z_at:.6g} (the step persists when bisected "
+                                  "to a 1e-10 relative width), so f' is not continuous"))
+    elif g_nonfinite is not None:
+        results["(i)"] = (False, (f"g({g_nonfinite[0]:.6g}) = {g_nonfinite[1]}, not finite: g is not the integral "
+                                  "of g'"))
+    elif not abs(g0) <= 1e-9:
         results["(i)"] = (False, f"g(0) = {g0:.3g}, must be 0: g is not the integral of g' from 0")
-    elif fd_err > 1e-5:
-        results["(i)"] = (False, f"|dg/dz - g'| up to {fd_err:.3g} at z in {{-2.5, -0.7, 0.3, 1.9}} (must be "
-                                 "~0): g is not the integral of g'")
+    elif not fd_err <= 1e-5:
+        results["(i)"] = (False, (f"|dg/dz - g'| up to {fd_err:.3g} at z in {{-2.5, -0.7, 0.3, 1.9}} (must be "
+                                  "~0): g is not the integral of g'"))
     else:
-        results["(i)"] = (True, f"g' finite; largest step {float(jumps[j]):.2g} on a {_GRID_STEP:g} grid; "
-                                f"g(0) = {g0:.1g}; |dg/dz - g'| <= {fd_err:.1g}")
+        results["(i)"] = (True, (f"g' finite; largest step {float(jumps[j]):.2g} on a {_GRID_STEP:g} grid; "
+                                 f"g(0) = {g0:.1g}; |dg/dz - g'| <= {fd_err:.1g}"))
 
     # (ii) g'(0) = 1 and nothing larger anywhere.
-    peak0 = float(_eval(gate.g_prime, zero)[0])
-    both = torch.cat([dense, far])
-    zs = torch.cat([_DENSE, _FAR, -_FAR])
+    peak0 = float(_eval(g_prime, zero)[0])
     m = int(torch.argmax(torch.nan_to_num(both, nan=-math.inf)))
     gmax, zmax = float(both[m]), float(zs[m])
-    if abs(peak0 - 1.0) > 1e-9:
+    if not abs(peak0 - 1.0) <= 1e-9:
         results["(ii)"] = (False, f"g'(0) = {peak0:.6g}, must equal 1")
-    elif gmax > 1.0 + 1e-9:
-        results["(ii)"] = (False, f"g'({zmax:.4g}) = {gmax:.6g} exceeds g'(0) = 1")
+    elif not gmax <= 1.0 + 1e-9:
+        results["(ii)"] = (False, f"g'({zmax:.4g}) = {gmax:.6g}, exceeds g'(0) = 1")
+    elif not finite:
+        results["(ii)"] = (False, f"{bad}, so the maximum of g' is undefined")
     else:
         results["(ii)"] = (True, f"g'(0) = {peak0:.12g}; max on grid {gmax:.12g} at z = {zmax:.3g}")
 
@@ -364,24 +558,28 @@ def check_admissible(gate: Gate) -> AdmissibilityReport:
     zl = torch.cat([_DENSE[: centre + 1].flip(0), -_FAR])
     worst = None
     for vals, zz in ((right, zr), (left, zl)):
-        rise = vals[1:] - vals[:-1]
-        i = int(torch.argmax(torch.nan_to_num(rise, nan=math.inf)))
+        rise = torch.nan_to_num(vals[1:] - vals[:-1], nan=math.inf)
+        i = int(torch.argmax(rise))
         if worst is None or float(rise[i]) > worst[0]:
             worst = (float(rise[i]), float(zz[i]), float(zz[i + 1]), float(vals[i]), float(vals[i + 1]))
     rise, za, zb, va, vb = worst
-    if not finite or rise > _MONO_TOL:
-        results["(iii)"] = (False, f"g' rises from {va:.4g} at z = {za:.4g} to {vb:.4g} at z = {zb:.4g} "
-                                   "moving away from 0 (not monotone)")
+    if not finite:
+        results["(iii)"] = (False, f"{bad}, so g' cannot be monotone")
+    elif not rise <= _MONO_TOL:
+        results["(iii)"] = (False, (f"g' rises from {va:.4g} at z = {za:.4g} to {vb:.4g} at z = {zb:.4g} "
+                                    "moving away from 0 (not monotone)"))
     else:
         results["(iii)"] = (True, f"largest rise moving away from 0: {max(rise, 0.0):.1g} over {len(zs)} points")
 
     # (iv) decay: |g'(+-1e6)| small.
-    tails = _eval(gate.g_prime, torch.tensor([_DECAY_AT, -_DECAY_AT], dtype=torch.float64))
+    tails = _eval(g_prime, torch.tensor([_DECAY_AT, -_DECAY_AT], dtype=torch.float64))
     t_plus, t_minus = float(tails[0]), float(tails[1])
     ok = finite and max(abs(t_plus), abs(t_minus)) < _DECAY_TOL
-    results["(iv)"] = (ok, f"g'(+1e6) = {t_plus:.3g}, g'(-1e6) = {t_minus:.3g} "
-                           f"({'<' if ok else 'not <'} {_DECAY_TOL:g}: {'decays' if ok else 'does not decay to 0'})")
-    return AdmissibilityReport(gate.name, results)
+    decays = f"{'<' if ok else 'not <'} {_DECAY_TOL:g}: {'decays' if ok else 'does not decay to 0'}"
+    if not finite:
+        decays += f"; {bad}"
+    results["(iv)"] = (ok, f"g'(+1e6) = {t_plus:.3g}, g'(-1e6) = {t_minus:.3g} ({decays})")
+    return AdmissibilityReport(name, results)
 
 
 def _halfmax(g_prime: BaseFn) -> float:
@@ -415,30 +613,65 @@ def _estimate_tail(g_prime: BaseFn) -> str:
     return "polynomial" if slope < 0.6 else ("exponential" if slope < 1.5 else "gaussian")
 
 
+def _check_halfmax(g_prime: BaseFn, halfmax, what: str = "halfmax") -> None:
+    """halfmax finite, > 0 and where g' = 1/2 (to 1e-6), else ValueError naming it."""
+    _check_positive(what, halfmax)
+    at = float(_eval(g_prime, torch.tensor([float(halfmax)], dtype=torch.float64))[0])
+    if not abs(at - 0.5) <= 1e-6:
+        raise ValueError(f"{what} = {halfmax!r} is not the half-max of g': g'({halfmax:.6g}) = {at:.6g}, must be "
+                         f"1/2 (leave it out of make_gate to have it computed: {_halfmax(g_prime):.12g})")
+
+
 def make_gate(name: str, weight_fn: BaseFn, value_fn: BaseFn | None = None, *, tail: str | None = None,
               halfmax: float | None = None) -> Gate:
     """A user gate from g' (`weight_fn`, a torch function of z) and optionally g in closed form.
 
     Without `value_fn`, g is integrated numerically (and stays differentiable). The half-max and tail
-    are computed when not given. Raises `InadmissibleGateError` when (i)-(iv) fail."""
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"gate name must be a non-empty string, got {name!r}")
-    if name == "clip":
-        raise ValueError("'clip' is reserved for hard clipping (GRPO) and cannot name a gate")
+    are computed when not given (a given half-max must be where g' = 1/2). Raises `InadmissibleGateError`
+    when (i)-(iv) fail (method §2.2, §2.6).
+
+    >>> cauchy2 = make_gate("cauchy2", lambda z: 1 / (1 + z**2) ** 2)   # g integrated numerically
+    >>> round(cauchy2.halfmax, 4), cauchy2.tail
+    (0.6436, 'polynomial')
+    >>> make_gate("flat", lambda z: 0.5 + 0.5 / (1 + z**2))
+    Traceback (most recent call last):
+    ...
+    sapo_core.gates.InadmissibleGateError: gate 'flat' is not admissible: (iv) g'(+1e6) = 0.5, ...
+    """
+    _check_name(name)
     if tail is not None and tail not in TAILS:
         raise ValueError(f"unknown tail {tail!r}; allowed: {', '.join(TAILS)}")
+    _check_fn("weight_fn", weight_fn)
+    if value_fn is not None:
+        _check_fn("value_fn", value_fn)
+    if halfmax is not None:
+        _check_positive("halfmax", halfmax)
     g = value_fn if value_fn is not None else _NumericBase(weight_fn)
-    provisional = Gate(name, g, weight_fn, halfmax=float("nan"), tail=tail or "polynomial")
-    report = check_admissible(provisional)
+    report = _admissibility(name, g, weight_fn, "value_fn" if value_fn is not None else "g", "weight_fn")
     if not report.passed:
         raise InadmissibleGateError(report)
+    if halfmax is not None:
+        _check_halfmax(weight_fn, halfmax)
     return Gate(name, g, weight_fn, halfmax=halfmax if halfmax is not None else _halfmax(weight_fn),
                 tail=tail or _estimate_tail(weight_fn))
 
 
 def student_t(nu: float) -> Gate:
-    """Student-t kernel gate g'(z) = (1 + z^2/nu)^(-(nu+1)/2): nu = 1 is arctan, nu -> inf Gaussian-like."""
-    if not (isinstance(nu, (int, float)) and math.isfinite(nu) and nu > 0):
+    """Student-t kernel gate g'(z) = (1 + z^2/nu)^(-(nu+1)/2): nu = 1 is arctan, nu -> inf Gaussian (method §2.6).
+
+    >>> t1 = student_t(1)
+    >>> t1.name, t1.halfmax, t1.tail
+    ('student_t(nu=1)', 1.0, 'polynomial')
+    >>> round(student_t(1e12).halfmax, 4)   # the Gaussian exp(-z^2/2): sqrt(2 ln 2)
+    1.1774
+    >>> student_t(True)
+    Traceback (most recent call last):
+    ...
+    TypeError: student_t needs a real number nu > 0, got bool True
+    """
+    if not _is_real(nu):
+        raise TypeError(f"student_t needs a real number nu > 0, got {type(nu).__name__} {nu!r}")
+    if not (math.isfinite(nu) and nu > 0):
         raise ValueError(f"student_t needs a finite nu > 0, got {nu!r}")
     nu = float(nu)
     power = -(nu + 1.0) / 2.0
@@ -450,7 +683,16 @@ def student_t(nu: float) -> Gate:
 
 
 def gate_table(names: list[str | Gate] | None = None, tau: float = 1.0) -> list[dict]:
-    """Half-max width (in z and in |x - 1| at `tau`), width-matched factor and tail, one row per gate."""
-    gates = [get_gate(n) for n in (names or available_gates())]
+    """Half-max width (in z and in |x - 1| at `tau`), width-matched factor and tail, one row per gate (method §2.3).
+
+    >>> [(row["gate"], round(row["width_matched_factor"], 4)) for row in gate_table(["erf", "arctan"])]
+    [('erf', 0.4723), ('arctan', 0.5673)]
+    """
+    if names is None:
+        names = available_gates()
+    if isinstance(names, (str, Gate)) or not isinstance(names, (list, tuple)):
+        raise TypeError(f"names must be a list of gate names or Gates (or None for all), got {type(names).__name__}")
+    _check_positive("tau", tau)
+    gates = [_lookup(n, "names") for n in names]
     return [{"gate": g.name, "halfmax_z": g.halfmax, "halfmax_x": g.halfmax / tau,
              "width_matched_factor": width_matched_tau(g, 1.0), "tail": g.tail} for g in gates]

@@ -1,11 +1,13 @@
-"""Gate library (SPEC §2): values, weights, admissibility, width matching, user gates."""
+"""Gate library (method §2): values, weights, admissibility, width matching, user gates, argument checks."""
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from sapo_core import gates as G
+from sapo_core import plots
 
 BUILTIN = ["sigmoid", "erf", "arctan", "softsign"]
 
@@ -157,9 +159,14 @@ def test_numerically_integrated_gate_keeps_nan():
 
 
 def test_student_t_rejects_bad_nu():
-    for nu in (0, -1, float("inf"), "3"):
+    for nu in (0, -1, float("inf"), float("nan")):
         with pytest.raises(ValueError, match="nu > 0"):
             G.student_t(nu)
+    for nu in ("3", None, True, False, torch.tensor(3.0)):  # True is not nu = 1
+        with pytest.raises(TypeError, match="nu > 0"):
+            G.student_t(nu)
+    assert G.student_t(np.float64(2.0)).halfmax == G.student_t(2).halfmax  # numpy reals are real numbers
+    assert G.student_t(np.int64(1)).name == "student_t(nu=1)"
 
 
 @pytest.mark.parametrize("weight_fn, prop, message", [
@@ -180,10 +187,10 @@ def test_discontinuous_weight_fails_property_i():
 
 
 def test_a_jump_far_out_fails_property_i_and_a_steep_smooth_weight_passes():
-    far_step = lambda z: torch.where(z.abs() < 100, 1 / (1 + (z / 50) ** 2), torch.zeros_like(z))  # noqa: E731
+    far_step = lambda z: torch.where(z.abs() < 100, 1 / (1 + (z / 50) ** 2), torch.zeros_like(z))
     with pytest.raises(G.InadmissibleGateError, match=r"\(i\) g' jumps by 0.2 at z = -?100\b"):
         G.make_gate("far_step", far_step)
-    one_sided = lambda z: torch.where(z < 100, 1 / (1 + (z / 50) ** 2), torch.zeros_like(z))  # noqa: E731
+    one_sided = lambda z: torch.where(z < 100, 1 / (1 + (z / 50) ** 2), torch.zeros_like(z))
     with pytest.raises(G.InadmissibleGateError, match=r"\(i\) g' jumps by 0.2 at z = 100\b"):
         G.make_gate("one_sided_far_step", one_sided)
     steep = G.make_gate("steep_softsign", lambda z: 1 / (1 + 30 * z.abs()) ** 2)  # softsign at tau = 30
@@ -241,3 +248,162 @@ def test_gate_table_rows():
     assert rows[0]["halfmax_x"] == pytest.approx(1.7627 / 2, abs=1e-4)
     assert rows[1]["width_matched_factor"] == pytest.approx(0.4723, abs=1e-3)
     assert math.isclose(rows[0]["width_matched_factor"], 1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Regressions for issue 11: NaN-safe admissibility, register_gate checks any Gate, halfmax > 0,
+# tau > 0 and finite everywhere, check_admissible takes a name, bad arguments named.
+# ---------------------------------------------------------------------------------------------
+
+ARCTAN_W = lambda z: 1 / (1 + z**2)
+
+
+def test_value_fn_returning_nan_fails_property_i():
+    with pytest.raises(G.InadmissibleGateError, match=r"\(i\) g\(-40\) = nan, not finite") as info:
+        G.make_gate("nan_value", ARCTAN_W, value_fn=lambda z: torch.full_like(z, math.nan))
+    assert info.value.report.failed == ["(i)"]
+    # nan only far out, where no finite-difference probe looks
+    far_nan = lambda z: torch.where(z.abs() > 1000, math.nan, torch.atan(z))
+    with pytest.raises(G.InadmissibleGateError, match=r"\(i\) g\(\S+\) = nan, not finite"):
+        G.make_gate("far_nan_value", ARCTAN_W, value_fn=far_nan)
+    with pytest.raises(G.InadmissibleGateError, match=r"\(i\) g\(0\) = inf"):
+        G.make_gate("inf_at_zero", ARCTAN_W, value_fn=lambda z: torch.where(z == 0, math.inf, torch.atan(z)))
+
+
+def test_weight_fn_returning_nan_fails_every_property_it_touches():
+    nan_far = lambda z: torch.where(z.abs() > 100, math.nan, 1 / (1 + z**2))
+    report = G.check_admissible(G.Gate("nan_far", torch.atan, nan_far, 1.0, "polynomial"))
+    assert report.failed == ["(i)", "(ii)", "(iii)", "(iv)"], str(report)
+    assert "not finite" in report.results["(ii)"][1] and "not finite" in report.results["(iii)"][1]
+    nan_peak = lambda z: torch.where(z == 0, math.nan, 1 / (1 + z**2))
+    with pytest.raises(G.InadmissibleGateError, match=r"\(ii\) g'\(0\) = nan, must equal 1"):
+        G.make_gate("nan_peak", nan_peak, value_fn=torch.atan)
+    with pytest.raises(G.InadmissibleGateError, match=r"\(i\)"):
+        G.make_gate("all_nan", lambda z: torch.full_like(z, math.nan))
+
+
+def test_register_gate_checks_a_directly_built_gate():
+    double = G.Gate("double_slope", lambda z: 2 * torch.atan(z), lambda z: 2 / (1 + z**2), 1.0, "polynomial")
+    with pytest.raises(G.InadmissibleGateError, match=r"\(ii\) g'\(0\) = 2, must equal 1"):
+        G.register_gate(double)
+    assert "double_slope" not in G.available_gates()
+    with pytest.raises(ValueError, match=r"halfmax = 0.7 is not the half-max of g'.*computed: 1\b"):
+        G.register_gate(G.Gate("wrong_halfmax", torch.atan, ARCTAN_W, 0.7, "polynomial"))
+    assert "wrong_halfmax" not in G.available_gates()
+    good = G.register_gate(G.Gate("arctan_direct", torch.atan, ARCTAN_W, 1.0, "polynomial"), overwrite=True)
+    assert G.get_gate("arctan_direct") is good
+
+
+@pytest.mark.parametrize("halfmax, error", [(0.0, ValueError), (-1.0, ValueError), (math.nan, ValueError),
+                                            (math.inf, ValueError), ("1", TypeError), (None, TypeError),
+                                            (True, TypeError)])
+def test_halfmax_must_be_a_positive_finite_number(halfmax, error):
+    with pytest.raises(error, match="halfmax"):
+        G.Gate("h", torch.atan, ARCTAN_W, halfmax, "polynomial")
+    if halfmax is not None:
+        with pytest.raises(error, match="halfmax"):
+            G.make_gate("h", ARCTAN_W, halfmax=halfmax)
+
+
+def test_make_gate_refuses_a_given_halfmax_where_weight_is_not_half():
+    with pytest.raises(ValueError, match=r"halfmax = 2 is not the half-max"):
+        G.make_gate("h", ARCTAN_W, halfmax=2)
+    assert G.make_gate("h", ARCTAN_W, halfmax=1.0).halfmax == 1.0
+
+
+BAD_TAUS = [0.0, -1.0, math.nan, math.inf, -math.inf]
+
+
+@pytest.mark.parametrize("tau", BAD_TAUS)
+def test_bad_tau_refused_everywhere(gate, tau):
+    import matplotlib.pyplot as plt  # after sapo_core.plots has chosen the backend
+
+    x = torch.linspace(0.5, 1.5, 5, dtype=torch.float64)
+    for fn in (gate.value, gate.weight):
+        with pytest.raises(ValueError, match="tau must be finite and > 0"):
+            fn(x, tau)
+        with pytest.raises(ValueError, match="tau must be finite and > 0 everywhere"):
+            fn(x, torch.tensor([1.0, 2.0, tau, 1.0, 1.0], dtype=torch.float64))  # one bad element
+    with pytest.raises(ValueError, match="tau must be finite and > 0"):
+        G.width_matched_tau(gate, tau)
+    for convention in G.TAU_CONVENTIONS:
+        with pytest.raises(ValueError, match="tau must be finite and > 0"):
+            G.resolve_tau(gate, tau, convention)
+        with pytest.raises(ValueError, match="tau must be finite and > 0"):
+            plots.gate_figure([gate.name], tau=tau, tau_convention=convention)
+        plt.close("all")
+    with pytest.raises(ValueError, match="tau must be finite and > 0"):
+        G.gate_table([gate.name], tau=tau)
+
+
+def test_tau_type_errors_name_tau(gate):
+    x = torch.ones(3)
+    for tau in ("1", None, True, torch.tensor([True]), [1.0]):
+        with pytest.raises(TypeError, match="tau must be"):
+            gate.weight(x, tau)
+    with pytest.raises(TypeError, match="tau must be"):
+        G.width_matched_tau(gate, "2")
+
+
+def test_check_admissible_takes_a_name_like_get_gate():
+    assert G.check_admissible("erf").rows() == G.check_admissible(G.get_gate("erf")).rows()
+    with pytest.raises(ValueError, match="unknown gate 'tanh'"):
+        G.check_admissible("tanh")
+    with pytest.raises(TypeError, match="gate must be a registered gate name"):
+        G.check_admissible(3)
+
+
+def _raises_naming(call, error, argument):
+    with pytest.raises(error) as info:
+        call()
+    assert not isinstance(info.value, AttributeError)
+    assert argument in str(info.value), f"{argument!r} not named in: {info.value}"
+
+
+BAD_CALLS = [  # (call, error, text the message must contain: the argument or what is wrong with it)
+    (lambda: G.get_gate(3), TypeError, "gate"),
+    (lambda: G.get_gate(None), TypeError, "gate"),
+    (lambda: G.get_gate("nope"), ValueError, "unknown gate 'nope'"),
+    (lambda: G.register_gate("erf"), TypeError, "Gate"),
+    (lambda: G.register_gate(G.get_gate("erf"), overwrite="yes"), TypeError, "overwrite"),
+    (lambda: G.register_gate(G.get_gate("erf")), ValueError, "already registered"),
+    (lambda: G.make_gate(3, ARCTAN_W), TypeError, "gate name"),
+    (lambda: G.make_gate("", ARCTAN_W), ValueError, "gate name"),
+    (lambda: G.make_gate("x", "not a function"), TypeError, "weight_fn"),
+    (lambda: G.make_gate("x", lambda z: math.exp(-z)), TypeError, "weight_fn"),        # raises inside
+    (lambda: G.make_gate("x", lambda z: 1.0), TypeError, "weight_fn"),                  # not a tensor
+    (lambda: G.make_gate("x", lambda z: torch.ones(1)), TypeError, "weight_fn"),        # wrong shape
+    (lambda: G.make_gate("x", lambda z: (1 / (1 + z**2)).numpy()), TypeError, "weight_fn"),
+    (lambda: G.make_gate("x", ARCTAN_W, value_fn=3), TypeError, "value_fn"),
+    (lambda: G.make_gate("x", ARCTAN_W, value_fn=lambda z: z.sum()), TypeError, "value_fn"),
+    (lambda: G.make_gate("x", ARCTAN_W, tail="heavy"), ValueError, "tail"),
+    (lambda: G.Gate("x", 3, ARCTAN_W, 1.0, "polynomial"), TypeError, "g must be"),
+    (lambda: G.Gate("x", torch.atan, None, 1.0, "polynomial"), TypeError, "g_prime"),
+    (lambda: G.Gate("x", torch.atan, ARCTAN_W, 1.0, "heavy"), ValueError, "tail"),
+    (lambda: G.Gate("clip", torch.atan, ARCTAN_W, 1.0, "polynomial"), ValueError, "'clip' is reserved"),
+    (lambda: G.get_gate("erf").value([1.0, 2.0]), TypeError, "x must be a torch.Tensor"),
+    (lambda: G.get_gate("erf").weight(1.5), TypeError, "x must be a torch.Tensor"),
+    (lambda: G.width_matched_tau("erf", 1.0, reference="nope"), ValueError, "for reference"),
+    (lambda: G.width_matched_tau("erf", 1.0, reference=1), TypeError, "reference"),
+    (lambda: G.resolve_tau("nope", 1.0, "equal"), ValueError, "unknown gate 'nope'"),
+    (lambda: G.resolve_tau("erf", 1.0, None), ValueError, "tau convention"),
+    (lambda: G.clip_weight([1.0], 1.0), TypeError, "x must be a torch.Tensor"),
+    (lambda: G.clip_weight(torch.ones(2), "+"), TypeError, "advantage_sign"),
+    (lambda: G.clip_weight(torch.ones(2), 1.0, eps_low=-0.1), ValueError, "eps_low"),
+    (lambda: G.clip_weight(torch.ones(2), 1.0, eps_high=math.nan), ValueError, "eps_high"),
+    (lambda: G.clip_weight(torch.ones(2), 1.0, eps_high="0.2"), TypeError, "eps_high"),
+    (lambda: G.gate_table("erf"), TypeError, "names"),
+    (lambda: G.gate_table(["erf", "nope"]), ValueError, "for names"),
+    (lambda: G.gate_table(tau=True), TypeError, "tau"),
+    (lambda: G.InadmissibleGateError("bad"), TypeError, "AdmissibilityReport"),
+]
+
+
+@pytest.mark.parametrize("call, error, argument", BAD_CALLS, ids=[f"{i:02d}-{a}" for i, (_, _, a) in enumerate(BAD_CALLS)])
+def test_bad_arguments_are_refused_by_name(call, error, argument):
+    _raises_naming(call, error, argument)
+
+
+def test_gate_table_of_no_names_is_empty_and_none_is_all():
+    assert G.gate_table([]) == []
+    assert [r["gate"] for r in G.gate_table()] == G.available_gates()

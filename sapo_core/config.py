@@ -30,14 +30,13 @@ from typing import Literal
 
 import torch
 import yaml
-from transformers import HfArgumentParser
-from trl import GRPOConfig
+from trl import GRPOConfig, TrlParser
 
 from sapo_core import gates as G
 from sapo_core.loss import AGGREGATIONS, CLIP
 from sapo_core.paths import REPO_ROOT, runs_dir
 
-__all__ = ["ConfigError", "GatedGRPOConfig", "RunConfig", "ScriptArguments", "parse_args"]
+__all__ = ["ConfigError", "GatedGRPOConfig", "RunConfig", "ScriptArguments", "parse_args", "print_help"]
 
 _TRL_LOSS_TYPE = {"seq_mean_token_mean": "grpo", "token_mean": "dapo", "seq_mean_token_sum_norm": "dr_grpo"}
 _RUN_LOCATION = ("run_dir", "resume")  # how to run, not what: never part of a run's config.yaml
@@ -143,9 +142,7 @@ class GatedGRPOConfig(GRPOConfig):
             raise ConfigError(f"loss_type={self.loss_type!r} is not used by GatedGRPOConfig: choose the loss with "
                               f"gate= and aggregation= (this combination corresponds to TRL's {derived!r})")
         self.loss_type = derived
-        # Several processes on a machine without CUDA (torchrun, `accelerate launch` on CPU) can only join over
-        # gloo as CPU processes; a single process keeps transformers' own device choice.
-        if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
+        if cpu_processes():
             self.use_cpu = True
         super().__post_init__()
         cycle = self.steps_per_generation * self.num_iterations  # micro-batches from one generation to the next
@@ -167,6 +164,13 @@ class GatedGRPOConfig(GRPOConfig):
                 G.resolve_tau(self.gate, self.sapo_temperature_neg, self.tau_convention))
 
 
+def cpu_processes() -> bool:
+    """Whether this is one of several processes on a machine without CUDA (torchrun, `accelerate launch` on a
+    CPU machine): such ranks can only join over gloo as CPU processes, so GatedGRPOConfig sets use_cpu. A single
+    process keeps transformers' own device choice (CUDA, MPS or CPU)."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+
+
 @dataclass
 class RunConfig:
     """A parsed run: the script arguments, TRL's trainer config, and the recipe as given (keys -> values)."""
@@ -182,9 +186,9 @@ class RunConfig:
         return Path(self.script.run_dir)
 
 
-class _Parser(HfArgumentParser):
+class _Parser(TrlParser):
     """TRL's parser for our two dataclasses, whose errors are ConfigErrors instead of exits, and whose config
-    file values go through the same type conversion and choices as flags."""
+    file values go through the same type conversion and choices as flags (TrlParser passes them unchecked)."""
 
     def error(self, message):
         raise ConfigError(message)
@@ -298,8 +302,7 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
         if unknown:
             raise _unknown(unknown, list(actions), f"key(s) in {path}")
         recipe = {k: parser.convert(k, v, str(path)) for k, v in recipe.items()}
-        for key, value in recipe.items():
-            actions[key].default = value
+        parser.set_defaults_with_config(**recipe)  # TrlParser: the file's values become the flags' defaults
     given = []
     for token in argv:
         if token.startswith("--"):
@@ -325,6 +328,12 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
         script.run_dir = str(runs_dir() / name / f"{training.gate}-{training.tau_convention}-seed{training.seed}")
     training.output_dir = str(Path(script.run_dir) / "checkpoints")
     return RunConfig(script=script, training=training, recipe=values, config_path=config_path)
+
+
+def print_help() -> None:
+    """Every flag (= recipe key) with its help, as `python -m sapo_core.train --help` shows them."""
+    _Parser((ScriptArguments, GatedGRPOConfig), prog="python -m sapo_core.train",
+            description="Train a policy with one gate. Flags override the --config file's keys.").print_help()
 
 
 def recipe_keys_differ(previous: dict, run: RunConfig) -> list[str]:

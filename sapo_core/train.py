@@ -36,7 +36,7 @@ from pathlib import Path
 import yaml
 from transformers import TrainerCallback
 
-from sapo_core.config import ConfigError, RunConfig, ScriptArguments, parse_args, recipe_keys_differ
+from sapo_core.config import ConfigError, RunConfig, ScriptArguments, parse_args, print_help, recipe_keys_differ
 from sapo_core.data import DatasetFormatError, DataUnavailableError
 from sapo_core.paths import REPO_ROOT, write_atomic
 
@@ -358,11 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     """The CLI: parse, train, print the summary; a refused input is one line on stderr and exit status 2."""
     argv = sys.argv[1:] if argv is None else list(argv)
     if "-h" in argv or "--help" in argv:
-        from sapo_core.config import GatedGRPOConfig
-        from transformers import HfArgumentParser
-
-        HfArgumentParser((ScriptArguments, GatedGRPOConfig), prog="python -m sapo_core.train",
-                         description=__doc__.splitlines()[0]).print_help()
+        print_help()
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:

@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoTokenizer, TrainerCallback
 
-from sapo_core.config import parse_args
+from sapo_core.config import cpu_processes, parse_args
 from sapo_core.loss import METRIC_KEYS
 from sapo_core.rewards import correctness_reward, format_reward
 from sapo_core.train import REQUIRED_METRICS, RunDirError, main, read_metrics, train
@@ -305,9 +305,11 @@ def test_several_processes_without_cuda_train_as_cpu_processes(monkeypatch):
     """torchrun / `accelerate launch --multi_gpu` on a CPU machine: the ranks must join over gloo."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.delenv("WORLD_SIZE", raising=False)
-    assert smoke(Path("x")).training.use_cpu is False  # one process keeps transformers' device choice
+    assert cpu_processes() is False and smoke(Path("x")).training.use_cpu is False  # one process: transformers' choice
     monkeypatch.setenv("WORLD_SIZE", "2")
-    assert smoke(Path("x")).training.use_cpu is True
+    assert cpu_processes() is True  # (a parse here would start a process group; the two-process test runs one)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert cpu_processes() is False
 
 
 def test_a_corrupt_metrics_line_that_is_not_the_last_is_an_error(tmp_path):

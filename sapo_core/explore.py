@@ -1,0 +1,475 @@
+"""Interactive gate explorer for JupyterLab: pick gates, move tau, type your own g' (method §2).
+
+Notebook 01 calls `gate_explorer(...)`; in a live JupyterLab session (`make lab`) it shows ipywidgets
+controls for the gates drawn, tau (log slider), the tau convention, hard clipping's epsilon, the
+Student-t nu and a text box for a user g'(z). Each change redraws the value and weight panels
+(`sapo_core.plots.gate_figure`) and the admissibility and half-max tables beside them. Batch runs
+(papermill, nbval) skip it: the parameters cell alone drives them.
+
+A user g' is a Python expression in z evaluated with torch only::
+
+    1 / (1 + z**2) ** 2        torch.exp(-z.abs())        torch.special.erfc(z.abs()) / 1
+
+It is parsed with `ast` and refused unless it uses only numbers, arithmetic and comparisons, the name z,
+and torch's operations on tensors (`torch.<op>`, `torch.special.<op>`, `torch.nn.functional.<op>`,
+tensor methods of the same names, the constants torch.pi/e/inf/nan); no builtins, no strings, nothing
+private or in-place. It then runs first in a worker process with a time and memory limit
+(`GprimeEvaluator`), where its admissibility is checked; only an expression that finished there is
+evaluated in the kernel. So a typo, a name that is not z or torch, a NaN, or `10**10**9` is reported in
+the widget, never as a traceback or a frozen kernel.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import functools
+import html
+import io
+import logging
+import math
+import multiprocessing
+import os
+from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool
+
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
+import pebble
+import torch
+from torch.overrides import get_overridable_functions
+
+from sapo_core import gates as G
+from sapo_core import plots
+
+__all__ = ["GateExplorer", "GprimeEvaluator", "compile_gprime", "gate_explorer", "in_live_session",
+           "parse_gprime"]
+
+logger = logging.getLogger(__name__)
+
+MAX_TEXT = 300                # characters of a user g'
+DEFAULT_TIMEOUT_S = 5.0       # time limit of one user g' in the worker (its whole admissibility check)
+DEFAULT_MEMORY_MB = 1024      # memory the worker may allocate beyond what it holds after start-up
+STARTUP_TIMEOUT_S = 120.0     # a worker that has not started a task by then is a set-up error
+EXAMPLE = "1 / (1 + z**2) ** 2"
+
+
+# ---------------------------------------------------------------------------------------------
+# User g'(z): parse, check the names, compile.
+# ---------------------------------------------------------------------------------------------
+
+def _ops(namespace, kinds) -> set[str]:
+    """Public, not in-place names in `namespace` that are torch operations on tensors (listed in `kinds`)."""
+    ops = {id(f) for kind in kinds for f in _OVERRIDABLE.get(kind, [])}  # functions, compared by identity
+    return {name for name in dir(namespace) if not name.startswith("_") and not name.endswith("_")
+            and id(getattr(namespace, name)) in ops}
+
+
+_OVERRIDABLE = get_overridable_functions()  # torch's operations on tensors, by namespace (no factories, no I/O)
+_TORCH_OPS = _ops(torch, [torch, torch.functional])
+_ALLOWED_PATHS = ({f"torch.{name}" for name in _TORCH_OPS}
+                  | {f"torch.special.{name}" for name in _ops(torch.special, [torch.special])}
+                  | {f"torch.nn.functional.{name}" for name in _ops(torch.nn.functional, [torch.nn.functional])
+                     | {"sigmoid", "tanh", "hardsigmoid", "hardswish"}}  # plain wrappers torch does not list
+                  | {"torch.pi", "torch.e", "torch.inf", "torch.nan"})
+_NAMESPACES = {"torch", "torch.special", "torch.nn", "torch.nn.functional"}
+_TENSOR_METHODS = {name for name in _TORCH_OPS if hasattr(torch.Tensor, name)}
+_NODES = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Compare, ast.Call, ast.keyword, ast.Attribute, ast.Name,
+          ast.Constant, ast.Load, ast.operator, ast.unaryop, ast.cmpop)
+ALLOWED = ("numbers, + - * / // % **, comparisons, z, and torch operations on tensors: torch.<op>, "
+           "torch.special.<op>, torch.nn.functional.<op>, tensor methods such as z.abs(), torch.pi/e/inf/nan")
+
+
+def _dotted(node: ast.AST) -> str | None:
+    """'torch.special.erf' for an attribute chain rooted at the name torch, else None."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name) and node.id == "torch":
+        return ".".join(["torch", *reversed(parts)])
+    return None
+
+
+def parse_gprime(text: str) -> ast.Expression:
+    """The checked syntax tree of a user g'(z); ValueError naming what is not allowed."""
+    if not isinstance(text, str):
+        raise TypeError(f"g'(z) must be given as text, got {type(text).__name__}")
+    if not text.strip():
+        raise ValueError(f"g'(z) is empty: type an expression in z, e.g. {EXAMPLE}")
+    if len(text) > MAX_TEXT:
+        raise ValueError(f"g'(z) is {len(text)} characters long; at most {MAX_TEXT} are allowed")
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except SyntaxError as err:
+        raise ValueError(f"syntax error at column {err.offset}: {err.msg}") from None
+    other = next((node for node in ast.walk(tree) if not isinstance(node, _NODES)), None)
+    if other is not None:
+        raise ValueError(f"{type(other).__name__} {ast.unparse(other)!r} is not allowed in g'(z); allowed: {ALLOWED}")
+    names = sorted({node.id for node in ast.walk(tree) if isinstance(node, ast.Name)} - {"z", "torch"})
+    if names:
+        raise ValueError(f"name {names[0]!r} is not allowed: g'(z) may use only z and torch")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and (isinstance(node.value, (str, bytes, complex)) or node.value is ...):
+            raise ValueError(f"constant {node.value!r} is not allowed: g'(z) takes real numbers only")
+        if isinstance(node, ast.keyword) and node.arg is None:
+            raise ValueError("**keyword unpacking is not allowed in g'(z)")
+        if isinstance(node, ast.Attribute):
+            path = _dotted(node)
+            if node.attr.startswith("_"):
+                raise ValueError(f"attribute {node.attr!r} is not allowed: nothing private or dunder in g'(z)")
+            if path is None and node.attr not in _TENSOR_METHODS:
+                what = "an in-place operation" if node.attr.endswith("_") else "not a torch operation on tensors"
+                raise ValueError(f"method .{node.attr}() is {what}; allowed: {ALLOWED}")
+            if path is not None and path not in _ALLOWED_PATHS and path not in _NAMESPACES:
+                raise ValueError(f"{path} is not a torch operation on tensors; allowed: {ALLOWED}")
+    # torch and its namespaces only as the head of an allowed chain: torch.special alone is no value
+    parents = {id(child): parent for parent in ast.walk(tree) for child in ast.iter_child_nodes(parent)}
+    for node in ast.walk(tree):
+        path = _dotted(node)
+        if path in _NAMESPACES and not isinstance(parents.get(id(node)), ast.Attribute):
+            raise ValueError(f"{path} by itself is not a value; use a torch operation such as torch.exp(z)")
+    return tree
+
+
+def compile_gprime(text: str) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A torch function g'(z) from checked user text: one real value per z, in z's dtype (no builtins)."""
+    code = compile(parse_gprime(text), "<g'(z)>", "eval")
+
+    def g_prime(z: torch.Tensor) -> torch.Tensor:
+        out = eval(code, {"__builtins__": {}}, {"z": z, "torch": torch})  # text checked by parse_gprime
+        if not isinstance(out, (int, float, torch.Tensor)):
+            raise TypeError(f"g'(z) must give a number or a tensor, got {type(out).__name__}")
+        out = torch.as_tensor(out, device=z.device)
+        if out.is_complex():
+            raise TypeError("g'(z) must be real, got complex values")
+        if torch.broadcast_shapes(out.shape, z.shape) != z.shape:
+            raise ValueError(f"g'(z) must give one value per z (shape {tuple(z.shape)}), got shape {tuple(out.shape)}")
+        return out.to(z.dtype).broadcast_to(z.shape)
+
+    return g_prime
+
+
+def _gate_name(text: str) -> str:
+    return f"g'(z) = {text.strip()}"
+
+
+def _evaluate(text: str) -> dict:
+    """In the worker: evaluate g', check admissibility (method §2.2); a dict the explorer shows."""
+    try:
+        g_prime = compile_gprime(text)
+        z = torch.linspace(-40.0, 40.0, 8001, dtype=torch.float64)
+        values = g_prime(z)
+        bad = ~torch.isfinite(values)
+        if bool(bad.any()):
+            return {"problem": f"g'(z) is {float(values[bad][0])} at z = {float(z[bad][0]):g} ({int(bad.sum())} of "
+                               f"{len(z)} points in [-40, 40]): a gradient weight must be a finite number for every z"}
+        gate = G.make_gate(_gate_name(text), g_prime)
+    except G.InadmissibleGateError as err:
+        return {"rows": err.report.rows()}
+    except Exception as err:  # noqa: BLE001  (whatever the user's expression raised is reported)
+        return {"problem": f"g'(z) could not be evaluated: {type(err).__name__}: {err}"}
+    return {"rows": G.check_admissible(gate).rows(), "halfmax": gate.halfmax, "tail": gate.tail}
+
+
+def _start_worker(memory_limit_mb: int) -> None:
+    """Pool initializer: one torch thread, and at most `memory_limit_mb` more address space (Linux)."""
+    torch.set_num_threads(1)
+    try:
+        import resource
+
+        with open("/proc/self/statm") as f:
+            used = int(f.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (ImportError, OSError) as err:
+        logger.info("no memory limit for the g' worker on this system (%s)", err)
+        return
+    _, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = used + memory_limit_mb * 2**20
+    resource.setrlimit(resource.RLIMIT_AS, (limit if hard == resource.RLIM_INFINITY else min(limit, hard), hard))
+
+
+class GprimeEvaluator:
+    """Evaluates user g' texts in one worker process with a time limit and a memory limit.
+
+    The worker starts on the first call (a fresh Python with torch: seconds) and is replaced when a text
+    runs past the time limit; `close()` stops it."""
+
+    def __init__(self, timeout_s: float = DEFAULT_TIMEOUT_S, memory_limit_mb: int = DEFAULT_MEMORY_MB):
+        if not (isinstance(timeout_s, (int, float)) and math.isfinite(timeout_s) and timeout_s > 0):
+            raise ValueError(f"timeout_s must be a finite number > 0, got {timeout_s!r}")
+        if not (isinstance(memory_limit_mb, int) and memory_limit_mb >= 64):
+            raise ValueError(f"memory_limit_mb must be an int >= 64, got {memory_limit_mb!r}")
+        self.timeout_s = float(timeout_s)
+        self.memory_limit_mb = memory_limit_mb
+        self._pool: pebble.ProcessPool | None = None
+
+    def __call__(self, text: str) -> dict:
+        """{"problem": message} or {"rows": admissibility rows[, "halfmax", "tail" when admissible]}."""
+        if self._pool is None:
+            self._pool = pebble.ProcessPool(max_workers=1, initializer=_start_worker,
+                                            initargs=(self.memory_limit_mb,),
+                                            context=multiprocessing.get_context("spawn"))
+        future = self._pool.schedule(_evaluate, args=(text,), timeout=self.timeout_s)
+        try:
+            return future.result(timeout=STARTUP_TIMEOUT_S + self.timeout_s)
+        except TimeoutError:  # pebble killed the worker (the time limit counts from the task's start)
+            future.cancel()
+            return {"problem": f"g'(z) was stopped: it ran past the time limit of {self.timeout_s:g} s "
+                               "(huge powers or tensors?)"}
+        except pebble.ProcessExpired as err:
+            return {"problem": f"g'(z) crashed its worker process (exit code {err.exitcode}); "
+                               f"it may need more than {self.memory_limit_mb} MB"}
+        except BrokenProcessPool as err:  # the worker could not start: say so, start afresh next time
+            self.close()
+            return {"problem": f"the worker process that evaluates g'(z) could not start: {err}"}
+
+    def close(self) -> None:
+        """Stop the worker process (a later call starts a new one)."""
+        if self._pool is not None:
+            self._pool.stop()
+            self._pool.join()
+            self._pool = None
+
+
+# ---------------------------------------------------------------------------------------------
+# The explorer.
+# ---------------------------------------------------------------------------------------------
+
+DEFAULT_GATES = ("sigmoid", "erf", "arctan", "softsign")
+_student_t = functools.lru_cache(maxsize=128)(G.student_t)  # one gate per nu the slider visits
+
+
+@functools.lru_cache(maxsize=256)
+def _admissibility_rows(gate: G.Gate) -> tuple[dict, ...]:
+    """check_admissible(gate).rows(), once per gate (a frozen, hashable dataclass)."""
+    return tuple(G.check_admissible(gate).rows())
+
+
+def available_gates_with_student_t() -> list[str]:
+    """The registered gates and "student_t" (drawn at the explorer's nu)."""
+    return [*G.available_gates(), "student_t"]
+
+
+def check_settings(gates, tau, tau_convention, epsilon, nu, gprime, x_range) -> None:
+    """The explorer's starting values, else a TypeError/ValueError naming the bad one (sliders never clamp)."""
+    if isinstance(gates, str) or not all(isinstance(name, str) for name in gates):
+        raise TypeError(f"gates must be a list of gate names, got {gates!r}")
+    names = available_gates_with_student_t()
+    for name in gates:
+        if name not in names:
+            raise ValueError(f"unknown gate {name!r}; the explorer offers: {', '.join(names)}")
+    for label, value in (("tau", tau), ("epsilon", epsilon), ("nu", nu)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            raise ValueError(f"{label} must be a finite number > 0, got {value!r}")
+    if tau_convention not in G.TAU_CONVENTIONS:
+        raise ValueError(f"unknown tau convention {tau_convention!r}; allowed: {', '.join(G.TAU_CONVENTIONS)}")
+    if not epsilon < 1:
+        raise ValueError(f"epsilon must be < 1 (the clip region is [1 - eps, 1 + eps]), got {epsilon!r}")
+    if not isinstance(gprime, str):
+        raise TypeError(f"gprime must be text (a Python expression in z), got {type(gprime).__name__}")
+    if not (len(x_range) == 2 and x_range[0] < x_range[1]):
+        raise ValueError(f"x_range must be an increasing pair, got {x_range!r}")
+
+
+def _log_range(value: float, low: float, high: float) -> tuple[float, float]:
+    """Exponents (base 10) of a log slider from `low` to `high`, widened to hold `value`."""
+    return math.floor(min(math.log10(low), math.log10(value))), math.ceil(max(math.log10(high), math.log10(value)))
+
+
+def _table(header: list[str], rows: list[list[str]], caption: str) -> str:
+    head = "".join(f"<th style='padding:0 6px'>{h}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td style='padding:0 6px'>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><caption style='text-align:left'><b>{caption}</b></caption><tr>{head}</tr>{body}</table>"
+
+
+def _admissibility_html(reports: list) -> str:
+    """Gate x property: pass / FAIL, the evidence on hover and, for a failure, below the table."""
+    header = ["gate", *G.PROPERTIES]
+    rows, failures = [], []
+    for report in reports:
+        cells = [html.escape(report[0]["gate"])]
+        for row in report:
+            mark = "pass" if row["passed"] else "<b style='color:#c00'>FAIL</b>"
+            cells.append(f"<span title='{html.escape(row['evidence'], quote=True)}'>{mark}</span>")
+            if not row["passed"]:
+                failures.append(f"{html.escape(row['gate'])} {row['property']}: {html.escape(row['evidence'])}")
+        rows.append(cells)
+    notes = "".join(f"<div style='color:#c00'>{f}</div>" for f in failures)
+    return _table(header, rows, "Admissibility (method §2.2)") + notes
+
+
+def _halfmax_html(shown: list[G.Gate], tau: float, convention: str) -> str:
+    rows = []
+    for row, gate in zip(G.gate_table(shown, tau=1.0), shown):
+        t = G.resolve_tau(gate, tau, convention)
+        rows.append([html.escape(gate.name), f"{row['halfmax_z']:.4f}", f"{t:.4g}", f"{row['halfmax_z'] / t:.4f}",
+                     gate.tail])
+    return _table(["gate", "half-max z", "tau used", "half-max |x-1|", "tail"], rows,
+                  f"Half-max widths (method §2.5; {convention} tau)")
+
+
+def _problem_html(text: str, problem: str, rows: list[dict] | None = None) -> str:
+    lines = [f"<b>{html.escape(_gate_name(text))}</b> cannot be drawn:"]
+    if rows is None:
+        lines.append(f"<div>{html.escape(problem)}</div>")
+    else:
+        lines.append("<div>it is not admissible (method §2.2):</div><ul>")
+        lines += [f"<li><b>{row['property']}</b> {html.escape(row['statement'])}: <b>FAIL</b>, "
+                  f"{html.escape(row['evidence'])}</li>" for row in rows if not row["passed"]]
+        lines.append("</ul>")
+    return "<div style='color:#a00; padding:8px'>" + "\n".join(lines) + "</div>"
+
+
+class GateExplorer:
+    """ipywidgets controls and the update that redraws figure and tables on every change.
+
+    `widget` is the box to display. After each update, `figure` holds the drawn matplotlib Figure (None when
+    the user g' is refused), `drawn` the settings it was drawn with, and `problem` what was wrong, if anything."""
+
+    def __init__(self, gates=DEFAULT_GATES, tau: float = 1.0, tau_convention: str = "equal", epsilon: float = 0.2,
+                 nu: float = 3.0, gprime: str = "", x_range: tuple[float, float] = (0.0, 3.0),
+                 evaluator: GprimeEvaluator | None = None):
+        check_settings(gates, tau, tau_convention, epsilon, nu, gprime, x_range)
+        names = available_gates_with_student_t()
+        self.x_range = (float(x_range[0]), float(x_range[1]))
+        self.evaluator = evaluator or GprimeEvaluator()
+        self._user: dict[str, dict] = {}
+        self.figure = None
+        self.png = b""
+        self.drawn: dict = {}
+        self.problem: str | None = None
+
+        self.gate_boxes = {name: widgets.Checkbox(value=name in gates, description=name, indent=False,
+                                                  layout=widgets.Layout(width="auto"))
+                           for name in names}
+        lo, hi = _log_range(tau, 0.1, 10.0)
+        self.tau = widgets.FloatLogSlider(value=tau, base=10, min=lo, max=hi, step=0.01, description="tau",
+                                          continuous_update=False, readout_format=".3g")
+        self.convention = widgets.ToggleButtons(options=list(G.TAU_CONVENTIONS), value=tau_convention,
+                                                description="tau is", style={"button_width": "110px"})
+        self.epsilon = widgets.FloatSlider(value=epsilon, min=0.01, max=max(0.5, epsilon), step=0.01,
+                                           description="clip eps", continuous_update=False)
+        lo, hi = _log_range(nu, 0.5, 1000.0)
+        self.nu = widgets.FloatLogSlider(value=nu, base=10, min=lo, max=hi, step=0.01, description="Student-t nu",
+                                         continuous_update=False, readout_format=".3g",
+                                         style={"description_width": "initial"})
+        self.gprime = widgets.Text(value=gprime, placeholder=f"your g'(z), e.g. {EXAMPLE}", description="g'(z) =",
+                                   continuous_update=False, layout=widgets.Layout(width="60%"))
+        hint = widgets.HTML("<small>a Python expression in z with torch (press Enter); "
+                            "empty: no user gate</small>")
+        self.figure_panel = widgets.HTML(layout=widgets.Layout(flex="3 1 0%"))
+        self.admissibility = widgets.HTML()
+        self.halfmax = widgets.HTML()
+        classes = {**{f"sapo-gate-{name}": box for name, box in self.gate_boxes.items()},
+                   "sapo-tau": self.tau, "sapo-convention": self.convention, "sapo-epsilon": self.epsilon,
+                   "sapo-nu": self.nu, "sapo-gprime": self.gprime, "sapo-figure": self.figure_panel,
+                   "sapo-admissibility": self.admissibility, "sapo-halfmax": self.halfmax}
+        for css, widget in classes.items():
+            widget.add_class(css)
+        tables = widgets.VBox([self.admissibility, self.halfmax], layout=widgets.Layout(flex="2 1 0%"))
+        self.widget = widgets.VBox([
+            widgets.HBox([widgets.Label("gates:"), *self.gate_boxes.values()]),
+            widgets.HBox([self.tau, self.convention]),
+            widgets.HBox([self.epsilon, self.nu]),
+            widgets.HBox([self.gprime, hint]),
+            widgets.HBox([self.figure_panel, tables]),
+        ])
+        self.widget.add_class("sapo-explorer")
+        for control in (*self.gate_boxes.values(), self.tau, self.convention, self.epsilon, self.nu, self.gprime):
+            control.observe(self.update, names="value")
+        self.update()
+
+    def update(self, change=None) -> None:
+        """Redraw figure and tables from the controls; any failure is shown in the widget, never raised."""
+        try:
+            self._redraw()
+        except Exception as err:  # a widget callback must not leave a traceback in the notebook
+            logger.debug("gate explorer update failed", exc_info=True)
+            self.figure, self.problem = None, f"{type(err).__name__}: {err}"
+            self.figure_panel.value = ("<div style='color:#a00; padding:8px'>The explorer could not draw this "
+                                       f"setting: {html.escape(self.problem)}</div>")
+
+    def _user_gate(self, text: str) -> dict:
+        """{"gate": Gate, "rows": ...} for an admissible g', else {"problem": ..., "rows": ... or None}."""
+        if text not in self._user:
+            try:
+                parse_gprime(text)  # quick, in the kernel: a bad text never reaches the worker
+                result = self.evaluator(text)
+            except ValueError as err:
+                result = {"problem": str(err)}
+            if "problem" not in result and "halfmax" not in result:
+                result["problem"] = "not admissible: " + "; ".join(
+                    f"{r['property']} {r['evidence']}" for r in result["rows"] if not r["passed"])
+            elif "problem" not in result:  # it finished in the worker within the limits: safe to run here
+                result["gate"] = G.make_gate(_gate_name(text), compile_gprime(text), halfmax=result["halfmax"],
+                                             tail=result["tail"])
+            self._user[text] = result
+        return self._user[text]
+
+    def _redraw(self) -> None:
+        tau, convention, epsilon, nu = self.tau.value, self.convention.value, self.epsilon.value, self.nu.value
+        shown = [G.get_gate(name) for name, box in self.gate_boxes.items() if box.value and name != "student_t"]
+        if self.gate_boxes["student_t"].value:
+            shown.append(_student_t(nu))
+        reports = [_admissibility_rows(gate) for gate in shown]
+        text = self.gprime.value.strip()
+        user = self._user_gate(text) if text else {}
+        if "gate" in user:
+            shown.append(user["gate"])
+        if user.get("rows"):
+            reports.append(user["rows"])
+        self.admissibility.value = _admissibility_html(reports) if reports else ""
+        self.halfmax.value = _halfmax_html(shown, tau, convention) if shown else ""
+        self.drawn = {"gates": [gate.name for gate in shown], "tau": tau, "tau_convention": convention,
+                      "taus": {gate.name: G.resolve_tau(gate, tau, convention) for gate in shown},
+                      "epsilon": epsilon, "nu": nu, "gprime": text}
+        self.problem = user.get("problem")
+        if self.problem:  # a refused g' shows what is wrong instead of a plot
+            self.figure, self.png = None, b""
+            self.figure_panel.value = _problem_html(text, self.problem, user.get("rows"))
+            return
+        fig = plots.gate_figure(shown, tau=tau, tau_convention=convention, x_range=self.x_range, epsilon=epsilon)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=80)
+        plt.close(fig)
+        self.figure, self.png = fig, buf.getvalue()
+        self.figure_panel.value = f"<img style='max-width:100%' src='data:image/png;base64,{base64.b64encode(self.png).decode()}'>"
+
+    def close(self) -> None:
+        """Close the widgets and stop the g' worker."""
+        boxes = [self.widget]
+        while boxes:
+            box = boxes.pop()
+            boxes += [child for child in getattr(box, "children", ()) if isinstance(child, widgets.Widget)]
+            box.close()
+        self.evaluator.close()
+
+
+
+
+def in_live_session() -> bool:
+    """True inside a kernel that a Jupyter server started for a notebook (JupyterLab), not papermill/nbval."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None and bool(os.environ.get("JPY_SESSION_NAME"))
+
+
+def gate_explorer(gates=DEFAULT_GATES, *, tau: float = 1.0, tau_convention: str = "equal", epsilon: float = 0.2,
+                  nu: float = 3.0, gprime: str = "", x_range: tuple[float, float] = (0.0, 3.0),
+                  interactive: bool | None = None, evaluator: GprimeEvaluator | None = None) -> GateExplorer | None:
+    """Show the gate explorer when `interactive` (None: only in a live JupyterLab session) and return it; else
+    check the settings and return None (batch runs: papermill, nbval)."""
+    check_settings(gates, tau, tau_convention, epsilon, nu, gprime, x_range)
+    if interactive is not None and not isinstance(interactive, bool):
+        raise TypeError(f"interactive must be True, False or None (auto), got {interactive!r}")
+    if not (in_live_session() if interactive is None else interactive):
+        return None
+    from IPython.display import display
+
+    explorer = GateExplorer(gates, tau=tau, tau_convention=tau_convention, epsilon=epsilon, nu=nu, gprime=gprime,
+                            x_range=x_range, evaluator=evaluator)
+    display(explorer.widget)
+    return explorer

@@ -258,9 +258,9 @@ def sampling_config(model, tokenizer, *, n: int, temperature: float, top_p: floa
     eos = _eos_ids(model, tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
     greedy = temperature == 0
-    return GenerationConfig(do_sample=not greedy, temperature=1.0 if greedy else temperature,
-                            top_p=1.0 if greedy else top_p, top_k=0, min_p=None, typical_p=1.0,
-                            repetition_penalty=1.0, num_return_sequences=n, max_new_tokens=max_new_tokens,
+    knobs = {"do_sample": False} if greedy else {"do_sample": True, "temperature": temperature, "top_p": top_p,
+                                                 "top_k": 0, "min_p": None, "typical_p": 1.0}
+    return GenerationConfig(**knobs, repetition_penalty=1.0, num_return_sequences=n, max_new_tokens=max_new_tokens,
                             eos_token_id=eos, pad_token_id=pad)
 
 
@@ -793,8 +793,8 @@ def _parser():
     from trl import TrlParser
 
     class Parser(TrlParser):
-        def error(self, message):  # one line, no usage block
-            self.exit(2, f"error: {message}\n")
+        def error(self, message):  # reported by main as one line, without the usage block
+            raise EvaluationError(message)
 
     return Parser([EvalArguments], prog="python -m sapo_core.evaluate",
                   description=__doc__.splitlines()[0])
@@ -806,7 +806,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         (args,) = _parser().parse_args_and_config(list(argv) if argv is not None else None)
-    except (ValueError, OSError) as err:  # a bad --config file
+    except (ValueError, OSError) as err:  # a bad flag or value, a bad --config file
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")

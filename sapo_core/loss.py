@@ -3,51 +3,54 @@
 For B completions with per-token log-probabilities `logps` (pi_theta) and `old_logps` (pi_old),
 advantages A_i and a 0/1 completion mask m_{i,t}, `policy_loss` returns
 
-    loss = -agg_{i,t}[ A_i f_i(r_{i,t}) ]                                            method §1
+    loss = -agg_{i,t}[ A_i f_i(r_{i,t}) ]                                        method §1.2 (1), §1.3 (2)
 
-    log r_{i,t} = clamp(logp - old_logp, -c, c)                                level="token"
-    log r_{i,t} = log s_i = clamp(mean_t m (logp - old_logp), -c, c)           level="sequence" (GSPO)
-    f_i(x) = 1 + g(tau_i (x - 1)) / tau_i,  tau_i = tau_pos if A_i > 0 else tau_neg   method §2
-    A f(r) = min(r A, clip(r, 1 - eps_low, 1 + eps_high) A)                   gate="clip" (GRPO)
+    log r_{i,t} = clamp(logp - old_logp, -c, c)                              level="token", method §7.3
+    log r_{i,t} = clamp(mean_t m (logp - old_logp), -c, c)                   level="sequence" (GSPO), §7.2
+    f_i(x) = 1 + g(tau_i (x - 1)) / tau_i,  tau_i = tau_pos if A_i > 0 else tau_neg   method §2.1, §7.4
+    A f(r) = min(r A, clip(r, 1 - eps_low, 1 + eps_high) A)                 gate="clip" (GRPO), §1.2
 
-written, for the smooth gates, in method §2's stop-gradient form
+and writes a smooth gate in the stop-gradient form of method §2.7 (eq. 2.6)
 
-    per_token = A * (sg(f(r)) + sg(f'(r)) * (r - sg(r))),   f'(r) = g'(tau (r - 1))
+    per_token = A * (sg(f(r)) + sg(f'(r)) * (r - sg(r))),    f'(r) = g'(tau (r - 1))
 
-whose value is A f(r) and whose gradient d/d logp is A g'(tau (r - 1)) r: only the gate's closed-form
-g' is differentiated, so a gate whose g is integrated numerically trains at the cost of its g'.
-`agg` is `masked_aggregate` (every denominator clamped to >= 1 token, as TRL 1.16.0):
+whose value is A f(r) and whose gradient with respect to logp is A g'(tau (r - 1)) r: training never
+differentiates through g, so a gate whose g is integrated numerically costs only its forward pass.
+`agg` is `masked_aggregate` (method §7.1; every denominator at least one token, as TRL 1.16.0):
 
-    "seq_mean_token_mean"      1/B sum_i 1/|o_i| sum_t     method §1; TRL "sapo", "grpo"
-    "token_mean"               1/sum_i |o_i| sum_i sum_t    DAPO; TRL "dapo"/"bnpo" on one micro-batch
+    "seq_mean_token_mean"      1/B sum_i 1/|o_i| sum_t     SAPO, GRPO; TRL "sapo", "grpo"
+    "token_mean"               1/sum_i |o_i| sum_i sum_t    DAPO; TRL "dapo" / "bnpo" on one micro-batch
     "seq_mean_token_sum_norm"  1/(B L) sum_i sum_t         Dr. GRPO; TRL "dr_grpo", L = max_completion_length
 
+`importance_log_ratio` is the clamped log r above, shared with the trainer's KL term.
+
 Conventions:
-  * sigmoid gate: gradients equal TRL's loss_type="sapo"; the value differs by method §2's constant:
-    loss_ours - loss_trl = -agg[A (1 - 2/tau)]. gate="clip" is TRL's "grpo" in value and gradient.
+  * sigmoid gate: gradients equal TRL's loss_type="sapo"; values differ by method §7.5's constant,
+    loss_ours - loss_trl = -agg[A (1 - 2/tau)]. gate="clip" equals TRL's "grpo" in value and gradient.
     No gradient-accumulation normaliser: the trainer divides.
-  * A == 0 runs at tau_neg (as TRL), contributes neither value nor gradient, and counts in the overall
-    metrics but in neither the pos (A > 0) nor the neg (A < 0) group.
+  * A == 0 runs at tau_neg (as TRL; clip: the A < 0 side), contributes neither value nor gradient, and
+    counts in the overall metrics but in neither the pos (A > 0) nor the neg (A < 0) group (method §7.4).
   * The mask holds 0/1 only (bool, integer or float; anything else is a ValueError). Masked positions
-    may hold anything (-inf, nan): they are replaced before any arithmetic and get zero gradient. A
-    nan at an unmasked token is not hidden: the loss is nan and `tokens/nonfinite_count` counts it.
-  * The clamp bounds |log r| by c = log_ratio_clamp; where it acts the gradient is 0.
+    may hold anything (-inf, nan): `torch.where` sets them aside before any arithmetic, and they get
+    zero gradient. A nan at an unmasked token is not hidden: the loss is nan and the token is counted
+    in `tokens/nonfinite_count`.
+  * Where the clamp acts (|log r| > c) the gradient is 0.
   * Half-precision inputs are computed in float32 (gradients come back in the input dtype).
   * token_weights (optional, (B, T) or (B, 1), no gradient) multiply each token's objective, as TRL's
     vLLM importance-sampling correction does (grpo_trainer.py:3146-3147); denominators and metrics
     still count tokens by the mask alone.
-  * Metrics (method §4; only with compute_metrics=True, they cost a device sync) are Python floats
+  * Metrics (method §4; only with compute_metrics=True, as they cost a device sync) are Python floats
     named in METRIC_KEYS, over the unmasked tokens with a finite ratio, for all of them and for A > 0
     ("pos/") and A < 0 ("neg/"): tokens/count; ratio/{mean, std, var, min, max, p01, p99} (population
     std and var; quantiles interpolated linearly as torch.quantile); ratio/outside_clip_frac (r < 1 -
     eps_low or r > 1 + eps_high); gate_weight/mean and gate_weight/low_frac (f' < 0.5), f' being
-    g'(tau (r - 1)), or sapo_core.gates.clip_weight for clip; and tokens/nonfinite_count, the unmasked
-    tokens whose ratio is nan (left out of the statistics). An empty group has count 0 and nan
+    g'(tau (r - 1)), or sapo_core.gates.clip_weight for clip (method §2.4); and, overall only,
+    tokens/nonfinite_count, the unmasked tokens whose ratio is nan. An empty group has count 0 and nan
     statistics. At level="sequence" every token counts with its sequence's ratio. `metric_tokens`
     returns the tokens behind the statistics so that a trainer can pool the micro-batches and processes
     of a step and call `token_metrics` once on the union.
 
-Speed against TRL's own SAPO expression: `.venv/bin/python benchmarks/bench_loss.py`.
+Speed against TRL's own expressions: `.venv/bin/python benchmarks/bench_loss.py`.
 """
 
 from __future__ import annotations
@@ -78,11 +81,11 @@ def importance_log_ratio(logps: torch.Tensor, old_logps: torch.Tensor, mask: tor
     """The clamped log-ratio log r the loss gates: (B, T) per token, or (B, 1) per row at level="sequence"."""
     _check_choice("level", level, LEVELS)
     _check_positive("log_ratio_clamp", log_ratio_clamp)
-    keep = mask.bool()
+    keep = _bool_mask(mask)
     log_ratio = torch.where(keep, logps - old_logps, 0.0)  # masked positions may hold -inf or nan
-    if level == "sequence":  # method §1 (GSPO): log s_i = mean over unmasked t of log r_{i,t}
+    if level == "sequence":  # method §7.2 (GSPO): log s_i = 1/|o_i| sum_t log r_{i,t}
         log_ratio = log_ratio.sum(-1, keepdim=True) / keep.sum(-1, keepdim=True).clamp(min=1)
-    return log_ratio.clamp(-log_ratio_clamp, log_ratio_clamp)
+    return log_ratio.clamp(-log_ratio_clamp, log_ratio_clamp)  # method §7.3: log r in [-c, c]
 
 
 def masked_aggregate(per_token: torch.Tensor, mask: torch.Tensor, aggregation: str = "seq_mean_token_mean",
@@ -99,18 +102,19 @@ def masked_aggregate(per_token: torch.Tensor, mask: torch.Tensor, aggregation: s
     tensor(0.8750)
     """
     _check_choice("aggregation", aggregation, AGGREGATIONS)
-    keep = mask.bool()
+    keep = _bool_mask(mask)
     sums = torch.where(keep, per_token, 0.0).sum(-1)      # masked entries may hold anything
-    if aggregation == "seq_mean_token_mean":              # method §1: 1/G sum_i 1/|o_i| sum_t (TRL sapo, grpo)
+    # method §7.1 (7.1): the three denominators
+    if aggregation == "seq_mean_token_mean":              # 1/B sum_i 1/|o_i| sum_t (TRL sapo, grpo)
         return (sums / keep.sum(-1).clamp(min=1)).mean()
-    if aggregation == "token_mean":                       # DAPO: over all tokens of the batch (TRL dapo, bnpo)
+    if aggregation == "token_mean":                       # DAPO: 1/sum_i |o_i| sum_i sum_t (TRL dapo, bnpo)
         return sums.sum() / keep.sum().clamp(min=1)
     _check_length(max_completion_length, keep.shape[-1])  # Dr. GRPO: 1/(B L) sum_i sum_t (TRL dr_grpo)
     return sums.sum() / (keep.shape[0] * max_completion_length)
 
 
 def _tau(advantages: torch.Tensor, tau_pos: float, tau_neg: float) -> torch.Tensor:
-    """method §1: tau_pos where A > 0, else tau_neg (A == 0 included, as TRL), in the advantages' dtype."""
+    """tau_pos where A > 0, else tau_neg (method §1.3 eq. 3; A == 0 included, §7.4), in the advantages' dtype."""
     return torch.where(advantages > 0, advantages.new_tensor(tau_pos), tau_neg)
 
 
@@ -135,22 +139,25 @@ def policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.
     gate = _check_args(logps, old_logps, advantages, mask, gate, tau_pos, tau_neg, epsilon_low, epsilon_high,
                        level, aggregation, log_ratio_clamp, max_completion_length, compute_metrics, token_weights)
     dtype = torch.promote_types(logps.dtype, torch.float32)  # half precision is computed in float32
-    log_ratio = importance_log_ratio(logps.to(dtype), old_logps.to(dtype), mask, level=level,
+    keep = _bool_mask(mask)
+    log_ratio = importance_log_ratio(logps.to(dtype), old_logps.to(dtype), keep, level=level,
                                      log_ratio_clamp=log_ratio_clamp)
     ratio = log_ratio.exp()
     adv = advantages.to(dtype).unsqueeze(1)
-    if gate == CLIP:  # method §1 (GRPO): min(r A, clip(r, 1 - eps_low, 1 + eps_high) A), TRL's expression
+    if gate == CLIP:  # method §1.2 (1), GRPO: min(r A, clip(r, 1 - eps_low, 1 + eps_high) A), TRL's expression
         per_token = torch.minimum(ratio * adv, ratio.clamp(1 - epsilon_low, 1 + epsilon_high) * adv)
     else:
         tau, r = _tau(adv, tau_pos, tau_neg), ratio.detach()
-        # method §2, exact-gradient form: value A f(r), gradient A g'(tau (r - 1)) r d log r
-        per_token = adv * (gate.value(r, tau) + gate.weight(r, tau) * (ratio - r))
+        z = tau * (r - 1)
+        f, f_prime = 1 + gate.g(z) / tau, gate.g_prime(z)  # method §2.1 (2.1), (2.2): f(r), f'(r), no gradient
+        # method §2.7 (2.6): value A f(r), gradient A f'(r) d r
+        per_token = adv * (f + f_prime * (ratio - r))
     if token_weights is not None:  # TRL's vLLM importance-sampling correction (grpo_trainer.py:3147)
         per_token = per_token * token_weights.to(dtype)
-    loss = -masked_aggregate(per_token, mask, aggregation, max_completion_length)
+    loss = -masked_aggregate(per_token, keep, aggregation, max_completion_length)
     metrics = {}
     if compute_metrics:
-        metrics = token_metrics(_metric_tokens(gate, ratio.detach(), adv, mask, tau_pos, tau_neg, epsilon_low,
+        metrics = token_metrics(_metric_tokens(gate, ratio.detach(), adv, keep, tau_pos, tau_neg, epsilon_low,
                                                epsilon_high), epsilon_low, epsilon_high)
     return loss, metrics
 
@@ -172,13 +179,12 @@ class MetricTokens(NamedTuple):
         return MetricTokens(*(torch.cat(field) for field in zip(*parts)))
 
 
-def _metric_tokens(gate, ratio, adv, mask, tau_pos, tau_neg, epsilon_low, epsilon_high) -> MetricTokens:
-    """The unmasked tokens' ratios (no gradient), gate weights and advantage signs, flattened."""
-    if gate == CLIP:  # method §2: hard clipping's weight, 1 inside the trust region, 0 outside
+def _metric_tokens(gate, ratio, adv, keep, tau_pos, tau_neg, epsilon_low, epsilon_high) -> MetricTokens:
+    """The ratios (no gradient), gate weights and advantage signs of the tokens where `keep` (bool), flattened."""
+    if gate == CLIP:  # method §2.4 (2.3): hard clipping's weight, 1 inside the trust region, 0 outside
         weight = clip_weight(ratio, torch.sign(adv), epsilon_low, epsilon_high)
     else:
         weight = gate.weight(ratio, _tau(adv, tau_pos, tau_neg))
-    keep = mask.bool()
     return MetricTokens(*(x.expand(keep.shape)[keep] for x in (ratio, weight, torch.sign(adv).to(torch.int8))))
 
 
@@ -247,9 +253,10 @@ def metric_tokens(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torc
     gate = _check_args(logps, old_logps, advantages, mask, gate, tau_pos, tau_neg, epsilon_low, epsilon_high,
                        level, AGGREGATIONS[0], log_ratio_clamp, None, True, None)
     dtype = torch.promote_types(logps.dtype, torch.float32)
-    ratio = importance_log_ratio(logps.to(dtype), old_logps.to(dtype), mask, level=level,
+    keep = _bool_mask(mask)
+    ratio = importance_log_ratio(logps.to(dtype), old_logps.to(dtype), keep, level=level,
                                  log_ratio_clamp=log_ratio_clamp).exp()
-    return _metric_tokens(gate, ratio, advantages.to(dtype).unsqueeze(1), mask, tau_pos, tau_neg, epsilon_low,
+    return _metric_tokens(gate, ratio, advantages.to(dtype).unsqueeze(1), keep, tau_pos, tau_neg, epsilon_low,
                           epsilon_high)
 
 
@@ -278,6 +285,15 @@ def _check_length(max_completion_length, length):
                          f"aggregation='seq_mean_token_sum_norm'), got {max_completion_length!r}")
 
 
+def _bool_mask(mask: torch.Tensor) -> torch.Tensor:
+    """The mask as bool, after checking that it holds only 0 and 1."""
+    keep = mask.bool()
+    if mask.dtype != torch.bool and not torch.equal(keep.to(mask.dtype), mask):  # a 0/1 mask is its own bool
+        raise ValueError("mask must hold only 0 and 1 (bool, integer or float), got other values: "
+                         f"{mask[(mask != 0) & (mask != 1)].unique()[:5].tolist()}")
+    return keep
+
+
 def _check_args(logps, old_logps, advantages, mask, gate, tau_pos, tau_neg, epsilon_low, epsilon_high,
                 level, aggregation, log_ratio_clamp, max_completion_length, compute_metrics, token_weights):
     """Validate policy_loss's arguments; returns the gate as "clip" or a Gate."""
@@ -293,10 +309,10 @@ def _check_args(logps, old_logps, advantages, mask, gate, tau_pos, tau_neg, epsi
     for name, value in (("epsilon_low", epsilon_low), ("epsilon_high", epsilon_high)):
         _check_positive(name, value, strict=False)
     if not isinstance(compute_metrics, bool):
-        raise ValueError(f"compute_metrics must be True or False, got {compute_metrics!r}")
+        raise TypeError(f"compute_metrics must be True or False, got {compute_metrics!r}")
     for name, t in (("logps", logps), ("old_logps", old_logps), ("advantages", advantages), ("mask", mask)):
         if not isinstance(t, torch.Tensor):
-            raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if logps.dim() != 2 or not logps.is_floating_point():
         raise ValueError(f"logps must be a floating (B, T) tensor, got {logps.dtype} of shape {tuple(logps.shape)}")
     shape = tuple(logps.shape)
@@ -315,18 +331,14 @@ def _check_args(logps, old_logps, advantages, mask, gate, tau_pos, tau_neg, epsi
         raise ValueError(f"old_logps must have the dtype of logps ({logps.dtype}), got {old_logps.dtype}")
     if not advantages.is_floating_point():
         raise ValueError(f"advantages must be a floating tensor, got {advantages.dtype}")
-    if token_weights is not None:
-        if not isinstance(token_weights, torch.Tensor) or not token_weights.is_floating_point() \
-                or tuple(token_weights.shape) not in (shape, (shape[0], 1)):
-            got = tuple(token_weights.shape) if isinstance(token_weights, torch.Tensor) else type(token_weights).__name__
-            raise ValueError(f"token_weights must be None or a floating tensor of shape {shape} or "
-                             f"{(shape[0], 1)}, got {got}")
-        if token_weights.device != logps.device:
-            raise ValueError(f"token_weights must be on the device of logps ({logps.device}), got {token_weights.device}")
-    for name, t in (("old_logps", old_logps), ("advantages", advantages), ("mask", mask)):
-        if t.device != logps.device:
+    if token_weights is not None and (not isinstance(token_weights, torch.Tensor)
+                                      or not token_weights.is_floating_point()
+                                      or tuple(token_weights.shape) not in (shape, (shape[0], 1))):
+        got = getattr(token_weights, "shape", type(token_weights).__name__)
+        raise ValueError(f"token_weights must be None or a floating tensor of shape {shape} or {(shape[0], 1)}, "
+                         f"got {tuple(got) if isinstance(got, torch.Size) else got}")
+    for name, t in (("old_logps", old_logps), ("advantages", advantages), ("mask", mask),
+                    ("token_weights", token_weights)):
+        if t is not None and t.device != logps.device:
             raise ValueError(f"{name} must be on the device of logps ({logps.device}), got {t.device}")
-    if mask.dtype != torch.bool and not ((mask == 0) | (mask == 1)).all():
-        raise ValueError("mask must hold only 0 and 1 (bool, integer or float), got other values: "
-                         f"{mask[(mask != 0) & (mask != 1)].unique()[:5].tolist()}")
     return gate

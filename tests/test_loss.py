@@ -10,8 +10,16 @@ import pytest
 import torch
 
 from sapo_core import gates as G
-from sapo_core.loss import (AGGREGATIONS, METRIC_KEYS, MetricTokens, importance_log_ratio, masked_aggregate,
-                            metric_tokens, policy_loss, token_metrics)
+from sapo_core.loss import (
+    AGGREGATIONS,
+    METRIC_KEYS,
+    MetricTokens,
+    importance_log_ratio,
+    masked_aggregate,
+    metric_tokens,
+    policy_loss,
+    token_metrics,
+)
 
 SMOOTH = G.available_gates()          # closed-form g: autograd of f(r) is the reference
 STUDENT_T = G.student_t(3.0)          # a Gate object whose g is integrated numerically
@@ -407,7 +415,7 @@ def test_pooled_metric_tokens_give_the_statistics_of_the_whole_batch(gate, level
     """A step's metrics over its micro-batches (and processes) are those of the union of their tokens,
     not an average of per-micro-batch statistics."""
     logps, old, adv, mask = batch(seed=11, rows=8, spread=0.5)
-    kw = dict(gate=gate, tau_pos=TAU_POS, tau_neg=TAU_NEG, level=level)
+    kw = {"gate": gate, "tau_pos": TAU_POS, "tau_neg": TAU_NEG, "level": level}
     _, whole = policy_loss(logps, old, adv, mask, **kw)
     assert token_metrics(metric_tokens(logps, old, adv, mask, **kw)) == pytest.approx(whole, rel=1e-12,
                                                                                     nan_ok=True)
@@ -427,42 +435,49 @@ def test_pooled_metric_tokens_give_the_statistics_of_the_whole_batch(gate, level
 
 def _good():
     logps, old, adv, mask = batch(dtype=torch.float32, rows=3, length=4)
-    return dict(logps=logps, old_logps=old, advantages=adv, mask=mask)
+    return {"logps": logps, "old_logps": old, "advantages": adv, "mask": mask}
 
 
 @pytest.mark.parametrize("change, match", [
-    (dict(gate="tanh"), "gate 'tanh'.*clip.*sigmoid"),
-    (dict(gate=3), "gate"),
-    (dict(level="word"), "level 'word'.*token, sequence"),
-    (dict(aggregation="sum"), "aggregation 'sum'.*seq_mean_token_mean"),
-    (dict(tau_pos=0.0), "tau_pos"),
-    (dict(tau_neg=-1.0), "tau_neg"),
-    (dict(tau_pos=math.nan), "tau_pos"),
-    (dict(epsilon_low=-0.1), "epsilon_low"),
-    (dict(epsilon_high=math.inf), "epsilon_high"),
-    (dict(log_ratio_clamp=0), "log_ratio_clamp"),
-    (dict(aggregation="seq_mean_token_sum_norm"), "max_completion_length"),
-    (dict(aggregation="seq_mean_token_sum_norm", max_completion_length=0), "max_completion_length"),
-    (dict(aggregation="seq_mean_token_sum_norm", max_completion_length=3), "max_completion_length.*>= .* 4"),
-    (dict(max_completion_length=2.5), "max_completion_length"),
-    (dict(compute_metrics="yes"), "compute_metrics"),
-    (dict(logps=torch.zeros(3, 4, 1)), "logps"),
-    (dict(logps=torch.zeros(3, 4, dtype=torch.long)), "logps"),
-    (dict(old_logps=torch.zeros(3, 5)), "old_logps"),
-    (dict(old_logps=torch.zeros(3, 4, dtype=torch.float64)), "old_logps.*dtype"),
-    (dict(mask=torch.ones(2, 4, dtype=torch.bool)), "mask"),
-    (dict(mask=torch.full((3, 4), 0.5)), "mask must hold only 0 and 1.*0.5"),
-    (dict(mask=2 * torch.ones(3, 4, dtype=torch.long)), "mask must hold only 0 and 1.*2"),
-    (dict(advantages=torch.zeros(3, 4)), "advantages"),
-    (dict(advantages=torch.zeros(3, dtype=torch.long)), "advantages"),
-    (dict(advantages=[1.0, 2.0]), "advantages"),
-    (dict(token_weights=torch.ones(3, 2)), "token_weights"),
-    (dict(token_weights=torch.ones(3, 4, dtype=torch.long)), "token_weights"),
+    ({"gate": "tanh"}, "gate 'tanh'.*clip.*sigmoid"),
+    ({"gate": 3}, "gate 3"),
+    ({"level": "word"}, "level 'word'.*token, sequence"),
+    ({"aggregation": "sum"}, "aggregation 'sum'.*seq_mean_token_mean"),
+    ({"tau_pos": 0.0}, "tau_pos"),
+    ({"tau_neg": -1.0}, "tau_neg"),
+    ({"tau_pos": math.nan}, "tau_pos"),
+    ({"epsilon_low": -0.1}, "epsilon_low"),
+    ({"epsilon_high": math.inf}, "epsilon_high"),
+    ({"log_ratio_clamp": 0}, "log_ratio_clamp"),
+    ({"aggregation": "seq_mean_token_sum_norm"}, "max_completion_length"),
+    ({"aggregation": "seq_mean_token_sum_norm", "max_completion_length": 0}, "max_completion_length"),
+    ({"aggregation": "seq_mean_token_sum_norm", "max_completion_length": 3}, "max_completion_length.*>= .* 4"),
+    ({"max_completion_length": 2.5}, "max_completion_length"),
+    ({"logps": torch.zeros(3, 4, 1)}, "logps"),
+    ({"logps": torch.zeros(3, 4, dtype=torch.long)}, "logps"),
+    ({"old_logps": torch.zeros(3, 5)}, "old_logps"),
+    ({"old_logps": torch.zeros(3, 4, dtype=torch.float64)}, "old_logps.*dtype"),
+    ({"mask": torch.ones(2, 4, dtype=torch.bool)}, "mask"),
+    ({"mask": torch.full((3, 4), 0.5)}, "mask must hold only 0 and 1.*0.5"),
+    ({"mask": 2 * torch.ones(3, 4, dtype=torch.long)}, "mask must hold only 0 and 1.*2"),
+    ({"advantages": torch.zeros(3, 4)}, "advantages"),
+    ({"advantages": torch.zeros(3, dtype=torch.long)}, "advantages"),
+    ({"token_weights": torch.ones(3, 2)}, "token_weights"),
+    ({"token_weights": torch.ones(3, 4, dtype=torch.long)}, "token_weights"),
 ])
 def test_bad_arguments_raise_value_error_naming_them(change, match):
-    kwargs = _good() | change
     with pytest.raises(ValueError, match=match):
-        policy_loss(**kwargs)
+        policy_loss(**(_good() | change))
+
+
+@pytest.mark.parametrize("change, match", [
+    ({"compute_metrics": "yes"}, "compute_metrics must be True or False"),
+    ({"advantages": [1.0, 2.0]}, "advantages must be a torch.Tensor"),
+    ({"mask": [[1, 1, 1, 1]] * 3}, "mask must be a torch.Tensor"),
+])
+def test_arguments_of_the_wrong_type_raise_type_error_naming_them(change, match):
+    with pytest.raises(TypeError, match=match):
+        policy_loss(**(_good() | change))
 
 
 def test_masked_aggregate_refuses_bad_aggregations_and_short_lengths():
@@ -476,5 +491,6 @@ def test_masked_aggregate_refuses_bad_aggregations_and_short_lengths():
 
 def test_float_and_integer_masks_of_zeros_and_ones_are_accepted():
     logps, old, adv, mask = batch(seed=13)
-    losses = [policy_loss(logps, old, adv, mask.to(dtype))[0].item() for dtype in (torch.bool, torch.long, torch.float32)]
+    losses = [policy_loss(logps, old, adv, mask.to(dtype))[0].item()
+              for dtype in (torch.bool, torch.long, torch.float32)]
     assert losses[0] == losses[1] == losses[2]

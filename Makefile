@@ -1,6 +1,7 @@
 # Two commands do all set-up on a fresh machine:
 #   make test   creates .venv (once), installs the pinned set, runs unit + notebook tests
 #   make demo   creates .venv (once), runs the demo pipeline on the embedded CPU default
+#   make lab    creates .venv (once), opens notebooks/ in JupyterLab with this project's kernel
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -8,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: test demo venv bench clean-venv
+.PHONY: test demo lab venv bench clean-venv
 
 venv: $(STAMP)
 
@@ -25,6 +26,12 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) -m sapo_core.demo
+
+# JupyterLab's log prints the URL (with its token) to open; LAB_ARGS passes options, e.g. "--no-browser --port 8890".
+# The kernel "python3" is this .venv's Python (the environment's kernel spec is preferred over a user one).
+LAB_ARGS ?=
+lab: $(STAMP)
+	JUPYTER_PREFER_ENV_PATH=1 $(PY) -m jupyterlab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -34,13 +34,14 @@ from importlib import metadata
 from pathlib import Path
 
 import yaml
+from filelock import FileLock, Timeout
 from transformers import TrainerCallback
 
 from sapo_core.config import ConfigError, RunConfig, ScriptArguments, parse_args, print_help, recipe_keys_differ
 from sapo_core.data import DatasetFormatError, DataUnavailableError
 from sapo_core.paths import REPO_ROOT, write_atomic
 
-__all__ = ["REQUIRED_METRICS", "RunDirError", "prepare_run_dir", "provenance", "train", "read_metrics", "main"]
+__all__ = ["REQUIRED_METRICS", "RunDirError", "RunLock", "prepare_run_dir", "provenance", "train", "read_metrics", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,38 @@ def _read_mapping(path: Path, what: str) -> dict:
     return data
 
 
+class RunLock:
+    """One process owns a run directory for the run's lifetime: an exclusive `flock` on `<run_dir>/.lock`
+    (filelock), which the kernel releases when the owner exits in any way, `kill -9` included, so a lock
+    left by a crash is never stale. `owner.json` beside it names the owner (pid, host, start time) for the
+    message that refuses a second process."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self.lock = FileLock(run_dir / ".lock", timeout=0)
+
+    def acquire(self) -> None:
+        """Take the run directory, or raise RunDirError naming its owner."""
+        try:
+            self.lock.acquire()
+        except Timeout:
+            owner = self.run_dir / "owner.json"
+            try:
+                who = json.loads(owner.read_text())
+                named = f"pid {who['pid']} on {who['host']}, started {who['started']}"
+            except (OSError, ValueError, KeyError, TypeError):
+                named = "another process (owner.json unreadable)"
+            raise RunDirError(f"{self.run_dir} is being trained right now by {named}; a run directory has one "
+                              "owner at a time. Wait for it to end (or stop it), then --resume") from None
+        _write_json(self.run_dir / "owner.json", {"pid": os.getpid(), "host": platform.node(),
+                                                  "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+
+    def release(self) -> None:
+        """Give the run directory up (also done by the kernel when the process ends)."""
+        if self.lock.is_locked:
+            self.lock.release()
+
+
 def _status(run_dir: Path) -> dict | None:
     path = run_dir / "status.json"
     return _read_mapping(path, "the run's status") if path.exists() else None
@@ -135,7 +168,7 @@ def prepare_run_dir(run: RunConfig, num_processes: int = 1) -> str | None:
     status = _status(run_dir)
     if status and status.get("state") == "finished":
         raise RunDirError(f"{run_dir} holds a finished run; it is never overwritten. Choose another --run_dir.")
-    holds_work = run_dir.exists() and any(run_dir.iterdir())
+    holds_work = run_dir.exists() and any(p.name not in (".lock", "owner.json") for p in run_dir.iterdir())
     if holds_work and not resume:
         how = f" ({status['state']}: {status['error']})" if status and status.get("error") else ""
         raise RunDirError(f"{run_dir} holds an unfinished run{how}; pass --resume to continue it or choose "
@@ -311,9 +344,22 @@ def train(run: RunConfig, *, callbacks: list | None = None) -> dict:
     except FileNotFoundError as err:  # a local data directory without the file
         raise ConfigError(f"dataset={script.dataset!r}: {err}") from None
 
-    checkpoint = None
+    checkpoint, lock = None, None
     if state.is_main_process:
-        checkpoint = prepare_run_dir(run, num_processes=state.num_processes)
+        if run_dir.exists() and not run_dir.is_dir():
+            raise RunDirError(f"{run_dir} exists and is not a directory; choose another --run_dir")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock = RunLock(run_dir)
+        lock.acquire()  # before anything in the directory is read or written
+        try:
+            checkpoint = prepare_run_dir(run, num_processes=state.num_processes)
+        except BaseException:
+            lock.release()
+            if not any(run_dir.iterdir()) or {p.name for p in run_dir.iterdir()} <= {".lock", "owner.json"}:
+                for p in run_dir.iterdir():
+                    p.unlink()
+                run_dir.rmdir()  # a refused new run leaves no directory behind
+            raise
     state.wait_for_everyone()
     if not state.is_main_process and script.resume:
         checkpoint = json.loads((run_dir / "status.json").read_text())["resumed_from"]
@@ -350,6 +396,9 @@ def train(run: RunConfig, *, callbacks: list | None = None) -> dict:
                 "error": f"{type(err).__name__}: {err}", "resumed_from": checkpoint,
                 "stopped": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
         raise
+    finally:
+        if lock is not None:
+            lock.release()
     state.wait_for_everyone()
     return summary
 

@@ -318,8 +318,10 @@ def test_a_corrupt_metrics_line_that_is_not_the_last_is_an_error(tmp_path):
         read_metrics(tmp_path)
 
 
-def test_kill_9_and_resume_through_the_cli_gives_the_uninterrupted_run(tmp_path):
-    """SIGKILL at an arbitrary moment (mid-step, mid-checkpoint, mid-write), then `--resume`."""
+@pytest.mark.slow
+def test_one_owner_per_run_dir_and_resume_after_kill_9_gives_the_uninterrupted_run(tmp_path):
+    """A paused run keeps its directory (a second `--resume` is refused); SIGKILL at an arbitrary moment
+    (mid-step, mid-checkpoint, mid-write) releases it, and `--resume` gives the uninterrupted run."""
     import os
     import signal
     import subprocess
@@ -333,27 +335,52 @@ def test_kill_9_and_resume_through_the_cli_gives_the_uninterrupted_run(tmp_path)
         return [sys.executable, "-m", "sapo_core.train", "--config", "configs/tiny-cpu.yaml", "--run_dir",
                 str(run_dir), *extra, *over]
 
-    whole, run = tmp_path / "whole", tmp_path / "run"
+    def start_and_wait(run_dir, lines):
+        """Start a run; return its process once metrics.jsonl has `lines` lines."""
+        proc = subprocess.Popen(cli(run_dir), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 300
+        while proc.poll() is None and time.monotonic() < deadline:
+            metrics = run_dir / "metrics.jsonl"
+            if metrics.exists() and metrics.read_text().count("\n") >= lines:
+                return proc
+            time.sleep(0.02)
+        raise AssertionError("the run ended before it could be signalled")
+
+    def same_run(a, b):
+        timing = ("step_time",)
+        rows_a, rows_b = read_metrics(a), read_metrics(b)
+        assert [r["step"] for r in rows_b] == list(range(1, 9))
+        for x, y in zip(rows_a, rows_b):
+            assert {k: v for k, v in x.items() if k not in timing} == {k: v for k, v in y.items() if k not in timing}
+        final_a, final_b = _weights(a / "final"), _weights(b / "final")
+        assert all(torch.equal(final_a[k], final_b[k]) for k in final_a)
+
+    whole, paused, killed = tmp_path / "whole", tmp_path / "paused", tmp_path / "killed"
     assert subprocess.run(cli(whole), env=env, capture_output=True, timeout=600).returncode == 0
-    proc = subprocess.Popen(cli(run), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    while proc.poll() is None and time.monotonic() < deadline:
-        metrics = run / "metrics.jsonl"
-        if metrics.exists() and metrics.read_text().count("\n") >= 5:
-            proc.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    assert proc.wait(timeout=60) == -signal.SIGKILL, "the run ended before it could be killed"
-    assert json.loads((run / "status.json").read_text())["state"] == "running"
-    done = subprocess.run(cli(run, "--resume"), env=env, capture_output=True, text=True, timeout=600)
+
+    # a live owner (paused, not dead): a second process is refused and touches nothing
+    proc = start_and_wait(paused, 3)
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        before = {p.name: p.read_bytes() for p in paused.iterdir() if p.is_file()}
+        done = subprocess.run(cli(paused, "--resume"), env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 2 and "Traceback" not in done.stderr
+        assert f"is being trained right now by pid {proc.pid}" in done.stderr.strip().splitlines()[-1]
+        assert {p.name: p.read_bytes() for p in paused.iterdir() if p.is_file()} == before
+    finally:
+        proc.send_signal(signal.SIGCONT)
+    assert proc.wait(timeout=600) == 0
+    assert json.loads((paused / "status.json").read_text())["state"] == "finished"
+    same_run(whole, paused)
+
+    # a dead owner (kill -9 at an arbitrary moment): the kernel released its lock, --resume takes over
+    proc = start_and_wait(killed, 5)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    assert json.loads((killed / "status.json").read_text())["state"] == "running"
+    done = subprocess.run(cli(killed, "--resume"), env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
-    timing = ("step_time",)
-    rows_whole, rows_run = read_metrics(whole), read_metrics(run)
-    assert [r["step"] for r in rows_run] == list(range(1, 9))
-    for a, b in zip(rows_whole, rows_run):
-        assert {k: v for k, v in a.items() if k not in timing} == {k: v for k, v in b.items() if k not in timing}
-    final_a, final_b = _weights(whole / "final"), _weights(run / "final")
-    assert all(torch.equal(final_a[k], final_b[k]) for k in final_a)
+    same_run(whole, killed)
 
 
 @pytest.mark.parametrize("gate", ["softsign", "clip"])
@@ -371,3 +398,48 @@ def test_extreme_ratios_in_real_steps_stay_finite(tmp_path, gate):
                and "/neg/" not in k]  # a sign group may be empty (nan by definition)
         assert not bad, (row["step"], bad)
     assert all(torch.isfinite(w).all() for w in _weights(tmp_path / "run" / "final").values())
+
+
+@pytest.mark.parametrize("config_text", [None, "", "- a list\n"])
+def test_resume_refuses_a_run_whose_config_is_missing_empty_or_not_a_mapping(tmp_path, capsys, config_text):
+    run_dir = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(smoke(run_dir, max_steps=4), callbacks=[_Crash(3)])
+    if config_text is None:
+        (run_dir / "config.yaml").unlink()
+    else:
+        (run_dir / "config.yaml").write_text(config_text)
+    files = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.name not in (".lock", "owner.json")}
+    assert main(["--config", "configs/tiny-cpu.yaml", "--run_dir", str(run_dir), "--resume",
+                 *flags({**SMOKE, "max_steps": 4})]) == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "config.yaml" in last and "Traceback" not in err
+    assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file() and p.name not in (".lock", "owner.json")} \
+        == files
+
+
+@pytest.mark.parametrize("name, text", [("status.json", "[1, 2]"), ("status.json", "{not json"),
+                                        ("provenance.json", "3")])
+def test_a_damaged_run_file_is_refused_by_name(tmp_path, capsys, name, text):
+    run_dir = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(smoke(run_dir, max_steps=4), callbacks=[_Crash(1)])
+    (run_dir / name).write_text(text)
+    assert main(["--config", "configs/tiny-cpu.yaml", "--run_dir", str(run_dir), "--resume",
+                 *flags({**SMOKE, "max_steps": 4})]) == 2
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("error: ") and name in last and "Traceback" not in err
+    assert (run_dir / name).read_text() == text
+
+
+def test_a_corrupt_metrics_file_on_resume_leaves_the_status_as_it_was(tmp_path):
+    run_dir = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(smoke(run_dir, max_steps=4), callbacks=[_Crash(3)])
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines(True)
+    (run_dir / "metrics.jsonl").write_text(lines[0] + "{broken\n" + "".join(lines[1:]))
+    with pytest.raises(RunDirError, match="metrics.jsonl, line 2 is not a JSON object"):
+        train(smoke(run_dir, resume=True, max_steps=4))
+    assert json.loads((run_dir / "status.json").read_text())["state"] == "interrupted"

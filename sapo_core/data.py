@@ -1,4 +1,4 @@
-"""Datasets with one schema everywhere (SPEC §3).
+"""Datasets with one schema everywhere (method §3).
 
 Every loader returns a `datasets.Dataset` with the columns
 
@@ -8,7 +8,7 @@ Every loader returns a `datasets.Dataset` with the columns
               "synthetic")
     id      : a stable identifier of the row, `<source>-<native id or split-index>`
 
-Training (SPEC §3): `training_mix(n, seed)`, an equal, shuffled mixture of GSM8K train and
+Training (method §3): `training_mix(n, seed)`, an equal, shuffled mixture of GSM8K train and
 DeepMath-103K. Evaluation: `gsm8k("test")`, `math500()`, `aime24()`, `aime25()`.
 
 Where the data comes from: the Hugging Face hub by default, or a local directory when `data_dir`
@@ -222,7 +222,7 @@ def aime25(data_dir: str | os.PathLike | None = None) -> Dataset:
 
 
 def training_mix(n: int, seed: int = 0, data_dir: str | os.PathLike | None = None) -> Dataset:
-    """SPEC §3 training data: n/2 GSM8K-train and n/2 DeepMath rows, drawn and shuffled with `seed`."""
+    """method §3 training data: n/2 GSM8K-train and n/2 DeepMath rows, drawn and shuffled with `seed`."""
     if not isinstance(n, int) or n < 2 or n % 2:
         raise ValueError(f"n must be an even int >= 2 (equal halves), got {n!r}")
     parts = [gsm8k("train", data_dir), deepmath(data_dir)]

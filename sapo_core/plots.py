@@ -31,7 +31,7 @@ def _color(name: str, i: int) -> str:
 def gate_figure(gate_names=("sigmoid", "erf", "arctan", "softsign"), tau: float = 1.0,
                 tau_convention: str = "equal", x_range: tuple[float, float] = (0.0, 3.0),
                 epsilon: float = 0.2, n_points: int = 1201):
-    """Figure 1 (SPEC §5): each gate f_tau(x) and its derivative f_tau'(x), beside hard clipping."""
+    """Figure 1 (method §5): each gate f_tau(x) and its derivative f_tau'(x), beside hard clipping."""
     if not x_range[0] < x_range[1]:
         raise ValueError(f"x_range must be increasing, got {x_range}")
     x = torch.linspace(x_range[0], x_range[1], n_points, dtype=torch.float64)

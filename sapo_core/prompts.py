@@ -1,4 +1,4 @@
-"""The one prompt template used by training and evaluation alike (SPEC §3).
+"""The one prompt template used by training and evaluation alike (method §3).
 
 The model is asked to reason inside <think> ... </think> and to put only its final answer inside
 <answer> ... </answer>; `format_reward` and `correctness_reward` in `sapo_core.rewards` read exactly

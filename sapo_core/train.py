@@ -41,7 +41,8 @@ from sapo_core.config import ConfigError, RunConfig, ScriptArguments, parse_args
 from sapo_core.data import DatasetFormatError, DataUnavailableError
 from sapo_core.paths import REPO_ROOT, write_atomic
 
-__all__ = ["REQUIRED_METRICS", "RunDirError", "RunLock", "prepare_run_dir", "provenance", "train", "read_metrics", "main"]
+__all__ = ["REQUIRED_METRICS", "RunDirError", "RunLock", "launch", "prepare_run_dir", "provenance", "train",
+           "read_metrics", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ REQUIRED_METRICS = (
     "ratio/mean", "ratio/std", "ratio/var", "ratio/min", "ratio/max", "ratio/p01", "ratio/p99",
     "ratio/outside_clip_frac", "gate_weight/mean", "gate_weight/low_frac", "tokens/count",
 )
+# What makes a directory hold a run (other files, e.g. the executed notebooks a batch keeps beside them, do not).
+RUN_FILES = ("config.yaml", "provenance.json", "status.json", "metrics.jsonl", "checkpoints", "final", "summary.json")
 PACKAGES = ("torch", "transformers", "trl", "accelerate", "datasets", "math-verify", "vllm", "deepspeed")
 
 
@@ -168,7 +171,7 @@ def prepare_run_dir(run: RunConfig, num_processes: int = 1) -> str | None:
     status = _status(run_dir)
     if status and status.get("state") == "finished":
         raise RunDirError(f"{run_dir} holds a finished run; it is never overwritten. Choose another --run_dir.")
-    holds_work = run_dir.exists() and any(p.name not in (".lock", "owner.json") for p in run_dir.iterdir())
+    holds_work = any((run_dir / name).exists() for name in RUN_FILES)
     if holds_work and not resume:
         how = f" ({status['state']}: {status['error']})" if status and status.get("error") else ""
         raise RunDirError(f"{run_dir} holds an unfinished run{how}; pass --resume to continue it or choose "
@@ -355,10 +358,10 @@ def train(run: RunConfig, *, callbacks: list | None = None) -> dict:
             checkpoint = prepare_run_dir(run, num_processes=state.num_processes)
         except BaseException:
             lock.release()
-            if not any(run_dir.iterdir()) or {p.name for p in run_dir.iterdir()} <= {".lock", "owner.json"}:
-                for p in run_dir.iterdir():
+            if {p.name for p in run_dir.iterdir()} <= {".lock", "owner.json"}:  # a refused new run leaves no
+                for p in run_dir.iterdir():                                     # directory behind
                     p.unlink()
-                run_dir.rmdir()  # a refused new run leaves no directory behind
+                run_dir.rmdir()
             raise
     state.wait_for_everyone()
     if not state.is_main_process and script.resume:
@@ -401,6 +404,18 @@ def train(run: RunConfig, *, callbacks: list | None = None) -> dict:
             lock.release()
     state.wait_for_everyone()
     return summary
+
+
+def launch(argv: list[str], accelerate_config: str) -> dict:
+    """Train through `accelerate launch --config_file <accelerate_config> -m sapo_core.train <argv>` (several
+    processes, e.g. all GPUs of a node) and return the run's summary; a failure raises with the output's tail."""
+    run = parse_args(argv)  # refused here, in this process, before any launch
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", accelerate_config,
+           "-m", "sapo_core.train", *argv]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"`{' '.join(cmd)}` exited with {done.returncode}:\n{done.stderr[-4000:]}")
+    return json.loads((run.run_dir / "summary.json").read_text())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import statistics
 from pathlib import Path
 
 import matplotlib
@@ -119,3 +120,163 @@ def save_figure(fig, name: str, out_dir: str | os.PathLike | None = None, *, ove
         if not (path.exists() and path.read_bytes() == data):
             write_atomic(path, data)
     return paths
+
+
+def _eval_runs(results) -> dict[str, dict]:
+    """{label: results.json dict} from one evaluation's results or several labelled ones."""
+    runs = {"model": results} if "benchmarks" in results else dict(results)
+    if not runs or not all(r.get("benchmarks") for r in runs.values()):
+        raise ValueError("need at least one evaluation with benchmark results (results.json's dict)")
+    return runs
+
+
+def eval_accuracy(results):
+    """method §6: mean@n per benchmark with its 95% bootstrap interval (bars) and maj@n (diamonds), per model."""
+    runs = _eval_runs(results)
+    names = list(dict.fromkeys(b for r in runs.values() for b in r["benchmarks"]))
+    width = 0.8 / len(runs)
+    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(names) * max(1, len(runs) / 2), 3.8), constrained_layout=True)
+    for i, (label, res) in enumerate(runs.items()):
+        for j, name in enumerate(names):
+            m = res["benchmarks"].get(name)
+            if m is None or m["mean@n"] is None:
+                continue
+            x = j + (i - (len(runs) - 1) / 2) * width
+            ci = m["mean@n_ci95"] or [m["mean@n"], m["mean@n"]]
+            ax.bar(x, m["mean@n"], width * 0.9, color=_color(label, i), label=label if j == 0 else None,
+                   yerr=[[m["mean@n"] - ci[0]], [ci[1] - m["mean@n"]]], capsize=3, ecolor="0.2")
+            ax.plot(x, m["maj@n"], "D", color="0.15", ms=4, label="maj@n" if i == j == 0 else None)
+            ax.annotate(f"n={m['n']}", (x, 0.01), ha="center", va="bottom", fontsize=7, color="white")
+    ax.set(xticks=range(len(names)), xticklabels=names, ylim=(0, 1.05), ylabel="accuracy",
+           title="mean@n with 95% bootstrap interval over problems; maj@n")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def pass_at_k_curve(results):
+    """method §6: unbiased pass@k against k (log scale) per benchmark, per model."""
+    runs = _eval_runs(results)
+    fig, ax = plt.subplots(figsize=(5.2, 3.8), constrained_layout=True)
+    styles = ("-", "--", ":", "-.")
+    names = list(dict.fromkeys(b for r in runs.values() for b in r["benchmarks"]))
+    for i, (label, res) in enumerate(runs.items()):
+        for j, name in enumerate(names):
+            m = res["benchmarks"].get(name)
+            if m is None or not m["pass@k"] or None in m["pass@k"].values():
+                continue
+            ks = [int(k) for k in m["pass@k"]]
+            tag = name if len(runs) == 1 else f"{label} {name}"
+            ax.plot(ks, list(m["pass@k"].values()), styles[i % len(styles)], marker="o", ms=3, color=f"C{j}",
+                    label=tag)
+    ax.set_xscale("log", base=2)
+    ax.set(xlabel="k", ylabel="pass@k", ylim=(0, 1.02), title="unbiased pass@k (Chen et al. 2021)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+__all__ += ["eval_accuracy", "pass_at_k_curve"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparison of the gates of a batch (notebook 04): curves with their spread over seeds, the ratios
+# seen in training against each gate's weight, accuracy per gate. Each takes a compare.BatchData.
+# ---------------------------------------------------------------------------------------------
+
+COMPARE_PANELS = (("reward", "reward"), ("entropy", "token entropy"), ("ratio/var", "importance-ratio variance"),
+                  ("gate_weight/low_frac", "share of tokens with f' < 0.5"))
+
+
+def _gate_of(group: str) -> str:
+    return group.split(" (")[0]
+
+
+def seed_band_curves(data, panels=COMPARE_PANELS):
+    """Per gate: the mean over seeds of each metric against step, with the min-max band over seeds."""
+    from sapo_core import compare
+
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.3 * len(panels), 3.8), constrained_layout=True)
+    for ax, (key, title) in zip(axes, panels):
+        for i, (group, c) in enumerate(compare.curves(data, key).items()):
+            if not c["step"]:
+                continue
+            color = _color(_gate_of(group), i)
+            style = "--" if "width_matched" in group else "-"
+            ax.plot(c["step"], c["mean"], style, color=color, label=group, lw=1.5)
+            ax.fill_between(c["step"], c["min"], c["max"], color=color, alpha=0.15, lw=0)
+        ax.set(title=title, xlabel="step")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"mean over seeds, band = min-max over seeds; {compare.caption(data)}", fontsize=9)
+    return fig
+
+
+def ratio_distribution(data, bins: int = 60, x_max: float = 3.0):
+    """The importance ratios the gates saw in training (share of tokens per ratio bin, second half of training,
+    pooled over seeds) beside each gate's gradient weight f'(r) at the temperature it ran at (A > 0)."""
+    import numpy as np
+
+    from sapo_core import compare
+    from sapo_core.trainer import RATIO_HIST_EDGES
+
+    edges = np.asarray(RATIO_HIST_EDGES)
+    groups = data.groups
+    fig, axes = plt.subplots(1, len(groups), figsize=(3.4 * len(groups), 3.4), sharey=True, constrained_layout=True)
+    axes = np.atleast_1d(axes)
+    x = torch.linspace(0.0, x_max, 601, dtype=torch.float64)
+    for i, (ax, group) in enumerate(zip(axes, groups)):
+        gate = _gate_of(group)
+        counts = np.zeros(len(edges) - 1)
+        for row in compare._runs_of(data, group):
+            rows = data.metrics[row["run"]]
+            last = max((m["step"] for m in rows), default=0)
+            for m in rows:
+                if m["step"] > last / 2 and "ratio/hist/00" in m:
+                    counts += [m[f"ratio/hist/{j:02d}"] for j in range(len(edges) - 1)]
+        if counts.sum() > 0:
+            share = counts / counts.sum()
+            ax.stairs(share / share.max(), edges, fill=True, color="0.75", label="ratios seen (scaled)")
+        prov = next((data.provenance[r["run"]] for r in compare._runs_of(data, group)), {})
+        if gate == "clip":
+            eps = prov.get("epsilon_high") or 0.2
+            ax.plot(x, G.clip_weight(x, 1.0, prov.get("epsilon_low") or 0.2, eps), color=GATE_COLORS["clip"],
+                    label="clip weight (A>0)")
+        elif prov.get("tau_pos"):
+            ax.plot(x, G.get_gate(gate).weight(x, prov["tau_pos"]), color=_color(gate, i),
+                    label=f"f'(r), tau={prov['tau_pos']:.3g}")
+        ax.set(title=group, xlabel="importance ratio r", xlim=(0, x_max))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper right")
+    axes[0].set_ylabel("weight / scaled share of tokens")
+    fig.suptitle(f"does the gate act on the ratios it sees? {compare.caption(data)}", fontsize=9)
+    return fig
+
+
+def accuracy_by_gate(data, benchmark: str = "synthetic"):
+    """Held-out accuracy per gate: each seed's mean@n with its bootstrap interval over problems, and the mean
+    over seeds (bar)."""
+    from sapo_core import compare
+
+    acc = compare.accuracy(data, benchmark)
+    fig, ax = plt.subplots(figsize=(1.3 * max(len(acc), 3) + 1.5, 3.8), constrained_layout=True)
+    for i, (group, entries) in enumerate(acc.items()):
+        if not entries:
+            continue
+        color = _color(_gate_of(group), i)
+        ax.bar(i, statistics.fmean(e["mean"] for e in entries), 0.7, color=color, alpha=0.45)
+        for j, e in enumerate(entries):
+            x = i + (j - (len(entries) - 1) / 2) * 0.18
+            ci = e["ci95"] or [e["mean"], e["mean"]]
+            ax.errorbar(x, e["mean"], yerr=[[e["mean"] - ci[0]], [ci[1] - e["mean"]]], fmt="o", color=color,
+                        ms=4, capsize=2, lw=1)
+    n = next((e["n"] for entries in acc.values() for e in entries), None)
+    ax.set(xticks=range(len(acc)), xticklabels=list(acc), ylim=(0, 1.02), ylabel=f"{benchmark} mean@{n}",
+           title="bar: mean over seeds; dots: each seed with its 95% bootstrap interval over problems")
+    ax.title.set_fontsize(8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(compare.caption(data), fontsize=8)
+    return fig
+
+
+__all__ += ["COMPARE_PANELS", "seed_band_curves", "ratio_distribution", "accuracy_by_gate"]

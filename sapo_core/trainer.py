@@ -30,7 +30,20 @@ from sapo_core import gates as G
 from sapo_core.config import GatedGRPOConfig
 from sapo_core.loss import CLIP, MetricTokens, masked_aggregate, metric_tokens, policy_loss, token_metrics
 
-__all__ = ["GatedGRPOConfig", "GatedGRPOTrainer"]
+__all__ = ["GatedGRPOConfig", "GatedGRPOTrainer", "RATIO_HIST_EDGES", "ratio_histogram"]
+
+# The distribution of the ratios the gate saw (logged as shares of tokens, `ratio/hist/NN`): 60 bins of width 0.05
+# over [0, 3) and one for r >= 3, so a comparison can overlay it with each gate's weight f'(r) (notebook 04).
+RATIO_HIST_EDGES = tuple(round(0.05 * i, 2) for i in range(61)) + (float("inf"),)
+
+
+def ratio_histogram(ratio: torch.Tensor) -> dict[str, float]:
+    """Share of tokens per bin of RATIO_HIST_EDGES (nan when there are no tokens)."""
+    edges = torch.tensor(RATIO_HIST_EDGES[1:-1], dtype=ratio.dtype, device=ratio.device)
+    counts = torch.bincount(torch.bucketize(ratio, edges, right=True), minlength=len(RATIO_HIST_EDGES) - 1)
+    shares = (counts / max(ratio.numel(), 1)).tolist() if ratio.numel() else [float("nan")] * len(counts)
+    return {f"ratio/hist/{i:02d}": v for i, v in enumerate(shares)}
+
 
 def _is_rollout_metric(name: str) -> bool:
     """Metrics TRL computes once per generated batch (rewards, completion lengths)."""
@@ -93,6 +106,7 @@ class GatedGRPOTrainer(GRPOTrainer):
             self._step_tokens[mode].clear()
             prefix = "eval_" if mode == "eval" else ""
             logs.update({prefix + k: v for k, v in token_metrics(tokens, self.epsilon_low, self.epsilon_high).items()})
+            logs.update({prefix + k: v for k, v in ratio_histogram(tokens.ratio).items()})
         super().log(logs, start_time)
 
     def _gather_tokens(self, tokens: MetricTokens) -> MetricTokens:

@@ -1,0 +1,399 @@
+"""One training + evaluation per (gate, seed, tau convention), each a papermill run of notebooks 02 and 03.
+
+    python -m sapo_core.batch --config configs/tiny-offpolicy.yaml --gates clip,sigmoid,erf,arctan,softsign \
+        --seeds 0,1,2 [--tau_conventions equal,width_matched] [--jobs N] [--executor local|slurm] --out runs/NAME \
+        [any training flag, e.g. --max_steps 30]
+
+Each run lives in `<out>/<gate>-<convention>-seed<k>/`: the run directory of `sapo_core.train` (config,
+provenance, metrics, checkpoints, final model) with the executed notebooks `02_train.ipynb` and
+`03_evaluate.ipynb` beside it and the evaluation in `eval/batch/`. `<out>/batch.json` and `<out>/summary.csv`
+list every run (gate, tau as given and as run, convention, num_iterations, seed, status, wall time, final
+training metrics, evaluation results), rewritten as each run ends.
+
+Running the same command again skips finished runs, resumes unfinished ones from their last checkpoint and never
+touches a finished run; a batch directory refuses a command with other settings. A run that fails (an exception
+in a cell, a dead kernel, a timeout) is recorded as failed with its error; the others go on.
+
+Executors: `local` runs up to `--jobs` runs at once, each with its share of the CPU threads and, when GPUs are
+present, one GPU (`CUDA_VISIBLE_DEVICES`); kernels talk over IPC sockets, so parallel start-ups cannot race for
+ports. `slurm` submits one job array through submitit (`--slurm_partition`, `--slurm_gpus_per_node`,
+`--slurm_cpus_per_task`, `--timeout_min`, `--slurm_array_parallelism`); with `--accelerate_config` a run trains
+through `accelerate launch` on all the GPUs of its job.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import logging
+import multiprocessing
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from sapo_core.config import ConfigError, parse_args
+from sapo_core.paths import REPO_ROOT, write_atomic
+
+__all__ = ["BatchArguments", "BatchError", "RunSpec", "run_batch", "run_one", "read_batch", "main"]
+
+log = logging.getLogger(__name__)
+NOTEBOOKS = REPO_ROOT / "notebooks"
+EVAL_DIR = "eval/batch"  # inside each run directory
+# Final training metrics copied into the summary (method §4), read from the last row of metrics.jsonl.
+SUMMARY_METRICS = ("reward", "rewards/correctness_reward/mean", "rewards/format_reward/mean", "entropy",
+                   "ratio/var", "gate_weight/mean", "gate_weight/low_frac", "completions/mean_length")
+
+
+class BatchError(ValueError):
+    """A batch command that cannot run (bad arguments, or a batch directory made with other settings)."""
+
+
+@dataclass
+class BatchArguments:
+    """Arguments of `python -m sapo_core.batch`; flags it does not know are training flags for every run."""
+
+    config: str = field(metadata={"help": "training recipe (a TRL config file, as for sapo_core.train)"})
+    out: str = field(metadata={"help": "batch directory (created; re-running the same command continues it)"})
+    gates: str = field(default="clip,sigmoid,erf,arctan,softsign", metadata={"help": "comma-separated gates"})
+    seeds: str = field(default="0,1,2", metadata={"help": "comma-separated RL seeds"})
+    tau_conventions: str = field(default="equal", metadata={
+        "help": "comma-separated: equal, width_matched (clip has no temperature: it runs once, as 'equal')"})
+    jobs: int = field(default=1, metadata={"help": "local executor: runs at once (CPU threads are split)"})
+    executor: Literal["local", "slurm"] = field(default="local", metadata={"help": "local or slurm (submitit)"})
+    eval_benchmarks: str = field(default="synthetic", metadata={"help": "benchmarks notebook 03 evaluates"})
+    eval_n: int = field(default=8, metadata={"help": "samples per problem in the evaluation"})
+    eval_temperature: float = field(default=0.7, metadata={"help": "evaluation sampling temperature"})
+    eval_limit: int | None = field(default=None, metadata={"help": "evaluate only the first K problems"})
+    timeout_min: int = field(default=240, metadata={"help": "time limit of one run (each notebook cell; slurm job)"})
+    accelerate_config: str | None = field(default=None, metadata={
+        "help": "train through `accelerate launch --config_file FILE` (multi-GPU inside one job)"})
+    slurm_partition: str | None = field(default=None, metadata={"help": "slurm: partition"})
+    slurm_gpus_per_node: int = field(default=1, metadata={"help": "slurm: GPUs per job"})
+    slurm_cpus_per_task: int = field(default=8, metadata={"help": "slurm: CPUs per job"})
+    slurm_array_parallelism: int = field(default=16, metadata={"help": "slurm: array jobs running at once"})
+    slurm_cluster: str | None = field(default=None, metadata={
+        "help": "submitit cluster: unset = detect (slurm), 'local' = run the array locally (tests)"})
+
+    def __post_init__(self):
+        if self.jobs < 1:
+            raise BatchError(f"jobs={self.jobs} must be >= 1")
+        if self.eval_n < 1:
+            raise BatchError(f"eval_n={self.eval_n} must be >= 1")
+        if self.timeout_min < 1:
+            raise BatchError(f"timeout_min={self.timeout_min} must be >= 1")
+        if not str(self.out).strip():
+            raise BatchError("out is empty (an unset shell variable?); give a batch directory")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of a batch."""
+
+    gate: str
+    seed: int
+    tau_convention: str
+    flags: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """The run directory's name inside the batch."""
+        return f"{self.gate}-{self.tau_convention}-seed{self.seed}"
+
+
+def _split(text: str, what: str) -> list[str]:
+    items = [x.strip() for x in text.split(",") if x.strip()]
+    if not items:
+        raise BatchError(f"{what} is empty")
+    if len(set(items)) != len(items):
+        raise BatchError(f"{what}={text!r} names an item twice")
+    return items
+
+
+def plan(args: BatchArguments, flags: list[str], gate_flags: dict[str, list[str]] | None = None) -> list[RunSpec]:
+    """The runs of a batch, in order: gate, then convention, then seed."""
+    try:
+        seeds = [int(s) for s in _split(args.seeds, "seeds")]
+    except ValueError:
+        raise BatchError(f"seeds={args.seeds!r} must be comma-separated integers") from None
+    specs = []
+    for gate in _split(args.gates, "gates"):
+        for convention in _split(args.tau_conventions, "tau_conventions"):
+            if gate == "clip" and convention != "equal":
+                continue  # hard clipping has no temperature to match
+            specs.extend(RunSpec(gate, seed, convention, tuple(flags) + tuple((gate_flags or {}).get(gate, ())))
+                         for seed in seeds)
+    return specs
+
+
+def training_argv(config: str, spec: RunSpec, run_dir: Path) -> list[str]:
+    """The training CLI's arguments for one run (notebook 02's parameters are these)."""
+    return ["--config", config, "--gate", spec.gate, "--seed", str(spec.seed), "--tau_convention",
+            spec.tau_convention, "--run_dir", str(run_dir), *spec.flags]
+
+
+# ---------------------------------------------------------------------------------------------
+# One run: notebook 02 (train), then notebook 03 (evaluate), in the run directory
+# ---------------------------------------------------------------------------------------------
+
+def _execute(notebook: str, out: Path, parameters: dict, timeout_s: int) -> None:
+    """papermill `notebooks/<notebook>` into `out`; an earlier attempt's copy is kept under a new name."""
+    import papermill
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IPCKernelManager(AsyncKernelManager):
+        """A kernel on IPC sockets: no TCP port to race for when several start at once."""
+
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.transport = "ipc"
+
+    if out.exists():
+        attempt = 1
+        while out.with_name(f"{out.stem}.attempt{attempt}.ipynb").exists():
+            attempt += 1
+        out.rename(out.with_name(f"{out.stem}.attempt{attempt}.ipynb"))
+    papermill.execute_notebook(str(NOTEBOOKS / notebook), str(out), parameters=parameters, cwd=str(out.parent),
+                               progress_bar=False, execution_timeout=timeout_s, kernel_manager_class=IPCKernelManager,
+                               start_timeout=120)
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def run_one(spec: RunSpec, batch_dir: str, settings: dict) -> dict:
+    """Train and evaluate one run (skipping what is already finished); return its summary record."""
+    run_dir = Path(batch_dir) / spec.name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    error = None
+    timeout_s = settings["timeout_min"] * 60
+    try:
+        status = _read_json(run_dir / "status.json") or {}
+        if status.get("state") != "finished":
+            _execute("02_train.ipynb", run_dir / "02_train.ipynb", {
+                "config": settings["config"], "gate": spec.gate, "seed": spec.seed,
+                "flags": ["--tau_convention", spec.tau_convention, *spec.flags], "run_dir": str(run_dir),
+                "resume": status.get("state") is not None, "accelerate_config": settings["accelerate_config"],
+            }, timeout_s)
+        results = _read_json(run_dir / EVAL_DIR / "results.json") or {}
+        if not results.get("complete"):
+            _execute("03_evaluate.ipynb", run_dir / "03_evaluate.ipynb", {
+                "model": str(run_dir), "benchmarks": settings["eval_benchmarks"], "n": settings["eval_n"],
+                "temperature": settings["eval_temperature"], "limit": settings["eval_limit"], "backend": "auto",
+                "out": str(run_dir / EVAL_DIR),
+            }, timeout_s)
+    except Exception as err:  # a failed cell, a dead kernel, a timeout: recorded, the batch goes on
+        error = f"{type(err).__name__}: {' '.join(str(err).split())[:2000]}"
+    return record(spec, run_dir, wall_s=time.perf_counter() - start, error=error)
+
+
+def record(spec: RunSpec, run_dir: Path, *, wall_s: float | None = None, error: str | None = None) -> dict:
+    """What the summary says of one run, read from its directory."""
+    prov = _read_json(run_dir / "provenance.json") or {}
+    status = _read_json(run_dir / "status.json") or {}
+    summary = _read_json(run_dir / "summary.json") or {}
+    results = _read_json(run_dir / EVAL_DIR / "results.json") or {}
+    finished = status.get("state") == "finished" and bool(results.get("complete")) and error is None
+    row = {"run": spec.name, "gate": spec.gate, "tau_convention": None if spec.gate == "clip" else spec.tau_convention,
+           "seed": spec.seed, "status": "finished" if finished else "failed",
+           "error": error or status.get("error") or (None if finished else "evaluation missing"),
+           "wall_s": None if wall_s is None else round(wall_s, 1)}
+    for key in ("tau_pos_base", "tau_neg_base", "tau_pos", "tau_neg", "num_iterations"):
+        row[key] = prov.get(key)
+    rows = []
+    if (run_dir / "metrics.jsonl").exists():
+        from sapo_core.train import read_metrics
+
+        rows = read_metrics(run_dir)
+    last = rows[-1] if rows else {}
+    row["steps"] = last.get("step")
+    row.update({f"train/{k}": last.get(k) for k in SUMMARY_METRICS})
+    row["train_runtime_s"] = summary.get("train_runtime_s")
+    for bench, metrics in (results.get("benchmarks") or {}).items():
+        row[f"eval/{bench}/mean@n"] = metrics.get("mean@n")
+        interval = metrics.get("mean@n_ci95") or [None, None]
+        row[f"eval/{bench}/mean@n_low"], row[f"eval/{bench}/mean@n_high"] = interval
+        row[f"eval/{bench}/n"] = metrics.get("n")
+    return row
+
+
+# ---------------------------------------------------------------------------------------------
+# The batch
+# ---------------------------------------------------------------------------------------------
+
+_SLOT = None
+
+
+def _init_worker(counter, threads: int, gpus: list[str]) -> None:
+    """A local worker: its slot decides its GPU; it gets its share of the CPU threads."""
+    global _SLOT
+    with counter.get_lock():
+        _SLOT = counter.value
+        counter.value += 1
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    os.environ["MKL_NUM_THREADS"] = str(threads)
+    if gpus:
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpus[_SLOT % len(gpus)]
+
+
+def _gpus() -> list[str]:
+    """The GPUs this process may use (CUDA_VISIBLE_DEVICES, or all CUDA devices), without initialising CUDA."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return [g for g in visible.split(",") if g.strip()]
+    import torch
+
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def _settings(args: BatchArguments, flags: list[str]) -> dict:
+    return {"config": str(Path(args.config).resolve()) if Path(args.config).exists() else args.config,
+            "flags": flags, "eval_benchmarks": args.eval_benchmarks, "eval_n": args.eval_n,
+            "eval_temperature": args.eval_temperature, "eval_limit": args.eval_limit, "timeout_min": args.timeout_min,
+            "accelerate_config": args.accelerate_config}
+
+
+def _write_summary(out: Path, settings: dict, rows: dict[str, dict], specs: list[RunSpec]) -> None:
+    ordered = [rows[s.name] for s in specs if s.name in rows]
+    batch = {"settings": settings, "runs": ordered, "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    write_atomic(out / "batch.json", json.dumps(batch, indent=2, default=str) + "\n")
+    columns = list(dict.fromkeys(k for row in ordered for k in row))
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(ordered)
+    write_atomic(out / "summary.csv", buf.getvalue())
+
+
+def read_batch(out: str | os.PathLike) -> dict:
+    """A batch directory's batch.json."""
+    path = Path(out) / "batch.json"
+    data = _read_json(path)
+    if data is None:
+        raise BatchError(f"{path} does not exist or is not a JSON object; is {out} a batch directory?")
+    return data
+
+
+def run_batch(args: BatchArguments, flags: list[str] | None = None, *,
+              gate_flags: dict[str, list[str]] | None = None) -> dict:
+    """Run (or continue) a batch; return its batch.json content."""
+    from tqdm.auto import tqdm
+
+    flags = list(flags or [])
+    specs = plan(args, flags, gate_flags)
+    out = Path(args.out)
+    # the common flags and the recipe are checked once, before anything starts (a bad one stops the batch)
+    parse_args(training_argv(args.config, RunSpec(specs[0].gate, specs[0].seed, specs[0].tau_convention, tuple(flags)),
+                             out / "check"))
+    settings = _settings(args, flags)
+    previous = _read_json(out / "batch.json")
+    if previous is not None and previous.get("settings") != settings:
+        changed = sorted(k for k in settings if previous["settings"].get(k) != settings[k])
+        raise BatchError(f"{out} holds a batch made with other settings (changed: {', '.join(changed)}); choose "
+                         "another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    rows = {r["run"]: r for r in (previous or {}).get("runs", [])}
+    todo = [s for s in specs if rows.get(s.name, {}).get("status") != "finished"]
+    for spec in specs:
+        if spec.name not in rows:
+            rows[spec.name] = record(spec, out / spec.name, error="not run yet")
+    _write_summary(out, settings, rows, specs)
+    bar = tqdm(total=len(specs), initial=len(specs) - len(todo), desc="batch", unit="run")
+    failed = 0
+
+    def finish(row: dict) -> None:
+        nonlocal failed
+        rows[row["run"]] = row
+        failed += row["status"] != "finished"
+        _write_summary(out, settings, rows, specs)
+        bar.update(1)
+        bar.set_postfix(failed=failed, remaining=bar.total - bar.n)
+        log.info("%s: %s%s", row["run"], row["status"], f" ({row['error']})" if row["error"] else "")
+
+    if args.executor == "slurm":
+        _run_submitit(args, todo, out, settings, finish)
+    elif args.jobs == 1 or len(todo) <= 1:
+        for spec in todo:
+            finish(run_one(spec, str(out), settings))
+    else:
+        jobs = min(args.jobs, len(todo))
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        counter = multiprocessing.get_context("spawn").Value("i", 0)
+        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_init_worker, initargs=(counter, threads, _gpus())) as pool:
+            futures = {pool.submit(run_one, spec, str(out), settings): spec for spec in todo}
+            for future in as_completed(futures):
+                spec = futures[future]
+                try:
+                    finish(future.result())
+                except Exception as err:  # the worker process itself died
+                    finish(record(spec, out / spec.name, error=f"{type(err).__name__}: {err}"))
+    bar.close()
+    return read_batch(out)
+
+
+def _run_submitit(args: BatchArguments, todo: list[RunSpec], out: Path, settings: dict, finish) -> None:
+    """One submitit job array, one job per run; results collected as jobs end."""
+    import submitit
+
+    if not todo:
+        return
+    executor = submitit.AutoExecutor(folder=out / "slurm" / "%j", cluster=args.slurm_cluster)
+    params = {"timeout_min": args.timeout_min, "slurm_array_parallelism": args.slurm_array_parallelism}
+    if executor.cluster == "slurm":
+        params.update(slurm_partition=args.slurm_partition, gpus_per_node=args.slurm_gpus_per_node,
+                      cpus_per_task=args.slurm_cpus_per_task)
+    executor.update_parameters(**{k: v for k, v in params.items() if v is not None})
+    jobs = executor.map_array(run_one, todo, [str(out)] * len(todo), [settings] * len(todo))
+    for spec, job in zip(todo, jobs):
+        log.info("%s: job %s, log %s", spec.name, job.job_id, job.paths.stdout)
+        print(f"{spec.name}: job {job.job_id}  stdout {job.paths.stdout}  stderr {job.paths.stderr}")
+    pending = dict(zip(todo, jobs))
+    while pending:
+        for spec, job in list(pending.items()):
+            if job.done():
+                try:
+                    finish(job.result())
+                except Exception as err:  # the job itself failed (node failure, time limit)
+                    finish(record(spec, out / spec.name, error=f"{type(err).__name__}: {err}"))
+                del pending[spec]
+        time.sleep(2)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The CLI: one line `error: ...` and exit status 2 for a batch that cannot start."""
+    from transformers import HfArgumentParser
+
+    class Parser(HfArgumentParser):
+        def error(self, message):  # one line from main, without the usage block
+            raise BatchError(message)
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    parser = Parser([BatchArguments], prog="python -m sapo_core.batch", description=__doc__.splitlines()[0])
+    try:
+        args, flags = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+        batch = run_batch(args, flags)
+    except (BatchError, ConfigError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    runs = batch["runs"]
+    done = sum(r["status"] == "finished" for r in runs)
+    print(f"{done}/{len(runs)} runs finished; summary: {Path(args.out) / 'summary.csv'}")
+    return 0 if done == len(runs) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

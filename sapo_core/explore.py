@@ -346,7 +346,7 @@ class GateExplorer:
         self.tau = widgets.FloatLogSlider(value=tau, base=10, min=lo, max=hi, step=0.01, description="tau",
                                           continuous_update=False, readout_format=".3g")
         self.convention = widgets.ToggleButtons(options=list(G.TAU_CONVENTIONS), value=tau_convention,
-                                                description="tau is", style={"button_width": "110px"})
+                                                description="tau is", style={"button_width": "130px"})
         self.epsilon = widgets.FloatSlider(value=epsilon, min=0.01, max=max(0.5, epsilon), step=0.01,
                                            description="clip eps", continuous_update=False)
         lo, hi = _log_range(nu, 0.5, 1000.0)

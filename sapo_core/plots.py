@@ -208,7 +208,7 @@ def seed_band_curves(data, panels=COMPARE_PANELS):
         ax.set(title=title, xlabel="step")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    fig.suptitle(f"mean over seeds, band = min-max over seeds; {compare.caption(data)}", fontsize=9)
+    fig.suptitle(f"mean over seeds, band = min-max over seeds\n{compare.caption(data)}", fontsize=9)
     return fig
 
 
@@ -234,9 +234,17 @@ def ratio_distribution(data, bins: int = 60, x_max: float = 3.0):
             for m in rows:
                 if m["step"] > last / 2 and "ratio/hist/00" in m:
                     counts += [m[f"ratio/hist/{j:02d}"] for j in range(len(edges) - 1)]
-        if counts.sum() > 0:
-            share = counts / counts.sum()
-            ax.stairs(share / share.max(), edges, fill=True, color="0.75", label="ratios seen (scaled)")
+        if counts.sum() > 0:  # shares on a log axis: the tails, where gates differ, hold few tokens
+            share = ax.twinx()
+            finite = edges.copy()
+            finite[-1] = x_max + 0.05  # draw the r >= 3 bin as a sliver at the right edge
+            share.stairs(counts / counts.sum(), finite, fill=True, color="0.8", zorder=0)
+            share.set_yscale("log")
+            share.set_ylim(1e-5, 1.5)
+            if i == len(groups) - 1:
+                share.set_ylabel("share of tokens (grey, log)")
+            ax.set_zorder(share.get_zorder() + 1)
+            ax.patch.set_visible(False)
         prov = next((data.provenance[r["run"]] for r in compare._runs_of(data, group)), {})
         if gate == "clip":
             eps = prov.get("epsilon_high") or 0.2
@@ -245,11 +253,12 @@ def ratio_distribution(data, bins: int = 60, x_max: float = 3.0):
         elif prov.get("tau_pos"):
             ax.plot(x, G.get_gate(gate).weight(x, prov["tau_pos"]), color=_color(gate, i),
                     label=f"f'(r), tau={prov['tau_pos']:.3g}")
-        ax.set(title=group, xlabel="importance ratio r", xlim=(0, x_max))
+        ax.set(title=group, xlabel="importance ratio r", xlim=(0, x_max + 0.05), ylim=(0, 1.05))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper right")
-    axes[0].set_ylabel("weight / scaled share of tokens")
-    fig.suptitle(f"does the gate act on the ratios it sees? {compare.caption(data)}", fontsize=9)
+    axes[0].set_ylabel("gradient weight f'(r)")
+    fig.suptitle(f"the ratios seen in training (2nd half, seeds pooled) and each gate's weight\n"
+                 f"{compare.caption(data)}", fontsize=9)
     return fig
 
 

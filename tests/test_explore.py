@@ -1,5 +1,7 @@
 """The gate explorer without a browser: user g' checking, and the update behind every control (method §2)."""
 
+import html
+import sys
 import time
 
 import matplotlib.pyplot as plt
@@ -155,18 +157,22 @@ def test_admissible_user_gprime_is_drawn_with_its_tables(explorer):
 # A g' that cannot be drawn: the widget says why, nothing is raised
 # ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, expected", [
-    ("2 / (1 + z**2)", ["(ii)", "global maximum, equal to 1", "FAIL", "g&#x27;(0) = 2, must equal 1"]),
-    ("torch.exp(-z**2) + 0.3 * torch.exp(-(z - 3) ** 2) * (1 - torch.exp(-z**2))",
-     ["(iii)", "decreases monotonically", "rises from"]),
-    ("torch.exp(-z**2) * 0 + 1", ["(iv)", "does not decay"]),
+@pytest.mark.parametrize("text, failed", [
+    ("2 / (1 + z**2)", "(ii)"),  # peaks at 2
+    ("torch.exp(-z**2) + 0.3 * torch.exp(-(z - 3) ** 2) * (1 - torch.exp(-z**2))", "(iii)"),  # a second bump
+    ("torch.exp(-z**2) * 0 + 1", "(iv)"),  # never decays
 ])
-def test_inadmissible_gprime_shows_the_property_and_evidence_instead_of_a_plot(explorer, text, expected):
+def test_inadmissible_gprime_shows_the_property_and_evidence_instead_of_a_plot(explorer, text, failed):
+    with pytest.raises(G.InadmissibleGateError) as refused:
+        G.make_gate("reference", E.compile_gprime(text))
+    rows = [row for row in refused.value.report.rows() if not row["passed"]]
+    assert failed in [row["property"] for row in rows]
     explorer.gprime.value = text
     assert explorer.figure is None and explorer.png == b""
-    assert "<img" not in explorer.figure_panel.value
-    for part in expected:
-        assert part in explorer.figure_panel.value
+    assert "<img" not in explorer.figure_panel.value and "not admissible" in explorer.figure_panel.value
+    for row in rows:  # each failed property: its name, its statement and the measured evidence
+        for part in (row["property"], row["statement"], row["evidence"]):
+            assert html.escape(part) in explorer.figure_panel.value
     assert "FAIL" in explorer.admissibility.value  # the report beside it lists the failure too
     explorer.gprime.value = ""  # clearing the box brings the plot back
     assert explorer.figure is not None and explorer.problem is None
@@ -198,6 +204,12 @@ def test_a_gprime_that_runs_forever_is_stopped_by_the_time_limit(evaluator, expl
     assert elapsed < 30.0
     explorer.gprime.value = "torch.exp(-z.abs())"  # a new worker took over
     assert explorer.problem is None and explorer.drawn["gates"][-1] == "g'(z) = torch.exp(-z.abs())"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the worker's memory limit uses Linux's RLIMIT_AS")
+def test_a_gprime_that_allocates_too_much_is_stopped_by_the_memory_limit(explorer):
+    explorer.gprime.value = "torch.exp(-z**2) + 0 * torch.repeat_interleave(z, 100000).sum()"  # 6.4 GB
+    assert explorer.figure is None and "can&#x27;t allocate memory" in explorer.figure_panel.value
 
 
 def test_a_failing_redraw_is_shown_not_raised(explorer, monkeypatch):

@@ -27,11 +27,13 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m sapo_core.demo
 
-# JupyterLab's log prints the URL (with its token) to open; LAB_ARGS passes options, e.g. "--no-browser --port 8890".
+# JupyterLab's log prints the URL (with its token) to open; LAB_ARGS passes options,
+# e.g. "--no-browser --port 8890".
 # The kernel "python3" is this .venv's Python (the environment's kernel spec is preferred over a user one).
 LAB_ARGS ?=
 lab: $(STAMP)
-	JUPYTER_PREFER_ENV_PATH=1 $(PY) -m jupyterlab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
+	JUPYTER_PREFER_ENV_PATH=1 $(PY) -m jupyterlab --notebook-dir=notebooks \
+		$(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -433,7 +433,8 @@ class GateExplorer:
         fig.savefig(buf, format="png", dpi=80)
         plt.close(fig)
         self.figure, self.png = fig, buf.getvalue()
-        self.figure_panel.value = f"<img style='max-width:100%' src='data:image/png;base64,{base64.b64encode(self.png).decode()}'>"
+        data = base64.b64encode(self.png).decode("ascii")
+        self.figure_panel.value = f"<img style='max-width:100%' src='data:image/png;base64,{data}'>"
 
     def close(self) -> None:
         """Close the widgets and stop the g' worker."""

@@ -43,7 +43,8 @@ def _weight_line(explorer, gate_name):
     ("torch.exp(-z.abs())", lambda z: torch.exp(-z.abs())),
     ("torch.special.erfc(z.abs())", lambda z: torch.special.erfc(z.abs())),
     ("2 * torch.nn.functional.sigmoid(z) * torch.sigmoid(-z) * 2", lambda z: 4 * torch.sigmoid(z) * torch.sigmoid(-z)),
-    ("torch.where(z > 0, torch.exp(-z), torch.exp(z / 2))", lambda z: torch.where(z > 0, torch.exp(-z), torch.exp(z / 2))),
+    ("torch.where(z > 0, torch.exp(-z), torch.exp(z / 2))",
+     lambda z: torch.where(z > 0, torch.exp(-z), torch.exp(z / 2))),
     ("torch.cos(torch.pi * z) * 0 + 1", lambda z: torch.ones_like(z)),
 ])
 def test_user_gprime_is_compiled_to_the_torch_function_it_writes(text, reference):

@@ -1,19 +1,23 @@
-"""`make demo`: the main job on the embedded default, on CPU.
+"""`make demo`: the whole pipeline on the embedded default, on CPU, in minutes.
 
-    python -m sapo_core.demo [--out runs/demo-<time>] [--steps N] [--gates clip,sigmoid,erf,arctan,softsign]
+    python -m sapo_core.demo [--out runs/demo-<time>] [--gates clip,sigmoid,erf,arctan,softsign] [--seeds 0,1,2]
+                             [--jobs 2] [--max_steps N]
 
 1. notebook 01 (gate properties): Figure 1 into `figures/`;
-2. notebook 02 (train) once per gate on the tiny-cpu recipe, each a short run into `<out>/<gate>/`;
-3. a table of held-out greedy accuracy (base -> trained) per gate, also written to `<out>/summary.json`.
+2. the batch (`sapo_core.batch`): notebooks 02 (train) and 03 (evaluate) per gate and seed on the acting tiny
+   recipe (`configs/tiny-offpolicy.yaml`), into `<out>/batch/`;
+3. notebook 04 (compare) on that batch: its figures in `<out>/batch/figures/` and `figures/compare_*`;
+4. a table of held-out accuracy per gate (mean over seeds, min-max), also in `<out>/batch/summary.csv`.
 
-Executed copies of the notebooks go into a new run directory (an existing one is never reused).
+Executed notebooks go into a new directory (an existing one is never reused).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
+import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -21,11 +25,12 @@ from sapo_core.paths import REPO_ROOT, figures_dir, runs_dir
 
 log = logging.getLogger(__name__)
 NOTEBOOKS = REPO_ROOT / "notebooks"
-DEMO_GATES = ("clip", "sigmoid", "erf", "arctan", "softsign")
+RECIPE = "configs/tiny-offpolicy.yaml"
+DEMO_GATES = "clip,sigmoid,erf,arctan,softsign"
 
 
 def run_notebook(name: str, out: Path, parameters: dict | None = None) -> Path:
-    """Execute `notebooks/<name>` with papermill into `out`; refuse to overwrite."""
+    """Execute `notebooks/<name>` with papermill into `out` (never over an existing file)."""
     import papermill  # notebooks extra; imported here so the package works without it
 
     if out.exists():
@@ -35,37 +40,63 @@ def run_notebook(name: str, out: Path, parameters: dict | None = None) -> Path:
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
+    from sapo_core import batch, compare
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=None, help="run directory (default: runs/demo-<time>)")
-    parser.add_argument("--steps", type=int, default=40, help="RL steps per gate (tiny-cpu recipe)")
-    parser.add_argument("--gates", default=",".join(DEMO_GATES), help="comma-separated gates to train")
+    parser.add_argument("--out", type=Path, default=None, help="demo directory (default: runs/demo-<time>)")
+    parser.add_argument("--gates", default=DEMO_GATES, help="comma-separated gates")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
+    parser.add_argument("--jobs", type=int, default=2, help="runs at once")
+    parser.add_argument("--max_steps", type=int, default=None, help="RL steps per run (default: the recipe's)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     # absolute: the notebooks run with notebooks/ as their working directory
-    run_dir = (args.out or runs_dir() / time.strftime("demo-%Y%m%d-%H%M%S")).resolve()
-    run_dir.mkdir(parents=True, exist_ok=False)
+    demo_dir = (args.out or runs_dir() / time.strftime("demo-%Y%m%d-%H%M%S")).resolve()
+    demo_dir.mkdir(parents=True, exist_ok=False)
     start = time.perf_counter()
-    run_notebook("01_gate_properties.ipynb", run_dir / "01_gate_properties.ipynb")
+    run_notebook("01_gate_properties.ipynb", demo_dir / "01_gate_properties.ipynb")
     log.info("Figure 1 written to %s", figures_dir())
-    results = {}
-    for gate in [g.strip() for g in args.gates.split(",") if g.strip()]:
-        gate_dir = run_dir / gate
-        gate_dir.mkdir()
-        run_notebook("02_train.ipynb", gate_dir / "02_train.ipynb",
-                     {"config": "configs/tiny-cpu.yaml", "gate": gate, "seed": 0,
-                      "flags": ["--max_steps", str(args.steps)], "run_dir": str(gate_dir / "run")})
-        summary = json.loads((gate_dir / "run" / "summary.json").read_text())
-        results[gate] = {"base": summary["heldout_base"]["greedy_accuracy"],
-                         "trained": summary["heldout_final"]["greedy_accuracy"],
-                         "train_seconds": round(summary["train_runtime_s"], 1)}
-    (run_dir / "summary.json").write_text(json.dumps({"steps": args.steps, "gates": results}, indent=2) + "\n")
-    print(f"\nheld-out greedy accuracy on {args.steps} tiny-cpu RL steps (seed 0):")
-    print(f"{'gate':>10} {'base':>6} {'trained':>8} {'train s':>8}")
-    for gate, r in results.items():
-        print(f"{gate:>10} {r['base']:6.3f} {r['trained']:8.3f} {r['train_seconds']:8.1f}")
-    log.info("demo finished in %.0f s; everything in %s", time.perf_counter() - start, run_dir)
+    flags = [] if args.max_steps is None else ["--max_steps", str(args.max_steps)]
+    batch_dir = demo_dir / "batch"
+    result = batch.run_batch(batch.BatchArguments(config=RECIPE, out=str(batch_dir), gates=args.gates,
+                                                  seeds=args.seeds, jobs=args.jobs), flags)
+    failed = [r for r in result["runs"] if r["status"] != "finished"]
+    for r in failed:
+        log.error("%s failed: %s", r["run"], r["error"])
+    run_notebook("04_compare.ipynb", demo_dir / "04_compare.ipynb",
+                 {"batch_dir": str(batch_dir), "save_figures": True})
+    data = compare.load_batch(batch_dir)
+    base = _base_accuracy(batch_dir, result)
+    print(f"\nheld-out synthetic accuracy (mean@8 at T = 0.7) after training; {compare.caption(data)}")
+    if base is not None:
+        print(f"base model: {base:.3f}")
+    print(f"{'gate':>10} {'mean':>6} {'min':>6} {'max':>6} {'seeds':>5}")
+    for group, entries in compare.accuracy(data).items():
+        if entries:
+            values = [e["mean"] for e in entries]
+            print(f"{group:>10} {statistics.fmean(values):6.3f} {min(values):6.3f} {max(values):6.3f} {len(values):5d}")
+    print("\nclaims:")
+    for row in compare.claims(data):
+        print(f"  [{row['verdict']}] {row['claim']}")
+    print(f"\nfigures: {figures_dir()} (fig1_gates*, compare_*) and {batch_dir / 'figures'}")
+    print(f"summary: {batch_dir / 'summary.csv'}")
+    log.info("demo finished in %.0f s; everything in %s", time.perf_counter() - start, demo_dir)
+    return 1 if failed else 0
+
+
+def _base_accuracy(batch_dir: Path, result: dict) -> float | None:
+    """The base model's held-out accuracy as the runs measured it before training (summary.json)."""
+    import json
+
+    for row in result["runs"]:
+        summary = batch_dir / row["run"] / "summary.json"
+        if summary.exists():
+            base = json.loads(summary.read_text()).get("heldout_base")
+            if isinstance(base, dict):
+                return base.get("mean@n", base.get("greedy_accuracy"))
+    return None
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

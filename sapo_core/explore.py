@@ -4,16 +4,17 @@ Notebook 01 calls `gate_explorer(...)`; in a live JupyterLab session (`make lab`
 controls for the gates drawn, tau (log slider), the tau convention, hard clipping's epsilon, the
 Student-t nu and a text box for a user g'(z). Each change redraws the value and weight panels
 (`sapo_core.plots.gate_figure`) and the admissibility and half-max tables beside them. Batch runs
-(papermill, nbval) skip it: the parameters cell alone drives them.
+(papermill, nbval) skip it: the parameters cell alone drives them. Run it with `make lab`, then open
+notebooks/01_gate_properties.ipynb and Run All Cells.
 
 A user g' is a Python expression in z evaluated with torch only::
 
-    1 / (1 + z**2) ** 2        torch.exp(-z.abs())        torch.special.erfc(z.abs()) / 1
+    1 / (1 + z**2) ** 2        torch.exp(-z.abs())        torch.special.erfc(z.abs())
 
 It is parsed with `ast` and refused unless it uses only numbers, arithmetic and comparisons, the name z,
 and torch's operations on tensors (`torch.<op>`, `torch.special.<op>`, `torch.nn.functional.<op>`,
 tensor methods of the same names, the constants torch.pi/e/inf/nan); no builtins, no strings, nothing
-private or in-place. It then runs first in a worker process with a time and memory limit
+private or in-place (no `out=` either). It then runs first in a worker process with a time and memory limit
 (`GprimeEvaluator`), where its admissibility is checked; only an expression that finished there is
 evaluated in the kernel. So a typo, a name that is not z or torch, a NaN, or `10**10**9` is reported in
 the widget, never as a traceback or a frozen kernel.
@@ -114,6 +115,8 @@ def parse_gprime(text: str) -> ast.Expression:
             raise ValueError(f"constant {node.value!r} is not allowed: g'(z) takes real numbers only")
         if isinstance(node, ast.keyword) and node.arg is None:
             raise ValueError("**keyword unpacking is not allowed in g'(z)")
+        if isinstance(node, ast.keyword) and node.arg == "out":
+            raise ValueError("out= is not allowed in g'(z): it would write into its argument")
         if isinstance(node, ast.Attribute):
             path = _dotted(node)
             if node.attr.startswith("_"):
@@ -444,8 +447,6 @@ class GateExplorer:
             boxes += [child for child in getattr(box, "children", ()) if isinstance(child, widgets.Widget)]
             box.close()
         self.evaluator.close()
-
-
 
 
 def in_live_session() -> bool:

@@ -65,6 +65,7 @@ def test_user_gprime_is_compiled_to_the_torch_function_it_writes(text, reference
     ("torch.ones(10**10)", "torch.ones is not a torch operation on tensors"),
     ("z.numpy()", "method .numpy\\(\\) is not a torch operation"),
     ("z.exp_()", "in-place"),
+    ("torch.exp(z, out=z)", "out= is not allowed"),
     ("lambda: z", "Lambda"),
     ("[z for z in z]", "ListComp"),
     ("z[0]", "Subscript"),

@@ -1,7 +1,7 @@
 """Benchmark: `sapo_core.rewards.correctness_reward` against TRL's `accuracy_reward`, same run.
 
 4,096 completions are built from the MATH-500 golds, 8 rollouts per problem as GRPO samples them
-(SPEC §3), about half right and half wrong (numbers moved by 1..9, else another problem's gold).
+(method §3), about half right and half wrong (numbers moved by 1..9, else another problem's gold).
 The final answer sits in `\\boxed{}` inside the <answer> block, which both graders can read (TRL
 parses the whole completion with `try_extract_without_anchor=False`, so it needs a box or `$`).
 TRL gets its documented input, conversational completions and `solution` strings, with the golds
@@ -32,14 +32,9 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from sapo_core import data  # noqa: E402
 from sapo_core.prompts import format_completion  # noqa: E402
-from sapo_core.rewards import (  # noqa: E402
-    WARMUP_ANSWERS,
-    default_grader,
-    make_correctness_reward,
-    reward_stats,
-)
+from sapo_core.rewards import CorrectnessReward, default_grader  # noqa: E402
+from sapo_core.rewards.worker import WARMUP_ANSWERS  # noqa: E402
 
 TARGET = 2.0
 
@@ -83,17 +78,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=4096, help="number of completions")
     parser.add_argument("--batch", type=int, default=512, help="completions per reward call")
-    parser.add_argument("--group", type=int, default=8, help="rollouts per prompt (SPEC §3: 8)")
+    parser.add_argument("--group", type=int, default=8, help="rollouts per prompt (method §3: 8)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
+    # Imported here, not above: the grading workers import this script (Python's spawn start method).
     from trl.rewards import accuracy_reward  # TRL 1.16: (completions: list[list[dict]], solution: list[str])
+
+    from sapo_core import data
 
     golds = data.math500(data_dir())["answer"]
     texts, answers, right = build(golds, args.n, args.seed, args.group)
     conversational = [[{"role": "assistant", "content": t}] for t in texts]
     trl_solutions = [f"${g}$" for g in answers]
-    ours = make_correctness_reward(default_grader())
+    ours = CorrectnessReward(default_grader())
 
     start = time.perf_counter()
     ours(conversational[:8], answer=answers[:8])  # starts the worker pool (which warms itself up)
@@ -129,7 +127,7 @@ def main() -> None:
     disagreements = [(a, t, o) for a, t, o in zip(answers, trl_scores, our_scores) if t != o]
     for gold, t, o in disagreements[:8]:
         print(f"  disagree: gold={gold!r:40} trl={t} ours={o}")
-    print(f"grader stats: {reward_stats().as_dict()}")
+    print(f"grader stats: {default_grader().stats.as_dict()}")
     print(f"bench_rewards: speedup={trl_s / our_s:.2f} (target >= {TARGET})")
 
 

@@ -75,7 +75,8 @@ def lab(chromium, tmp_path_factory):
     shutil.copy(REPO_ROOT / "notebooks" / NOTEBOOK, root / NOTEBOOK)  # the source is never run in place
     port, token = _free_port(), os.urandom(16).hex()
     env = {**os.environ, "SAPO_FIGURES_DIR": str(root / "figures"), "SAPO_RUNS_DIR": str(root / "runs"),
-           "JUPYTER_PREFER_ENV_PATH": "1", "JUPYTER_RUNTIME_DIR": str(root / "runtime")}
+           "JUPYTER_PREFER_ENV_PATH": "1", "JUPYTER_RUNTIME_DIR": str(root / "runtime"),
+           "JUPYTER_CONFIG_DIR": str(root / "config"), "JUPYTER_DATA_DIR": str(root / "data")}  # no user config
     cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}",
            "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
            f"--LabServerApp.workspaces_dir={root / 'workspaces'}",

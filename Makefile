@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: test demo lab venv bench clean-venv
+.PHONY: test lint demo lab venv bench clean-venv
 
 venv: $(STAMP)
 
@@ -20,8 +20,12 @@ $(STAMP): requirements/lock.txt pyproject.toml
 	$(PY) -m pip install --quiet -r requirements/lock.txt -e .
 	@touch $(STAMP)
 
-test: $(STAMP)
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+# lint, then the unit tests and the doctests of the package, then the notebooks under nbval
+test: lint
+	$(PY) -m pytest -q --doctest-modules tests sapo_core $(PYTEST_ARGS)
 	tmp=$$(mktemp -d) && SAPO_FIGURES_DIR=$$tmp/figures SAPO_RUNS_DIR=$$tmp/runs $(PY) -m pytest -q --nbval-lax notebooks/
 
 demo: $(STAMP)

@@ -75,7 +75,8 @@ def worker(which: str, steps: int, gate: str, out: Path) -> None:
         base = base_model_path()
         train_ds, _ = datasets_for(run.script, args.data_seed)
         set_seed(args.seed)
-        trainer = cls(model=str(base), reward_funcs=[format_reward, correctness_reward], args=args, train_dataset=train_ds,
+        trainer = cls(model=str(base), reward_funcs=[format_reward, correctness_reward], args=args,
+                      train_dataset=train_ds,
                       processing_class=AutoTokenizer.from_pretrained(base), callbacks=[Timer()])
         trainer.train()
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux

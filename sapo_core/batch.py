@@ -24,7 +24,6 @@ through `accelerate launch` on all the GPUs of its job.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import logging
 import multiprocessing
@@ -193,7 +192,10 @@ def run_one(spec: RunSpec, batch_dir: str, settings: dict) -> dict:
                 "out": str(run_dir / EVAL_DIR),
             }, timeout_s)
     except Exception as err:  # a failed cell, a dead kernel, a timeout: recorded, the batch goes on
-        error = f"{type(err).__name__}: {' '.join(str(err).split())[:2000]}"
+        if hasattr(err, "ename") and hasattr(err, "evalue"):  # papermill: the cell's exception, not its traceback
+            error = f"{err.ename} in cell {getattr(err, 'exec_count', '?')}: {err.evalue}"
+        else:
+            error = f"{type(err).__name__}: {' '.join(str(err).split())[:2000]}"
     return record(spec, run_dir, wall_s=time.perf_counter() - start, error=error)
 
 

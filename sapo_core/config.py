@@ -108,7 +108,8 @@ class GatedGRPOConfig(GRPOConfig):
             raise ConfigError(f"tau_convention={self.tau_convention!r} is not allowed; choose one of "
                               f"{', '.join(G.TAU_CONVENTIONS)}")
         if self.aggregation not in AGGREGATIONS:
-            raise ConfigError(f"aggregation={self.aggregation!r} is not allowed; choose one of {', '.join(AGGREGATIONS)}")
+            raise ConfigError(f"aggregation={self.aggregation!r} is not allowed; choose one of "
+                              f"{', '.join(AGGREGATIONS)}")
         for key in ("sapo_temperature_pos", "sapo_temperature_neg"):  # the gate computes in float32 at least
             tau = getattr(self, key)
             if not (isinstance(tau, (int, float)) and 0 < tau < torch.finfo(torch.float32).max):
@@ -213,7 +214,8 @@ class _Parser(TrlParser):
         try:
             converted = action.type(str(value))
         except (TypeError, ValueError):
-            raise ConfigError(f"{key}: {value!r} in {where} is not a valid {getattr(action.type, '__name__', 'value')}")
+            kind = getattr(action.type, "__name__", "value")
+            raise ConfigError(f"{key}: {value!r} in {where} is not a valid {kind}") from None
         if action.choices is not None and converted not in action.choices:
             raise ConfigError(f"{key}: {value!r} in {where} is not allowed; choose one of "
                               f"{', '.join(map(str, action.choices))}")

@@ -36,9 +36,10 @@ import logging
 import os
 import random
 import sys
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 from datasets import Dataset, concatenate_datasets, load_dataset
 

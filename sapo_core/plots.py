@@ -45,7 +45,8 @@ def gate_figure(gate_names=("sigmoid", "erf", "arctan", "softsign"), tau: float 
         ax_w.plot(x, gate.weight(x, t), color=_color(gate.name, i), label=label, lw=1.8)
     # Hard clipping (GRPO): surrogate min(x, 1+eps) for A > 0 and max(x, 1-eps) for A < 0 (per unit |A|).
     for sign, style, tag in ((1.0, "--", "A>0"), (-1.0, ":", "A<0")):
-        surrogate = torch.minimum(x, torch.tensor(1 + epsilon)) if sign > 0 else torch.maximum(x, torch.tensor(1 - epsilon))
+        surrogate = (torch.minimum(x, torch.tensor(1 + epsilon)) if sign > 0
+                     else torch.maximum(x, torch.tensor(1 - epsilon)))
         ax_f.plot(x, surrogate, style, color=GATE_COLORS["clip"], lw=1.4, label=f"hard clip, {tag} (eps={epsilon:g})")
         ax_w.plot(x, G.clip_weight(x, sign, epsilon, epsilon), style, color=GATE_COLORS["clip"], lw=1.4,
                   label=f"hard clip, {tag} (eps={epsilon:g})")
@@ -85,7 +86,8 @@ def training_curves(runs: dict[str, list[dict]] | list[dict], panels=TRAINING_PA
                     continue
                 steps, values = zip(*points)
                 tag = name if len(runs) == 1 else f"{label} {name}" if len(series) > 1 else label
-                ax.plot(steps, values, style, color=_color(label, i) if len(runs) > 1 else f"C{series.index((key, name))}",
+                color = _color(label, i) if len(runs) > 1 else f"C{series.index((key, name))}"
+                ax.plot(steps, values, style, color=color,
                         label=tag, lw=1.4)
         ax.set(title=title, xlabel="step")
         ax.grid(alpha=0.3)

@@ -84,7 +84,8 @@ class GatedGRPOTrainer(GRPOTrainer):
         self._step_tokens: dict[str, list[MetricTokens]] = {"train": [], "eval": []}
         if self.args.logging_strategy != "steps" or self.args.logging_steps != int(self.args.logging_steps):
             raise ValueError(f"GatedGRPOTrainer logs its step metrics every logging_steps (an integer) steps; got "
-                             f"logging_strategy={self.args.logging_strategy!r}, logging_steps={self.args.logging_steps}")
+                             f"logging_strategy={self.args.logging_strategy!r}, "
+                             f"logging_steps={self.args.logging_steps}")
         self.add_callback(_LogLastStep())
 
     # -- logging ------------------------------------------------------------------------------------

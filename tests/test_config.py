@@ -20,7 +20,8 @@ def test_paper_recipe_matches_method_section_3():
     run = parse_args(["--config", "configs/paper-7b.yaml", "--use_cpu", "true"])
     script, args = run.script, run.training
     assert script.model == "Qwen/Qwen2.5-7B-Instruct" and script.dataset == "mix"
-    assert (args.max_completion_length, args.per_device_train_batch_size, args.gradient_accumulation_steps) == (512, 1, 16)
+    sizes = (args.max_completion_length, args.per_device_train_batch_size, args.gradient_accumulation_steps)
+    assert sizes == (512, 1, 16)
     assert args.bf16 and args.activation_checkpointing and args.use_vllm and args.vllm_mode == "colocate"
     assert not args.vllm_importance_sampling_correction and args.reward_weights == [1.0, 1.0]
 

@@ -399,7 +399,8 @@ BAD_CALLS = [  # (call, error, text the message must contain: the argument or wh
 ]
 
 
-@pytest.mark.parametrize("call, error, argument", BAD_CALLS, ids=[f"{i:02d}-{a}" for i, (_, _, a) in enumerate(BAD_CALLS)])
+@pytest.mark.parametrize("call, error, argument", BAD_CALLS,
+                         ids=[f"{i:02d}-{a}" for i, (_, _, a) in enumerate(BAD_CALLS)])
 def test_bad_arguments_are_refused_by_name(call, error, argument):
     _raises_naming(call, error, argument)
 

@@ -103,7 +103,8 @@ def _parity_runs(tmp_path, base_dir, overrides, loss_type):
     out = []
     for cls, args in ((GatedGRPOTrainer, ours_args), (GRPOTrainer, trl_args)):
         set_seed(ours_args.seed)
-        trainer = cls(model=str(base_dir), reward_funcs=[format_reward, correctness_reward], args=args, train_dataset=train_ds,
+        trainer = cls(model=str(base_dir), reward_funcs=[format_reward, correctness_reward], args=args,
+                      train_dataset=train_ds,
                       processing_class=tokenizer)
         trainer.train()
         out.append([h for h in trainer.state.log_history if "loss" in h])
@@ -260,7 +261,8 @@ def test_cli_refuses_an_unknown_recipe_key(tmp_path, capsys):
 
 
 def test_two_cpu_processes_log_the_same_keys_as_one(tmp_path):
-    """`accelerate launch` with 2 CPU processes (gloo): one metrics file, the one-process key set, tokens of both ranks."""
+    """`accelerate launch` with 2 CPU processes (gloo): one metrics file, the one-process key set, tokens of both
+    ranks."""
     import os
     import subprocess
     import sys

@@ -24,7 +24,8 @@ def record(path: Path) -> None:
         executed = papermill.execute_notebook(str(path), str(Path(tmp) / path.name), cwd=str(path.parent),
                                               progress_bar=False)
     source = nbformat.read(path, as_version=4)
-    ran = [c for c in executed.cells if c.cell_type == "code" and "injected-parameters" not in c.metadata.get("tags", [])]
+    ran = [c for c in executed.cells
+           if c.cell_type == "code" and "injected-parameters" not in c.metadata.get("tags", [])]
     code = [c for c in source.cells if c.cell_type == "code"]
     assert len(ran) == len(code), "executed notebook does not line up with the source"
     for number, (cell, done) in enumerate(zip(code, ran), start=1):

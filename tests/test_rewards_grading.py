@@ -309,6 +309,26 @@ def test_worker_dead_while_idle_does_not_cost_an_item():
         assert g.stats.worker_failures == 0 and g.stats.items == 2
 
 
+def test_close_while_another_thread_grades():
+    # The waiting thread must not hang on the stopped pool's tasks: it is told the grader is closed.
+    g = Grader(num_workers=1, timeout_s=60.0, warm_up=False)
+    assert g.grade(["\\sqrt{4}"], ["2"]) == [1.0]
+    out = {}
+
+    def work():
+        try:
+            out["r"] = g.grade([HANGS, "\\sqrt{9}", "\\sqrt{16}"], ["5", "3", "4"])
+        except RuntimeError as error:
+            out["error"] = str(error)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    time.sleep(1.0)
+    g.close()
+    thread.join(timeout=30)
+    assert not thread.is_alive() and out == {"error": "this Grader is closed"}
+
+
 def test_forked_child_gets_its_own_workers(grader):
     parent_pids = {p.pid for p in multiprocessing.active_children()}
     read_end, write_end = os.pipe()

@@ -1,4 +1,4 @@
-"""Rewards for maths RL fine-tuning (method §3, eq. 9): R = R_format + R_correct, as TRL reward functions.
+"""Rewards for maths RL fine-tuning (method §3.2, eq. 9): R = R_format + R_correct, as TRL reward functions.
 
     answers.py     answer text: completion text, the <answer> block, normal forms, quick verdicts (pure)
     formatting.py  R_format: `<think> .. </think> <answer> .. </answer>` and nothing else

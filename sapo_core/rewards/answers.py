@@ -1,4 +1,4 @@
-"""Answer text (method §3): the completion's text, its <answer> block, and one string normal form shared
+"""Answer text (method §3.2): the completion's text, its <answer> block, and one string normal form shared
 by model answers and gold answers. Pure functions: no math-verify, no processes.
 
 `quick_verdict` settles the pairs that need no symbolic comparison (integer against integer, the same

@@ -1,4 +1,4 @@
-"""The format reward (method §3): R_format = 1 when the completion is `<think> text </think> <answer> text
+"""The format reward (method §3.2, eq. 10): R_format = 1 when the completion is `<think> text </think> <answer> text
 </answer>` with nothing but white space outside the two blocks, else 0."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ __all__ = ["format_reward", "is_formatted"]
 
 
 def is_formatted(text: str) -> bool:
-    """method §3 layout: each tag exactly once, in order, non-blank blocks, only white space outside."""
+    """method §3.2 layout: each tag exactly once, in order, non-blank blocks, only white space outside."""
     if any(text.count(tag) != 1 for tag in TAGS):  # missing, duplicated or nested tags
         return False
     think_open, think_close = text.find(THINK_OPEN), text.find(THINK_CLOSE)
@@ -28,7 +28,7 @@ def is_formatted(text: str) -> bool:
 
 
 def format_reward(completions: Sequence[Any], **columns: Any) -> list[float]:
-    """method §3 R_format: 1.0 for exactly `<think> .. </think> <answer> .. </answer>`, else 0.0.
+    """method §3.2 eq. 10, R_format: 1.0 for exactly `<think> .. </think> <answer> .. </answer>`, else 0.0.
 
     >>> format_reward(["<think> 6 * 7 </think> <answer> 42 </answer>", "42", "<answer> 42 </answer>"])
     [1.0, 0.0, 0.0]

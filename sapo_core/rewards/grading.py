@@ -1,4 +1,4 @@
-"""The correctness reward (method §3): R_correct = 1 when the <answer> block is mathematically the gold
+"""The correctness reward (method §3.2, eq. 11): R_correct = 1 when the <answer> block is mathematically the gold
 answer (math-verify: numbers, fractions, LaTeX, sets, intervals, ...), else 0; None when the gold itself
 cannot be parsed, the one case where an item cannot be judged.
 
@@ -9,9 +9,10 @@ cannot be parsed, the one case where an item cannot be judged.
 2. `Grader.cached_verdict`: a pair graded before (a GRPO group of G completions shares its gold and often
    its answer) is answered from an LRU cache in the parent;
 3. the rest go to a pebble `ProcessPool` (`sapo_core.rewards.worker` runs math-verify there), one pair per
-   task with a per-task `timeout_s`: a task over time has its worker killed and replaced by pebble, and
-   scores 0.0 (a wrong answer), as does a worker that dies or raises; they are counted in `RewardStats`
-   and never cached.
+   task with a per-task `timeout_s`: a task over time has its worker stopped (SIGTERM, SIGKILL 3 s later
+   if it is stuck in C code) and replaced by pebble, and scores 0.0 (a wrong answer), as does an item
+   whose worker dies or raises; they are counted in `RewardStats` and never cached. pebble gives up on
+   a pool whose worker dies while no task runs; the grader then starts a new pool.
 
 The pool is started lazily on first use, uses the spawn start method (a clean interpreter: nothing of a
 training process, its CUDA state or its threads, is inherited) and is stopped at exit or on `close()`.
@@ -35,7 +36,7 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from concurrent.futures import CancelledError
+from concurrent.futures import CancelledError, wait
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Self
@@ -69,6 +70,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_TIMEOUT_S = 5.0          # per-item time limit; the worker is killed when it is over
 DEFAULT_MEMORY_LIMIT_MB = 4096   # address space a worker may map after start-up
 STARTUP_TIMEOUT_S = 120.0        # a pool whose first item is not graded by then is a set-up error
+POLL_S = 1.0                     # how often a wait for a verdict checks that the pool is still alive
 MAX_WORKERS = 8                  # default pool size is min(cores, MAX_WORKERS)
 VERDICT_CACHE = 100_000          # (answer, gold) -> score entries kept by a Grader (LRU)
 WORKERS_ENV = "SAPO_REWARD_WORKERS"
@@ -237,6 +239,8 @@ class Grader:
 
     def _live_pool(self) -> ProcessPool:
         """The pool, started and checked with one item on first use (called with the lock held)."""
+        if self._closed:
+            raise RuntimeError("this Grader is closed")
         if self._pool is not None and not self._pool.active:
             logger.warning("the grading pool broke (a worker died while it was idle); starting a new one")
             self._discard_pool(self._pool)
@@ -270,6 +274,9 @@ class Grader:
             for key in pending:
                 futures[key] = pool.schedule(worker.grade_pair, args=key, timeout=self.timeout_s)
             for key, future in futures.items():
+                while not wait([future], timeout=POLL_S).done:  # pebble leaves queued tasks of a pool
+                    if not pool.active:                         # that broke or was stopped pending for ever
+                        raise BrokenProcessPool("the grading pool stopped")
                 try:
                     score, failure = future.result(), None
                 except (BrokenProcessPool, CancelledError):  # the pool itself failed or was stopped
@@ -324,7 +331,7 @@ def default_grader() -> Grader:
 
 
 class CorrectnessReward:
-    """method §3 R_correct with a given `Grader` (None: the default grader); a picklable TRL reward."""
+    """method §3.2 eq. 11, R_correct, with a given `Grader` (None: the default grader); a picklable TRL reward."""
 
     __name__ = "correctness_reward"
 

@@ -1,4 +1,4 @@
-"""What runs inside a grading worker process: math-verify on one (answer, gold) pair (method §3).
+"""What runs inside a grading worker process: math-verify on one (answer, gold) pair (method §3.2, eq. 11).
 
 The parent (`sapo_core.rewards.grading`) normalises both texts, answers what it can without math-verify
 and sends the rest here one pair per task; the pool enforces the time limit by killing the worker.

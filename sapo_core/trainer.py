@@ -28,7 +28,15 @@ from trl import GRPOTrainer
 
 from sapo_core import gates as G
 from sapo_core.config import GatedGRPOConfig
-from sapo_core.loss import CLIP, MetricTokens, masked_aggregate, metric_tokens, policy_loss, token_metrics
+from sapo_core.loss import (
+    CLIP,
+    MetricTokens,
+    importance_log_ratio,
+    masked_aggregate,
+    metric_tokens,
+    policy_loss,
+    token_metrics,
+)
 
 __all__ = ["GatedGRPOConfig", "GatedGRPOTrainer", "RATIO_HIST_EDGES", "ratio_histogram"]
 
@@ -80,6 +88,10 @@ class GatedGRPOTrainer(GRPOTrainer):
                                  "leave it at TRL's default")
         self.gate = self.args.gate if self.args.gate == CLIP else G.get_gate(self.args.gate)
         self.gate_tau_pos, self.gate_tau_neg = self.args.gate_taus()
+        # The gate's arguments, built once: the loss, its metric tokens and the KL's ratio all read these.
+        self.gate_args = {"gate": self.gate, "tau_pos": self.gate_tau_pos, "tau_neg": self.gate_tau_neg,
+                          "epsilon_low": self.epsilon_low, "epsilon_high": self.epsilon_high,
+                          "level": self.args.importance_sampling_level, "log_ratio_clamp": self.args.log_ratio_clamp}
         self._batch_logs: dict[str, float] = {}
         self._step_tokens: dict[str, list[MetricTokens]] = {"train": [], "eval": []}
         if self.args.logging_strategy != "steps" or self.args.logging_steps != int(self.args.logging_steps):
@@ -153,28 +165,22 @@ class GatedGRPOTrainer(GRPOTrainer):
             token_weights = inputs["importance_sampling_ratio"]
 
         mode = "train" if self.model.training else "eval"
-        loss, _ = policy_loss(
-            per_token_logps, old_per_token_logps, inputs["advantages"], mask, gate=self.gate,
-            tau_pos=self.gate_tau_pos, tau_neg=self.gate_tau_neg, epsilon_low=self.epsilon_low,
-            epsilon_high=self.epsilon_high, level=self.args.importance_sampling_level,
-            aggregation=self.args.aggregation, log_ratio_clamp=self.args.log_ratio_clamp,
-            max_completion_length=self.max_completion_length, compute_metrics=False, token_weights=token_weights)
+        loss, _ = policy_loss(per_token_logps, old_per_token_logps, inputs["advantages"], mask, **self.gate_args,
+                              aggregation=self.args.aggregation, max_completion_length=self.max_completion_length,
+                              compute_metrics=False, token_weights=token_weights)
         if self._metrics_wanted(mode):  # pooled over the step's micro-batches and processes in log()
-            self._step_tokens[mode].append(metric_tokens(
-                per_token_logps.detach(), old_per_token_logps, inputs["advantages"], mask, gate=self.gate,
-                tau_pos=self.gate_tau_pos, tau_neg=self.gate_tau_neg, epsilon_low=self.epsilon_low,
-                epsilon_high=self.epsilon_high, level=self.args.importance_sampling_level,
-                log_ratio_clamp=self.args.log_ratio_clamp))
+            self._step_tokens[mode].append(metric_tokens(per_token_logps.detach(), old_per_token_logps,
+                                                         inputs["advantages"], mask, **self.gate_args))
 
         if self.beta != 0.0:  # KL to the reference (TRL's k3 estimator), aggregated like the policy term
             ref = inputs["ref_per_token_logps"]
             per_token_kl = torch.exp(ref - per_token_logps) - (ref - per_token_logps) - 1
             if self.args.use_bias_correction_kl:  # TRL's default: the KL of pi_old's samples, reweighted by r
-                log_w = per_token_logps - old_per_token_logps  # (TRL grpo_trainer.py:3083-3105, with gradient)
-                if self.args.importance_sampling_level == "sequence":
-                    log_w = ((log_w * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)).unsqueeze(-1)
-                clamp = self.args.log_ratio_clamp
-                per_token_kl = per_token_kl * torch.exp(log_w.clamp(-clamp, clamp))
+                # the loss's own (clamped, token or sequence level) log-ratio, with its gradient
+                # (TRL grpo_trainer.py:3083-3105)
+                per_token_kl = per_token_kl * torch.exp(importance_log_ratio(
+                    per_token_logps, old_per_token_logps, mask, level=self.gate_args["level"],
+                    log_ratio_clamp=self.gate_args["log_ratio_clamp"]))
             keep = mask.bool()
             loss = loss + self.beta * masked_aggregate(per_token_kl, keep, self.args.aggregation,
                                                        self.max_completion_length)

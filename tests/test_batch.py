@@ -1,0 +1,146 @@
+"""The batch runner: papermill runs of notebooks 02 and 03 per (gate, seed), local and submitit executors, failed
+runs recorded while the others go on, re-running completes only what is missing, a killed kernel's run resumes,
+and notebook 04 compares the result."""
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from sapo_core.batch import BatchArguments, main, run_batch
+from sapo_core.train import read_metrics
+
+pytestmark = pytest.mark.slow
+
+# A few seconds of training per run: 2 prompts x 8 rollouts per step, 4 steps, a 4-problem evaluation.
+FLAGS = ["--max_steps", "4", "--train_size", "32", "--eval_size", "8", "--per_device_train_batch_size", "16",
+         "--max_completion_length", "24", "--save_steps", "2", "--learning_rate", "1e-3"]
+
+
+def args(out, **over):
+    return BatchArguments(**{"config": "configs/tiny-cpu.yaml", "out": str(out), "gates": "sigmoid,softsign",
+                             "seeds": "0", "jobs": 2, "eval_n": 2, "eval_limit": 4, **over})
+
+
+def files(run_dir: Path) -> dict:
+    return {p.relative_to(run_dir): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def two_gates(tmp_path_factory):
+    """A batch of two gates x one seed through the local executor, one of them failing at first."""
+    out = tmp_path_factory.mktemp("batch") / "b"
+    batch = run_batch(args(out), FLAGS, gate_flags={"softsign": ["--sapo_temperature_pos", "-1"]})
+    return out, batch
+
+
+def test_a_failing_run_is_recorded_and_the_others_finish(two_gates):
+    out, batch = two_gates
+    rows = {r["gate"]: r for r in batch["runs"]}
+    assert rows["sigmoid"]["status"] == "finished" and rows["sigmoid"]["error"] is None
+    assert rows["softsign"]["status"] == "failed" and "sapo_temperature_pos=-1.0 must be a finite number > 0" \
+        in rows["softsign"]["error"]
+    assert (out / "sigmoid-equal-seed0" / "02_train.ipynb").exists()
+    assert (out / "sigmoid-equal-seed0" / "03_evaluate.ipynb").exists()
+    assert rows["sigmoid"]["eval/synthetic/n"] == 2 and 0 <= rows["sigmoid"]["eval/synthetic/mean@n"] <= 1
+    assert rows["sigmoid"]["tau_pos"] == 1.0 and rows["sigmoid"]["num_iterations"] == 2
+    assert (out / "summary.csv").read_text().count("\n") == 3
+
+
+def test_running_again_completes_only_what_was_missing(two_gates):
+    out, _ = two_gates
+    finished = files(out / "sigmoid-equal-seed0")
+    batch = run_batch(args(out), FLAGS)  # the same command, without the bad flag this time
+    assert [r["status"] for r in batch["runs"]] == ["finished", "finished"]
+    assert files(out / "sigmoid-equal-seed0") == finished  # byte-identical
+    assert (out / "softsign-equal-seed0" / "02_train.attempt1.ipynb").exists()  # the failed attempt is kept
+    assert main(["--config", "configs/tiny-cpu.yaml", "--out", str(out), "--gates", "sigmoid,softsign", "--seeds",
+                 "0", "--eval_n", "2", "--eval_limit", "4", "--jobs", "2", *FLAGS]) == 0  # nothing left to do
+    assert files(out / "sigmoid-equal-seed0") == finished
+
+
+def test_notebook_04_compares_the_batch(two_gates, tmp_path):
+    import papermill
+
+    out, _ = two_gates
+    run_batch(args(out), FLAGS)  # (finished by the test above when run in order; a no-op then)
+    nb = papermill.execute_notebook("notebooks/04_compare.ipynb", str(tmp_path / "04.ipynb"), cwd="notebooks",
+                                    parameters={"batch_dir": str(out)}, progress_bar=False)
+    names = sorted(p.name for p in (out / "figures").iterdir())
+    assert names == sorted(f"compare_{n}.{ext}" for n in ("training", "ratios", "accuracy") for ext in ("png", "pdf"))
+    text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+    assert "7 claims;" in text
+
+
+def test_the_same_out_with_other_settings_is_refused(two_gates, capsys):
+    out, _ = two_gates
+    assert main(["--config", "configs/tiny-cpu.yaml", "--out", str(out), "--gates", "sigmoid,softsign", "--seeds",
+                 "0", "--eval_n", "4", "--eval_limit", "4", *FLAGS]) == 2
+    assert "holds a batch made with other settings (changed: eval_n)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--gates", ""], "gates is empty"),
+    (["--seeds", "0,x"], "seeds='0,x' must be comma-separated integers"),
+    (["--jobs", "0"], "jobs=0 must be >= 1"),
+    (["--learnin_rate", "1"], "unknown flag 'learnin_rate'"),
+    (["--executor", "cloud"], "invalid choice: 'cloud'"),
+])
+def test_bad_batch_arguments_are_one_line_and_exit_2(tmp_path, capsys, argv, message):
+    assert main(["--config", "configs/tiny-cpu.yaml", "--out", str(tmp_path / "b"), *argv]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and message in err[-1]
+    assert not (tmp_path / "b").exists()
+
+
+def test_submitit_local_executor_runs_the_array(tmp_path):
+    out = tmp_path / "b"
+    batch = run_batch(args(out, executor="slurm", slurm_cluster="local", jobs=1), FLAGS)
+    assert [r["status"] for r in batch["runs"]] == ["finished", "finished"]
+    assert all(r["eval/synthetic/mean@n"] is not None for r in batch["runs"])
+    assert list((out / "slurm").iterdir())  # submitit's job folders with the logs
+
+
+def test_a_run_whose_kernel_is_killed_is_resumed_by_the_next_invocation(tmp_path):
+    flags = [*FLAGS[:1], "8", *FLAGS[2:]]  # 8 steps
+    whole = run_batch(args(tmp_path / "whole", gates="sigmoid", jobs=1), flags)
+    assert whole["runs"][0]["status"] == "finished"
+
+    import threading
+
+    out = tmp_path / "b"
+    run_dir = out / "sigmoid-equal-seed0"
+    killed = []
+
+    def kill_the_kernel():  # the training process is the kernel; it names itself in owner.json
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            metrics = run_dir / "metrics.jsonl"
+            if metrics.exists() and metrics.read_text().count("\n") >= 3 and (run_dir / "owner.json").exists():
+                pid = json.loads((run_dir / "owner.json").read_text())["pid"]
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                return
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_the_kernel)
+    killer.start()
+    first = run_batch(args(out, gates="sigmoid", jobs=1), flags)
+    killer.join()
+    assert killed and first["runs"][0]["status"] == "failed" and "DeadKernelError" in first["runs"][0]["error"]
+    again = run_batch(args(out, gates="sigmoid", jobs=1), flags)
+    assert again["runs"][0]["status"] == "finished"
+    assert json.loads((run_dir / "status.json").read_text())["resumed_from"].endswith(("checkpoint-2", "checkpoint-4"))
+    timing = ("step_time",)
+    rows_whole = read_metrics(tmp_path / "whole" / "sigmoid-equal-seed0")
+    rows_run = read_metrics(run_dir)
+    assert [r["step"] for r in rows_run] == list(range(1, 9))
+    for a, b in zip(rows_whole, rows_run):
+        assert {k: v for k, v in a.items() if k not in timing} == {k: v for k, v in b.items() if k not in timing}
+    final_a = load_file(str(tmp_path / "whole" / "sigmoid-equal-seed0" / "final" / "model.safetensors"))
+    final_b = load_file(str(run_dir / "final" / "model.safetensors"))
+    assert all((final_a[k] == final_b[k]).all() for k in final_a)

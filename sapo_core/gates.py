@@ -88,8 +88,11 @@ def _check_name(name) -> None:
 
 
 def _check_tensor(name: str, x) -> None:
+    """A floating torch.Tensor (the gates' functions are not defined on integer or complex tensors)."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating tensor (e.g. torch.float32), got a {x.dtype} tensor")
 
 
 @dataclass(frozen=True)
@@ -280,6 +283,8 @@ def clip_weight(x: torch.Tensor, advantage_sign: float | torch.Tensor, eps_low: 
     _check_tensor("x", x)
     if not (isinstance(advantage_sign, torch.Tensor) or _is_real(advantage_sign)):
         raise TypeError(f"advantage_sign must be a real number or a tensor, got {type(advantage_sign).__name__}")
+    if _is_real(advantage_sign) and math.isnan(advantage_sign):  # nan > 0 is false: it would pass as A < 0
+        raise ValueError("advantage_sign must not be nan")
     for name, eps in (("eps_low", eps_low), ("eps_high", eps_high)):
         if not _is_real(eps):
             raise TypeError(f"{name} must be a real number, got {type(eps).__name__} {eps!r}")

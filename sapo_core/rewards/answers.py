@@ -14,7 +14,8 @@ from typing import Any
 
 from sapo_core.prompts import ANSWER_CLOSE, ANSWER_OPEN
 
-__all__ = ["as_batch", "completion_text", "extract_answer", "normalize_answer", "normalize_gold", "quick_verdict"]
+__all__ = ["as_batch", "check_text", "completion_text", "extract_answer", "normalize_answer", "normalize_gold",
+           "quick_verdict"]
 
 QUICK_MAX_DIGITS = 100  # integers longer than this go to math-verify like anything else
 
@@ -31,6 +32,13 @@ _MATH_WORDS = frozenset({"pi", "sqrt", "root", "ln", "log", "exp", "sin", "cos",
                          "cubed", "power", "percent", "i", "e"})
 _WORDS_RE = re.compile(r"[A-Za-z]{2,}(?: [A-Za-z]+)*")  # `east`, `True`, `no solution`
 _DELIMITERS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"), ("\\boxed{", "}"), ("\\fbox{", "}"))
+
+
+def check_text(value: Any, name: str) -> str:
+    """`value` if it is a string, else a TypeError naming `name`."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a string, got {type(value).__name__} {value!r:.100}")
+    return value
 
 
 def as_batch(values: Any, name: str) -> list:
@@ -74,6 +82,7 @@ def extract_answer(text: str) -> str | None:
     >>> extract_answer("<answer> 42") is None
     True
     """
+    check_text(text, "text")
     end = text.rfind(ANSWER_CLOSE)
     if end < 0:
         return None
@@ -111,6 +120,7 @@ def normalize_answer(text: str) -> str:
     >>> normalize_answer("\\\\frac{1}{2}")
     '\\\\frac{1}{2}'
     """
+    check_text(text, "text")
     s = text.strip()
     for _ in range(3):  # peel up to three layers, e.g. `$\boxed{72}$`
         before = s
@@ -175,6 +185,8 @@ def quick_verdict(answer: str, gold: str) -> float | None:
     >>> quick_verdict("025", "25"), quick_verdict("26", "25"), quick_verdict("0.5", "1/2")
     (1.0, 0.0, None)
     """
+    check_text(answer, "answer")
+    check_text(gold, "gold")
     if (_WORDS_RE.fullmatch(gold) and _WORDS_RE.fullmatch(answer)
             and " ".join(answer.casefold().split()) == " ".join(gold.casefold().split())):
         return 1.0  # different words go to math-verify: `ab` and `ba` are the same product

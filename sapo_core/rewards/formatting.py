@@ -7,13 +7,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from sapo_core.prompts import ANSWER_CLOSE, ANSWER_OPEN, TAGS, THINK_CLOSE, THINK_OPEN
-from sapo_core.rewards.answers import as_batch, completion_text
+from sapo_core.rewards.answers import as_batch, check_text, completion_text
 
 __all__ = ["format_reward", "is_formatted"]
 
 
 def is_formatted(text: str) -> bool:
     """method §3.2 layout: each tag exactly once, in order, non-blank blocks, only white space outside."""
+    check_text(text, "text")
     if any(text.count(tag) != 1 for tag in TAGS):  # missing, duplicated or nested tags
         return False
     think_open, think_close = text.find(THINK_OPEN), text.find(THINK_CLOSE)

@@ -46,6 +46,7 @@ from pebble import ProcessExpired, ProcessPool
 from sapo_core.rewards import worker
 from sapo_core.rewards.answers import (
     as_batch,
+    check_text,
     completion_text,
     extract_answer,
     normalize_answer,
@@ -130,6 +131,8 @@ class Grader:
             num_workers = default_num_workers()
         if not _is_count(num_workers):
             raise ValueError(f"num_workers must be an int >= 1, got {num_workers!r}")
+        if not isinstance(warm_up, bool):
+            raise TypeError(f"warm_up must be True or False, got {warm_up!r}")
         if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not 0 < timeout_s < math.inf:
             raise ValueError(f"timeout_s must be a finite number of seconds > 0, got {timeout_s!r}")
         if memory_limit_mb is not None and not _is_count(memory_limit_mb):
@@ -137,7 +140,7 @@ class Grader:
         self.num_workers = num_workers
         self.timeout_s = float(timeout_s)
         self.memory_limit_mb = memory_limit_mb
-        self.warm_up = bool(warm_up)
+        self.warm_up = warm_up
         self._stats = RewardStats()
         self._verdicts: OrderedDict[tuple[str | None, str], float | None] = OrderedDict()
         self._bad_golds: set[str] = set()  # distinct unparseable golds, each logged once
@@ -166,7 +169,7 @@ class Grader:
                 raise RuntimeError("this Grader is closed")
             for i, (answer, gold) in enumerate(zip(answers, golds)):
                 gold_s = normalize_gold(gold)
-                answer_s = None if answer is None else normalize_answer(answer)
+                answer_s = None if answer is None else normalize_answer(check_text(answer, f"answers[{i}]"))
                 key = (answer_s, gold_s)
                 verdict = None if answer_s is None else quick_verdict(answer_s, gold_s)
                 if verdict is not None:
@@ -336,6 +339,9 @@ class CorrectnessReward:
     __name__ = "correctness_reward"
 
     def __init__(self, grader: Grader | None = None):
+        if grader is not None and not isinstance(grader, Grader):
+            raise TypeError(f"grader must be a sapo_core.rewards.Grader or None (the default grader), got "
+                            f"{type(grader).__name__} {grader!r:.100}")
         self.grader = grader
 
     def __call__(self, completions: Sequence[Any], answer: Sequence[Any],

@@ -303,6 +303,7 @@ def test_worker_dead_while_idle_does_not_cost_an_item():
     with Grader(num_workers=1, warm_up=False) as g:
         assert g.grade(["\\sqrt{4}"], ["2"]) == [1.0]
         (pid,) = new_workers(before)
+        assert os.getsid(pid) == pid != os.getsid(0)  # a session of its own: terminal signals are the parent's
         os.kill(pid, signal.SIGKILL)
         time.sleep(0.5)
         assert g.grade(["\\sqrt{9}"], ["3"]) == [1.0]

@@ -32,6 +32,7 @@ holds results is never overwritten.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import importlib.util
 import json
@@ -53,7 +54,7 @@ from typing import Any, NamedTuple, Protocol
 import numpy as np
 from scipy import stats
 
-from sapo_core.paths import REPO_ROOT, runs_dir
+from sapo_core.paths import REPO_ROOT, runs_dir, write_atomic
 from sapo_core.prompts import SYSTEM_PROMPT, USER_TEMPLATE
 from sapo_core.rewards import correctness_reward, extract_answer, format_reward, normalize_gold
 
@@ -74,7 +75,7 @@ N_RESAMPLES = 10_000
 INTERVAL_METHOD = "percentile bootstrap over problems (scipy.stats.bootstrap)"
 PACKAGES = ("sapo_core", "torch", "transformers", "trl", "datasets", "math-verify", "scipy", "vllm")
 WEIGHT_FILES = ("*.safetensors", "pytorch_model*.bin", "*.safetensors.index.json", "pytorch_model.bin.index.json")
-DEFAULT_HF_BATCH = 256  # sequences (prompts x n) per `model.generate` call
+DEFAULT_HF_BATCH = 128  # sequences (prompts x n) per `model.generate` call
 
 
 class EvaluationError(ValueError):
@@ -270,9 +271,10 @@ class HFGenerator:
 
     name = "hf"
 
-    def __init__(self, model, tokenizer, *, batch_size: int | None = None):
+    def __init__(self, model, tokenizer, *, batch_size: int | None = None, share_prompt_cache: bool = True):
         self.model, self.tokenizer = model, tokenizer
         self.batch_size = batch_size or DEFAULT_HF_BATCH
+        self.share_prompt_cache = share_prompt_cache  # False: plain `generate(num_return_sequences=n)`
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, *, batch_size: int | None = None) -> HFGenerator:
@@ -297,7 +299,7 @@ class HFGenerator:
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
         return {"name": self.name, "version": f"transformers {transformers.__version__}", "device": str(device),
                 "device_name": name, "dtype": str(self.model.dtype).removeprefix("torch."),
-                "batch_size": self.batch_size}
+                "batch_size": self.batch_size, "share_prompt_cache": self.share_prompt_cache}
 
     def generate(self, prompts, *, n, temperature, top_p, max_new_tokens, seed, progress=True):
         import torch
@@ -322,7 +324,7 @@ class HFGenerator:
                     batch = order[start:start + per_batch]
                     enc = tok.pad({"input_ids": [ids[i] for i in batch]}, padding=True, padding_side="left",
                                   return_tensors="pt").to(model.device)
-                    gen = model.generate(**enc, generation_config=config)[:, enc["input_ids"].shape[1]:].tolist()
+                    gen = self._generate(enc, config, n)[:, enc["input_ids"].shape[1]:].tolist()
                     for row, i in enumerate(batch):
                         out[i] = [self._completion(gen[row * n + j], eos, max_new_tokens) for j in range(n)]
                     bar.update(len(batch) * n)
@@ -330,6 +332,23 @@ class HFGenerator:
             bar.close()
             model.train(was_training)
         return out
+
+    def _generate(self, enc, config, n: int):
+        """`model.generate` of n samples per prompt (rows grouped by prompt). With n > 1 each prompt is encoded
+        once and its key/value cache repeated for its n samples, as vLLM's prefix caching does: the encoding
+        of the prompt, most of the work for short answers, is not done n times over."""
+        model, ids, mask = self.model, enc["input_ids"], enc["attention_mask"]
+        if n == 1 or ids.shape[1] < 2 or not self.share_prompt_cache:
+            return model.generate(**enc, generation_config=config)
+        head = mask[:, :-1]  # every prompt token but the last; generate starts from the last one
+        prefix = model(input_ids=ids[:, :-1], attention_mask=head, position_ids=(head.cumsum(-1) - 1).clamp(min=0),
+                       use_cache=True, logits_to_keep=1)
+        cache = prefix.cache
+        cache.batch_repeat_interleave(n)
+        single = copy.deepcopy(config)
+        single.num_return_sequences = 1  # the rows are already repeated
+        return model.generate(input_ids=ids.repeat_interleave(n, 0), attention_mask=mask.repeat_interleave(n, 0),
+                              cache=cache, generation_config=single)
 
     def _completion(self, tokens: list[int], eos: set[int], max_new_tokens: int) -> Completion:
         """Tokens up to and including the first end-of-sequence token (the rest is padding), decoded."""
@@ -646,9 +665,7 @@ def _provenance() -> dict[str, Any]:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)  # a crash never leaves half a file
+    write_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def write_records(evaluation: Evaluation, out: str | os.PathLike) -> Path:

@@ -6,8 +6,10 @@ Notebooks call these and save with `save_figure`, which writes `<name>.png` and 
 from __future__ import annotations
 
 import io
+import math
 import os
 import statistics
+from numbers import Real
 from pathlib import Path
 
 import matplotlib
@@ -29,17 +31,46 @@ def _color(name: str, i: int) -> str:
     return GATE_COLORS.get(name, f"C{(i + 4) % 10}")
 
 
+def _is_real(value) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def _check_names(gate_names) -> list:
+    """A list of gate names or Gates (not a bare string, which would be read per character)."""
+    if isinstance(gate_names, (str, G.Gate)) or not isinstance(gate_names, (list, tuple)):
+        raise TypeError(f"gate_names must be a list of gate names or Gates, got {type(gate_names).__name__} "
+                        f"{gate_names!r}")
+    if not gate_names:
+        raise ValueError("gate_names is empty; give at least one gate")
+    return [G.get_gate(name) for name in gate_names]
+
+
+def _check_batch(data) -> None:
+    from sapo_core.compare import BatchData
+
+    if not isinstance(data, BatchData):
+        raise TypeError(f"data must be a sapo_core.compare.BatchData (compare.load_batch(DIR)), got "
+                        f"{type(data).__name__}")
+
+
 def gate_figure(gate_names=("sigmoid", "erf", "arctan", "softsign"), tau: float = 1.0,
                 tau_convention: str = "equal", x_range: tuple[float, float] = (0.0, 3.0),
                 epsilon: float = 0.2, n_points: int = 1201):
     """Figure 1 (method §5): each gate f_tau(x) and its derivative f_tau'(x), beside hard clipping."""
+    gates = _check_names(gate_names)
+    taus = [G.resolve_tau(gate, tau, tau_convention) for gate in gates]  # tau > 0 and finite, a known convention
+    if not (isinstance(x_range, (list, tuple)) and len(x_range) == 2 and all(map(_is_real, x_range))
+            and all(map(math.isfinite, x_range))):
+        raise TypeError(f"x_range must be a pair of finite numbers (x_min, x_max), got {x_range!r}")
     if not x_range[0] < x_range[1]:
         raise ValueError(f"x_range must be increasing, got {x_range}")
+    if not (_is_real(epsilon) and 0 <= epsilon < 1):  # false for nan
+        raise ValueError(f"epsilon must be a number in [0, 1) (hard clipping's trust region), got {epsilon!r}")
+    if not (isinstance(n_points, int) and not isinstance(n_points, bool) and n_points >= 2):
+        raise ValueError(f"n_points must be an int >= 2, got {n_points!r}")
     x = torch.linspace(x_range[0], x_range[1], n_points, dtype=torch.float64)
     fig, (ax_f, ax_w) = plt.subplots(1, 2, figsize=(11, 5.0), constrained_layout=True)
-    for i, name in enumerate(gate_names):
-        gate = G.get_gate(name)
-        t = G.resolve_tau(gate, tau, tau_convention)
+    for i, (gate, t) in enumerate(zip(gates, taus)):
         label = f"{gate.name} (tau={t:.3g}, {gate.tail} tail)"
         ax_f.plot(x, gate.value(x, t), color=_color(gate.name, i), label=label, lw=1.8)
         ax_w.plot(x, gate.weight(x, t), color=_color(gate.name, i), label=label, lw=1.8)
@@ -74,8 +105,17 @@ def training_curves(runs: dict[str, list[dict]] | list[dict], panels=TRAINING_PA
     """Reward, entropy, ratio-variance and gate-weight curves over steps for one run or several labelled runs."""
     if isinstance(runs, list):
         runs = {"run": runs}
+    if not isinstance(runs, dict):
+        raise TypeError(f"runs must be a list of metric rows (train.read_metrics) or a dict of them by label, got "
+                        f"{type(runs).__name__}")
     if not runs or not all(runs.values()):
         raise ValueError("training_curves needs at least one run with logged rows")
+    for label, rows in runs.items():
+        bad = next((r for r in rows if not (isinstance(r, dict) and "step" in r)), None) \
+            if isinstance(rows, list) else rows
+        if bad is not None:
+            raise ValueError(f"runs[{label!r}] must be a list of metric rows (dicts with a 'step'), "
+                             f"found {bad!r:.100}")
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), constrained_layout=True)
     styles = ("-", "--", ":")
     for ax, (title, series) in zip(axes, panels):
@@ -102,6 +142,12 @@ def save_figure(fig, name: str, out_dir: str | os.PathLike | None = None, *, ove
     existing figure byte-identical. A figure whose content would change is never replaced silently:
     that raises FileExistsError unless `overwrite=True`. Nothing is written unless both files can be.
     """
+    if not isinstance(fig, matplotlib.figure.Figure):
+        raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
+    if not isinstance(name, str):
+        raise TypeError(f"figure name must be a string, got {type(name).__name__} {name!r}")
+    if not isinstance(overwrite, bool):
+        raise TypeError(f"overwrite must be True or False, got {overwrite!r}")
     if not name or any(c in name for c in "/\\ "):
         raise ValueError(f"figure name must be a plain file stem without spaces or slashes, got {name!r}")
     out = figures_dir(out_dir)
@@ -126,8 +172,11 @@ def save_figure(fig, name: str, out_dir: str | os.PathLike | None = None, *, ove
 
 def _eval_runs(results) -> dict[str, dict]:
     """{label: results.json dict} from one evaluation's results or several labelled ones."""
+    if not isinstance(results, dict):
+        raise TypeError(f"results must be an evaluation's results (results.json's dict) or a dict of them by label, "
+                        f"got {type(results).__name__}")
     runs = {"model": results} if "benchmarks" in results else dict(results)
-    if not runs or not all(r.get("benchmarks") for r in runs.values()):
+    if not runs or not all(isinstance(r, dict) and r.get("benchmarks") for r in runs.values()):
         raise ValueError("need at least one evaluation with benchmark results (results.json's dict)")
     return runs
 
@@ -198,6 +247,7 @@ def seed_band_curves(data, panels=COMPARE_PANELS):
     """Per gate: the mean over seeds of each metric against step, with the min-max band over seeds."""
     from sapo_core import compare
 
+    _check_batch(data)
     fig, axes = plt.subplots(1, len(panels), figsize=(4.3 * len(panels), 3.8), constrained_layout=True)
     for ax, (key, title) in zip(axes, panels):
         for i, (group, c) in enumerate(compare.curves(data, key).items()):
@@ -221,6 +271,10 @@ def ratio_distribution(data, bins: int = 60, x_max: float = 3.0):
 
     from sapo_core import compare
     from sapo_core.trainer import RATIO_HIST_EDGES
+
+    _check_batch(data)
+    if not (_is_real(x_max) and 0 < x_max < math.inf):
+        raise ValueError(f"x_max must be a finite number > 0, got {x_max!r}")
 
     edges = np.asarray(RATIO_HIST_EDGES)
     groups = data.groups
@@ -269,6 +323,9 @@ def accuracy_by_gate(data, benchmark: str = "synthetic"):
     over seeds (bar)."""
     from sapo_core import compare
 
+    _check_batch(data)
+    if not isinstance(benchmark, str):
+        raise TypeError(f"benchmark must be a benchmark name (str), got {type(benchmark).__name__} {benchmark!r}")
     acc = compare.accuracy(data, benchmark)
     fig, ax = plt.subplots(figsize=(1.3 * max(len(acc), 3) + 1.5, 3.8), constrained_layout=True)
     for i, (group, entries) in enumerate(acc.items()):

@@ -226,6 +226,16 @@ def test_sampling_is_seeded_and_leaves_the_caller_alone(tiny_model):
     assert in_memory.results["model"]["given"].startswith("<in-memory")
 
 
+def test_a_shared_prompt_cache_samples_what_plain_generate_samples(tiny_model):
+    model, tokenizer = tiny_model
+    prompts = E.load_benchmark("synthetic", limit=12)["prompt"]
+    kwargs = {"n": 4, "temperature": 0.7, "top_p": 0.95, "max_new_tokens": 64, "seed": 1, "progress": False}
+    shared = E.HFGenerator(model, tokenizer, batch_size=16).generate(prompts, **kwargs)
+    plain = E.HFGenerator(model, tokenizer, batch_size=16, share_prompt_cache=False).generate(prompts, **kwargs)
+    assert shared == plain
+    assert len({c.text for row in shared for c in row}) > 12
+
+
 def test_records_are_complete(tmp_path):
     out = tmp_path / "ev"
     ev = E.evaluate("tiny", "synthetic", n=3, limit=10, backend="hf", out=out, progress=False,

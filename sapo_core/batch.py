@@ -38,7 +38,7 @@ from typing import Literal
 from sapo_core.config import ConfigError, parse_args
 from sapo_core.paths import REPO_ROOT, write_atomic
 
-__all__ = ["BatchArguments", "BatchError", "RunSpec", "run_batch", "run_one", "read_batch", "main"]
+__all__ = ["BatchArguments", "BatchError", "RunSpec", "execute_notebook", "run_batch", "run_one", "read_batch", "main"]
 
 log = logging.getLogger(__name__)
 NOTEBOOKS = REPO_ROOT / "notebooks"
@@ -139,8 +139,10 @@ def training_argv(config: str, spec: RunSpec, run_dir: Path) -> list[str]:
 # One run: notebook 02 (train), then notebook 03 (evaluate), in the run directory
 # ---------------------------------------------------------------------------------------------
 
-def _execute(notebook: str, out: Path, parameters: dict, timeout_s: int) -> None:
-    """papermill `notebooks/<notebook>` into `out`; an earlier attempt's copy is kept under a new name."""
+def execute_notebook(notebook: str, out: Path, parameters: dict, timeout_s: int | None = None, *,
+                     progress_bar: bool = False) -> None:
+    """papermill `notebooks/<notebook>` into `out` on an IPC kernel; an earlier attempt's copy is kept under a
+    new name (`<name>.attemptN.ipynb`), never overwritten."""
     import papermill
     from jupyter_client.manager import AsyncKernelManager
 
@@ -157,7 +159,8 @@ def _execute(notebook: str, out: Path, parameters: dict, timeout_s: int) -> None
             attempt += 1
         out.rename(out.with_name(f"{out.stem}.attempt{attempt}.ipynb"))
     papermill.execute_notebook(str(NOTEBOOKS / notebook), str(out), parameters=parameters, cwd=str(out.parent),
-                               progress_bar=False, execution_timeout=timeout_s, kernel_manager_class=IPCKernelManager,
+                               progress_bar=progress_bar, execution_timeout=timeout_s,
+                               kernel_manager_class=IPCKernelManager,
                                start_timeout=120)
 
 
@@ -179,14 +182,14 @@ def run_one(spec: RunSpec, batch_dir: str, settings: dict) -> dict:
     try:
         status = _read_json(run_dir / "status.json") or {}
         if status.get("state") != "finished":
-            _execute("02_train.ipynb", run_dir / "02_train.ipynb", {
+            execute_notebook("02_train.ipynb", run_dir / "02_train.ipynb", {
                 "config": settings["config"], "gate": spec.gate, "seed": spec.seed,
                 "flags": ["--tau_convention", spec.tau_convention, *spec.flags], "run_dir": str(run_dir),
                 "resume": status.get("state") is not None, "accelerate_config": settings["accelerate_config"],
             }, timeout_s)
         results = _read_json(run_dir / EVAL_DIR / "results.json") or {}
         if not results.get("complete"):
-            _execute("03_evaluate.ipynb", run_dir / "03_evaluate.ipynb", {
+            execute_notebook("03_evaluate.ipynb", run_dir / "03_evaluate.ipynb", {
                 "model": str(run_dir), "benchmarks": settings["eval_benchmarks"], "n": settings["eval_n"],
                 "temperature": settings["eval_temperature"], "limit": settings["eval_limit"], "backend": "auto",
                 "out": str(run_dir / EVAL_DIR),

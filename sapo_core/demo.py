@@ -21,22 +21,20 @@ import sys
 import time
 from pathlib import Path
 
-from sapo_core.paths import REPO_ROOT, figures_dir, runs_dir
+from sapo_core.paths import figures_dir, runs_dir
 
 log = logging.getLogger(__name__)
-NOTEBOOKS = REPO_ROOT / "notebooks"
 RECIPE = "configs/tiny-offpolicy.yaml"
 DEMO_GATES = "clip,sigmoid,erf,arctan,softsign"
 
 
 def run_notebook(name: str, out: Path, parameters: dict | None = None) -> Path:
-    """Execute `notebooks/<name>` with papermill into `out` (never over an existing file)."""
-    import papermill  # notebooks extra; imported here so the package works without it
+    """Execute `notebooks/<name>` with papermill into `out` (a new file), on an IPC kernel like the batch's."""
+    from sapo_core.batch import execute_notebook
 
     if out.exists():
         raise FileExistsError(f"{out} exists; choose a new run directory")
-    papermill.execute_notebook(str(NOTEBOOKS / name), str(out), parameters=parameters or {},
-                               cwd=str(NOTEBOOKS), progress_bar=True)
+    execute_notebook(name, out, parameters or {}, progress_bar=True)
     return out
 
 
@@ -55,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     demo_dir = (args.out or runs_dir() / time.strftime("demo-%Y%m%d-%H%M%S")).resolve()
     demo_dir.mkdir(parents=True, exist_ok=False)
     start = time.perf_counter()
-    run_notebook("01_gate_properties.ipynb", demo_dir / "01_gate_properties.ipynb")
+    run_notebook("01_gate_properties.ipynb", demo_dir / "01_gate_properties.ipynb", {"interactive": False})
     log.info("Figure 1 written to %s", figures_dir())
     flags = [] if args.max_steps is None else ["--max_steps", str(args.max_steps)]
     batch_dir = demo_dir / "batch"

@@ -22,6 +22,8 @@ shape differently per run); turn it on explicitly when sampler/trainer mismatch 
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from transformers import TrainerCallback
 from trl import GRPOTrainer
@@ -39,6 +41,11 @@ from sapo_core.loss import (
 )
 
 __all__ = ["GatedGRPOConfig", "GatedGRPOTrainer", "RATIO_HIST_EDGES", "ratio_histogram"]
+
+# TRL 1.16 reads the model's `is_gradient_checkpointing`, which transformers 5 renamed and warns about on every
+# step; the caller is TRL's, so a user can do nothing about it. Silenced by message, category and module only.
+warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning,
+                        module=r"transformers\.modeling_utils")
 
 # The distribution of the ratios the gate saw (logged as shares of tokens, `ratio/hist/NN`): 60 bins of width 0.05
 # over [0, 3) and one for r >= 3, so a comparison can overlay it with each gate's weight f'(r) (notebook 04).

@@ -104,10 +104,27 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
 )}
 
 
+def _check_int(name: str, value: Any, minimum: int | None = None) -> None:
+    """An int (not a bool) >= minimum, else TypeError/ValueError naming `name`."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+def _check_dir(name: str, value: Any) -> Path:
+    """A directory argument as a Path: a non-empty str or os.PathLike, else TypeError/ValueError naming `name`."""
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a path (str or os.PathLike), got {type(value).__name__} {value!r}")
+    if not str(value).strip():
+        raise ValueError(f"{name} is empty (an unset shell variable?); give a directory")
+    return Path(value)
+
+
 def _resolve_data_dir(data_dir: str | os.PathLike | None) -> Path | None:
     """`data_dir`, else env SAPO_DATA_DIR, else None (the hub)."""
     if data_dir is not None:
-        return Path(data_dir)
+        return _check_dir("data_dir", data_dir)
     env = os.environ.get(DATA_DIR_ENV)
     return Path(env) if env else None
 
@@ -158,6 +175,7 @@ def _field(record: dict[str, Any], field: str, where: str) -> Any:
 def _rows(source: Source, split: str, records: Iterable[tuple[str, dict[str, Any]]], origin: str) -> Dataset:
     """The common schema (COLUMNS) from raw records."""
     rows: dict[str, list] = {c: [] for c in COLUMNS}
+    first_seen: dict[str, str] = {}  # id -> where it first appeared
     for index, (where, record) in enumerate(records):
         problem = _field(record, source.problem_field, where)
         answer = _field(record, source.answer_field, where)
@@ -168,6 +186,14 @@ def _rows(source: Source, split: str, records: Iterable[tuple[str, dict[str, Any
             raise DatasetFormatError(f"{where}: field {source.answer_field!r} must be a string or an int, "
                                      f"got {answer!r:.80}")
         native = _field(record, source.id_field, where) if source.id_field else f"{split}-{index}"
+        if not isinstance(native, (str, int)):
+            raise DatasetFormatError(f"{where}: field {source.id_field!r} (the id) must be a string or an int, "
+                                     f"got {native!r:.80}")
+        row_id = f"{source.name}-{native}"
+        if row_id in first_seen:  # two problems under one id would be merged by every per-problem statistic
+            raise DatasetFormatError(f"{where}: duplicate id {row_id!r} ({source.id_field} {native!r}), first at "
+                                     f"{first_seen[row_id]}; ids must be unique within {origin}")
+        first_seen[row_id] = where
         rows["prompt"].append(make_prompt(problem))
         # GSM8K golds are `reasoning #### 1,000`: keep the final answer, `1000` (the reward accepts both).
         if source.name == "gsm8k":
@@ -177,7 +203,7 @@ def _rows(source: Source, split: str, records: Iterable[tuple[str, dict[str, Any
             answer = normalize_gold(answer)
         rows["answer"].append(str(answer).strip())
         rows["source"].append(source.name)
-        rows["id"].append(f"{source.name}-{native}")
+        rows["id"].append(row_id)
     if not rows["id"]:
         raise DatasetFormatError(f"{origin}: no records ({source.name} {split})")
     return Dataset.from_dict(rows)
@@ -185,10 +211,10 @@ def _rows(source: Source, split: str, records: Iterable[tuple[str, dict[str, Any
 
 def load_source(name: str, split: str, data_dir: str | os.PathLike | None = None) -> Dataset:
     """Dataset `name` (a key of SOURCES), `split`, from `data_dir`/env SAPO_DATA_DIR if set, else the hub."""
-    if name not in SOURCES:
+    if not isinstance(name, str) or name not in SOURCES:
         raise ValueError(f"unknown dataset {name!r}; available: {', '.join(SOURCES)}")
     source = SOURCES[name]
-    if split not in source.splits:
+    if not isinstance(split, str) or split not in source.splits:
         raise ValueError(f"{name} has no split {split!r}; available: {', '.join(source.splits)}")
     root = _resolve_data_dir(data_dir)
     if root is None:
@@ -224,8 +250,10 @@ def aime25(data_dir: str | os.PathLike | None = None) -> Dataset:
 
 def training_mix(n: int, seed: int = 0, data_dir: str | os.PathLike | None = None) -> Dataset:
     """method §3 training data: n/2 GSM8K-train and n/2 DeepMath rows, drawn and shuffled with `seed`."""
-    if not isinstance(n, int) or n < 2 or n % 2:
+    _check_int("n", n)
+    if n < 2 or n % 2:
         raise ValueError(f"n must be an even int >= 2 (equal halves), got {n!r}")
+    _check_int("seed", seed)
     parts = [gsm8k("train", data_dir), deepmath(data_dir)]
     half = n // 2
     for part in parts:
@@ -242,11 +270,19 @@ def training_mix(n: int, seed: int = 0, data_dir: str | os.PathLike | None = Non
 def download(out_dir: str | os.PathLike, names: Sequence[str] | None = None,
              overwrite: bool = False) -> list[Path]:
     """Write the hub datasets into `out_dir` in the local layout (<source>/<split>.jsonl); returns paths."""
-    out = Path(out_dir)
+    out = _check_dir("out_dir", out_dir)
+    if isinstance(names, (str, bytes)) or not (names is None or isinstance(names, Sequence)):
+        raise TypeError(f"names must be a list of dataset names (or None for all), got {type(names).__name__} "
+                        f"{names!r}")
+    if not isinstance(overwrite, bool):
+        raise TypeError(f"overwrite must be True or False, got {overwrite!r}")
+    for name in names or ():
+        if not isinstance(name, str) or name not in SOURCES:
+            raise ValueError(f"unknown dataset {name!r}; available: {', '.join(SOURCES)}")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out_dir {str(out)!r} exists and is not a directory")
     written = []
     for name in names or list(SOURCES):
-        if name not in SOURCES:
-            raise ValueError(f"unknown dataset {name!r}; available: {', '.join(SOURCES)}")
         source = SOURCES[name]
         for split, hub_split in source.splits.items():
             path = out / name / f"{split}.jsonl"
@@ -268,18 +304,33 @@ def download(out_dir: str | os.PathLike, names: Sequence[str] | None = None,
     return written
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """CLI: `python -m sapo_core.data download --out DIR [--only gsm8k math500 ...] [--overwrite]`."""
-    parser = argparse.ArgumentParser(prog="python -m sapo_core.data", description=__doc__.split("\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True)
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are raised (main prints them as one line) instead of a usage block and exit."""
+
+    def error(self, message):
+        raise ValueError(message)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: `python -m sapo_core.data download --out DIR [--only gsm8k math500 ...] [--overwrite]`.
+
+    A refused input, an unreachable hub or an unwritable directory is one line `error: ...` on stderr and
+    exit status 2."""
+    parser = _Parser(prog="python -m sapo_core.data", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     dl = commands.add_parser("download", help="download the hub datasets into the local layout")
     dl.add_argument("--out", required=True, type=Path, help="target directory (use it as SAPO_DATA_DIR)")
     dl.add_argument("--only", nargs="+", choices=list(SOURCES), help="datasets to fetch (default: all)")
     dl.add_argument("--overwrite", action="store_true", help="replace files that already exist")
-    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    for path in download(args.out, args.only, args.overwrite):
-        logger.info("ok %s", path)
+    try:
+        args = parser.parse_args(argv)
+        for path in download(args.out, args.only, args.overwrite):
+            logger.info("ok %s", path)
+    except (ValueError, DataUnavailableError, OSError) as err:  # DatasetFormatError is a ValueError
+        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
+        return 2
+    return 0
 
 
 _NAMES = ("Ann", "Ben", "Cal", "Dee", "Eve", "Finn", "Gus", "Hal", "Ivy", "Jo")
@@ -309,12 +360,13 @@ def _problem(rng: random.Random, steps: int, max_operand: int) -> tuple[str, str
 def synthetic_arithmetic(n: int, seed: int = 0, *, min_steps: int = 1, max_steps: int = 1,
                          max_operand: int = 99, split: str = "train") -> Dataset:
     """`n` integer word problems (min_steps..max_steps additions/subtractions), deterministic for a seed."""
-    if not isinstance(n, int) or n <= 0:
-        raise ValueError(f"n must be a positive int, got {n!r}")
-    if not (isinstance(min_steps, int) and isinstance(max_steps, int) and 1 <= min_steps <= max_steps):
-        raise ValueError(f"need integers 1 <= min_steps <= max_steps, got {min_steps!r}, {max_steps!r}")
-    if not isinstance(max_operand, int) or max_operand < 1:
-        raise ValueError(f"max_operand must be an int >= 1, got {max_operand!r}")
+    _check_int("n", n, 1)
+    _check_int("seed", seed)
+    _check_int("min_steps", min_steps, 1)
+    _check_int("max_steps", max_steps, 1)
+    if min_steps > max_steps:
+        raise ValueError(f"need min_steps <= max_steps, got min_steps={min_steps!r}, max_steps={max_steps!r}")
+    _check_int("max_operand", max_operand, 1)
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     # Distinct streams per split so a held-out set never reuses the training draws of the same seed.
@@ -331,4 +383,4 @@ def synthetic_arithmetic(n: int, seed: int = 0, *, min_steps: int = 1, max_steps
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

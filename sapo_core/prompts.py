@@ -23,7 +23,9 @@ USER_TEMPLATE = "{problem}"
 
 def make_prompt(problem: str) -> list[dict[str, str]]:
     """The chat messages (system + user) that pose `problem`."""
-    if not isinstance(problem, str) or not problem.strip():
+    if not isinstance(problem, str):
+        raise TypeError(f"problem must be a non-empty string, got {type(problem).__name__} {problem!r:.100}")
+    if not problem.strip():
         raise ValueError(f"problem must be a non-empty string, got {problem!r}")
     return [{"role": "system", "content": SYSTEM_PROMPT},
             {"role": "user", "content": USER_TEMPLATE.format(problem=problem)}]
@@ -31,4 +33,7 @@ def make_prompt(problem: str) -> list[dict[str, str]]:
 
 def format_completion(reasoning: str, answer: str) -> str:
     """A completion in the required layout: `<think> reasoning </think> <answer> answer </answer>`."""
+    for name, value in (("reasoning", reasoning), ("answer", answer)):
+        if not isinstance(value, str):
+            raise TypeError(f"{name} must be a string, got {type(value).__name__} {value!r:.100}")
     return f"{THINK_OPEN} {reasoning} {THINK_CLOSE} {ANSWER_OPEN} {answer} {ANSWER_CLOSE}"

@@ -26,13 +26,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import platform
 import shutil
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
@@ -51,6 +52,7 @@ from transformers import (
 from sapo_core.data import synthetic_arithmetic
 from sapo_core.prompts import TAGS
 from sapo_core.rewards import extract_answer, format_reward
+from sapo_core.rewards.answers import as_batch
 
 __all__ = [
     "PAD_TOKEN", "EOS_TOKEN", "UNK_TOKEN", "ROLE_TOKENS", "CHAT_TEMPLATE", "DEFAULT_DIR",
@@ -124,11 +126,28 @@ class TinyBuildConfig:
     max_new_tokens: int = 64  # generation budget for probes and evaluation
 
     def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.type == "int":  # every count and seed: an int (not a bool), >= 0, and >= 1 unless it may be 0
+                if not isinstance(value, int) or isinstance(value, bool):
+                    raise TypeError(f"{f.name} must be an int, got {type(value).__name__} {value!r}")
+                least = 0 if f.name in ("seed", "probe_seed", "eval_seed", "warmup_steps") else 1
+                if value < least:
+                    raise ValueError(f"{f.name} must be an int >= {least}, got {value!r}")
+            elif not (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)):
+                raise ValueError(f"{f.name} must be a finite number, got {value!r}")
         if not 0.0 <= self.target_pass_rate <= 1.0:
             raise ValueError(f"target_pass_rate must lie in [0, 1], got {self.target_pass_rate!r}")
-        for name in ("batch_size", "probe_every", "probe_size", "max_updates", "eval_size", "max_new_tokens"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ValueError(f"{name} must be a positive int, got {getattr(self, name)!r}")
+        for name in ("lr", "grad_clip"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if self.hidden_size % self.num_heads or self.num_heads % self.num_kv_heads:
+            raise ValueError(f"num_heads={self.num_heads} must divide hidden_size={self.hidden_size} and be a "
+                             f"multiple of num_kv_heads={self.num_kv_heads}")
+        if self.task_min_steps > self.task_max_steps:
+            raise ValueError(f"task_min_steps={self.task_min_steps} must be <= task_max_steps={self.task_max_steps}")
 
 
 # --------------------------------------------------------------------------------------- tokenizer
@@ -206,8 +225,14 @@ def generate_completions(model: PreTrainedModel, tokenizer: PreTrainedTokenizerF
                          prompts: Sequence[list[dict[str, str]]], *, max_new_tokens: int = 64,
                          temperature: float = 1.0, seed: int = 0, batch_size: int = 64) -> list[str]:
     """One completion per conversational prompt (temperature 0 = greedy), decoded without specials."""
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature!r}")
+    if isinstance(temperature, bool) or not (isinstance(temperature, (int, float)) and 0 <= temperature < math.inf):
+        raise ValueError(f"temperature must be a finite number >= 0 (0 = greedy), got {temperature!r}")
+    for name, value in (("max_new_tokens", max_new_tokens), ("batch_size", batch_size), ("seed", seed)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "seed" else 1):
+            raise ValueError(f"{name} must be an int >= {0 if name == 'seed' else 1}, got {value!r}")
+    if isinstance(prompts, (str, dict)) or not isinstance(prompts, Sequence):
+        raise TypeError(f"prompts must be a list of conversational prompts (lists of chat messages), got "
+                        f"{type(prompts).__name__}")
     was_training = model.training
     model.eval()
     texts = _render(tokenizer, prompts)
@@ -232,6 +257,7 @@ def generate_completions(model: PreTrainedModel, tokenizer: PreTrainedTokenizerF
 
 def pass_rate(completions: Sequence[str], answers: Sequence[str]) -> float:
     """Share of completions whose extracted answer equals the gold string (exact match after strip)."""
+    completions, answers = as_batch(completions, "completions"), as_batch(answers, "answers")
     if len(completions) != len(answers) or not completions:
         raise ValueError(f"need as many completions as answers (> 0), got {len(completions)}, {len(answers)}")
     return sum(extract_answer(c) == str(a).strip() for c, a in zip(completions, answers)) / len(completions)
@@ -324,7 +350,13 @@ def build(out: str | Path = DEFAULT_DIR, cfg: TinyBuildConfig | None = None, *, 
           progress: bool = True) -> Path:
     """Build tokenizer + model, warm-start it, measure it and save a checkpoint with `build_info.json`."""
     cfg = cfg or TinyBuildConfig()
+    if not isinstance(cfg, TinyBuildConfig):
+        raise TypeError(f"cfg must be a TinyBuildConfig, got {type(cfg).__name__}")
+    if not isinstance(out, (str, os.PathLike)) or not str(out).strip():
+        raise TypeError(f"out must be a directory path (non-empty str or os.PathLike), got {out!r}")
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"out {str(out)!r} exists and is not a directory")
     if out.exists() and any(out.iterdir()):
         if not force:
             raise FileExistsError(f"{out} exists and is not empty; pass force=True (--force) to rebuild")

@@ -73,7 +73,7 @@ def worker(which: str, steps: int, gate: str, out: Path) -> None:
             args = GRPOConfig(**{**shared, "loss_type": "sapo", "output_dir": str(Path(tmp) / "trl")})
             cls = GRPOTrainer
         base = base_model_path()
-        train_ds, _ = datasets_for(run.script, args.data_seed)
+        train_ds = datasets_for(run.script, args.data_seed)
         set_seed(args.seed)
         trainer = cls(model=str(base), reward_funcs=[format_reward, correctness_reward], args=args,
                       train_dataset=train_ds,

@@ -61,6 +61,12 @@ class ScriptArguments:
         "help": "local copy of the hub datasets (see README, 'Data'); unset: the Hugging Face hub"})
     synthetic_max_steps: int = field(default=1, metadata={"help": "synthetic task: operations per problem (1..this)"})
     synthetic_max_operand: int = field(default=99, metadata={"help": "synthetic task: largest operand"})
+    heldout_benchmarks: str = field(default="", metadata={
+        "help": "benchmarks evaluated before and after training (sapo_core.evaluate; e.g. 'synthetic'); empty: none"})
+    heldout_n: int = field(default=8, metadata={"help": "held-out check: samples per problem at heldout_temperature"})
+    heldout_temperature: float = field(default=0.7, metadata={
+        "help": "held-out check: sampling temperature (a greedy pass is added when heldout_greedy)"})
+    heldout_greedy: bool = field(default=True, metadata={"help": "held-out check: also evaluate greedily (n = 1)"})
     run_dir: str | None = field(default=None, metadata={
         "help": "run directory (default runs/<config name>/<gate>-<tau convention>-seed<seed>)"})
     resume: bool = field(default=False, metadata={"help": "continue an unfinished run from its last checkpoint"})
@@ -71,6 +77,15 @@ class ScriptArguments:
                 raise ConfigError(f"{key}={getattr(self, key)!r} must be > 0")
         if self.run_dir is not None and not str(self.run_dir).strip():
             raise ConfigError("run_dir is empty (an unset shell variable?); give a directory or leave it out")
+        if self.heldout_n < 1 or not self.heldout_temperature > 0:
+            raise ConfigError(f"heldout_n={self.heldout_n} must be >= 1 and heldout_temperature="
+                              f"{self.heldout_temperature} > 0 (the greedy pass is heldout_greedy)")
+        from sapo_core.evaluate import BENCHMARKS
+
+        unknown = [b for b in self.heldout_benchmarks.split(",") if b.strip() and b.strip() not in BENCHMARKS]
+        if unknown:
+            raise ConfigError(f"heldout_benchmarks: unknown benchmark {unknown[0]!r}; choose from "
+                              f"{', '.join(BENCHMARKS)}")
         if not self.model.strip():
             raise ConfigError("model is empty; give 'tiny', a hub id or a local directory")
 

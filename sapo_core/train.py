@@ -15,7 +15,8 @@ The run directory (default `runs/<config name>/<gate>-<tau convention>-seed<seed
     metrics.jsonl      one JSON line per logged step (REQUIRED_METRICS and more)
     checkpoints/       TRL/transformers checkpoints (resume with --resume)
     final/             the trained model and tokenizer
-    summary.json       final metrics (and, for the synthetic task, held-out accuracy before/after)
+    summary.json       final metrics and the held-out check before/after (heldout_benchmarks; the base's also
+                       in summary.base.json, so that a resumed run still reports its gain)
     status.json        {"state": "running" | "interrupted" | "failed" | "finished", "error": ..., ...}
 
 A finished run directory is never overwritten; an unfinished one is continued only with --resume.
@@ -283,18 +284,42 @@ def model_path(script: ScriptArguments) -> str:
 
 
 def datasets_for(script: ScriptArguments, data_seed: int):
-    """(train dataset, held-out dataset or None) for the recipe's task."""
+    """The training dataset of the recipe's task."""
     from sapo_core import data
 
     if script.dataset == "synthetic":
         task = {"max_steps": script.synthetic_max_steps, "max_operand": script.synthetic_max_operand}
-        train_ds = data.synthetic_arithmetic(script.train_size, data_seed, split="train", **task)
-        heldout = data.synthetic_arithmetic(script.eval_size, data_seed, split="test", **task)
-        return train_ds.remove_columns(["solution"]), heldout
+        return data.synthetic_arithmetic(script.train_size, data_seed, split="train", **task).remove_columns(
+            ["solution"])
     if script.dataset == "mix":
-        return data.training_mix(script.train_size, data_seed, data_dir=script.data_dir), None
+        return data.training_mix(script.train_size, data_seed, data_dir=script.data_dir)
     train_ds = data.gsm8k("train", data_dir=script.data_dir)
-    return train_ds.shuffle(seed=data_seed).select(range(min(script.train_size, len(train_ds)))), None
+    return train_ds.shuffle(seed=data_seed).select(range(min(script.train_size, len(train_ds))))
+
+
+def heldout_check(model, tokenizer, run: RunConfig) -> dict:
+    """The recipe's held-out check (method §6) of an in-memory model: per benchmark, mean@n at
+    heldout_temperature with its interval, and greedy accuracy when heldout_greedy. Sampling seed 0, so the base
+    and the trained model (and every gate) are sampled alike; the caller's RNG is left as it was."""
+    from sapo_core.evaluate import SyntheticTask, evaluate
+
+    script = run.script
+    names = [b.strip() for b in script.heldout_benchmarks.split(",") if b.strip()]
+    synthetic = SyntheticTask(size=script.eval_size, data_seed=run.training.data_seed,
+                              max_steps=script.synthetic_max_steps, max_operand=script.synthetic_max_operand)
+    common = {"tokenizer": tokenizer, "backend": "hf", "synthetic": synthetic, "data_dir": script.data_dir,
+              "max_new_tokens": run.training.max_completion_length, "seed": 0, "progress": False}
+    sampled = evaluate(model, names, n=script.heldout_n, temperature=script.heldout_temperature, **common).results
+    greedy = evaluate(model, names, temperature=0.0, **common).results if script.heldout_greedy else None
+    out = {}
+    for name in names:
+        m = sampled["benchmarks"][name]
+        out[name] = {"mean@n": m["mean@n"], "mean@n_ci95": m["mean@n_ci95"], "n": m["n"],
+                     "temperature": script.heldout_temperature, "format_rate": m["format_rate"],
+                     "problems": m["n_problems"]}
+        if greedy is not None:
+            out[name]["greedy"] = greedy["benchmarks"][name]["mean@n"]
+    return out
 
 
 class MetricsFile(TrainerCallback):
@@ -322,7 +347,6 @@ def train(run: RunConfig, *, callbacks: list | None = None) -> dict:
     from transformers import AutoTokenizer, set_seed
 
     from sapo_core.rewards import correctness_reward, format_reward
-    from sapo_core.tiny import greedy_accuracy
     from sapo_core.trainer import GatedGRPOTrainer
 
     script, args, run_dir = run.script, run.training, run.run_dir
@@ -343,7 +367,7 @@ def train(run: RunConfig, *, callbacks: list | None = None) -> dict:
     except (OSError, ValueError) as err:  # not found / not reachable; a directory without a tokenizer
         raise ConfigError(f"model={script.model!r} cannot be loaded: {str(err).splitlines()[0]}") from None
     try:
-        train_ds, heldout = datasets_for(script, args.data_seed)
+        train_ds = datasets_for(script, args.data_seed)
     except FileNotFoundError as err:  # a local data directory without the file
         raise ConfigError(f"dataset={script.dataset!r}: {err}") from None
 
@@ -373,9 +397,10 @@ def train(run: RunConfig, *, callbacks: list | None = None) -> dict:
                                    train_dataset=train_ds, processing_class=tokenizer,
                                    callbacks=[MetricsFile(run_dir / "metrics.jsonl"), *(callbacks or [])])
         summary: dict = {"run_dir": str(run_dir), "gate": args.gate, "seed": args.seed}
-        max_new_tokens = args.max_completion_length
-        if heldout is not None and state.is_main_process and checkpoint is None:  # the trainer holds the base model
-            summary["heldout_base"] = greedy_accuracy(trainer.model, tokenizer, heldout, max_new_tokens=max_new_tokens)
+        check = bool(script.heldout_benchmarks.strip())
+        if check and state.is_main_process and checkpoint is None:  # the trainer holds the base model
+            summary["heldout_base"] = heldout_check(trainer.model, tokenizer, run)
+            _write_json(run_dir / "summary.base.json", summary["heldout_base"])  # kept for a resumed run
         start = time.perf_counter()
         result = trainer.train(resume_from_checkpoint=checkpoint)
         summary["train_runtime_s"] = time.perf_counter() - start
@@ -383,12 +408,16 @@ def train(run: RunConfig, *, callbacks: list | None = None) -> dict:
         trainer.save_model(str(run_dir / "final"))
         if state.is_main_process:
             tokenizer.save_pretrained(str(run_dir / "final"))
-            if heldout is not None:
-                summary["heldout_final"] = greedy_accuracy(trainer.model, tokenizer, heldout,
-                                                           max_new_tokens=max_new_tokens)
+            if check:
+                summary["heldout_final"] = heldout_check(trainer.model, tokenizer, run)
+                if "heldout_base" not in summary and (run_dir / "summary.base.json").exists():
+                    summary["heldout_base"] = json.loads((run_dir / "summary.base.json").read_text())
                 if "heldout_base" in summary:
-                    summary["heldout_gain"] = (summary["heldout_final"]["greedy_accuracy"]
-                                               - summary["heldout_base"]["greedy_accuracy"])
+                    summary["heldout_gain"] = {
+                        name: {"mean@n": final["mean@n"] - summary["heldout_base"][name]["mean@n"],
+                               **({"greedy": final["greedy"] - summary["heldout_base"][name]["greedy"]}
+                                  if "greedy" in final else {})}
+                        for name, final in summary["heldout_final"].items()}
             _write_json(run_dir / "summary.json", summary)
             _write_json(run_dir / "status.json", {"state": "finished", "resumed_from": checkpoint,
                                                   "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})

@@ -71,10 +71,12 @@ def main() -> int:
 
     rates: dict[str, list[float]] = {"loop": [], "backend": []}
     for r in range(args.repeats):
-        for name, run in (("loop", lambda: one_at_a_time(model, tokenizer, prompts, args.n, seed=r)),
-                          ("backend", lambda: batched(generator, prompts, args.n, seed=r))):
+        for name in ("loop", "backend"):
             start = time.perf_counter()
-            count = run()
+            if name == "loop":
+                count = one_at_a_time(model, tokenizer, prompts, args.n, seed=r)
+            else:
+                count = batched(generator, prompts, args.n, seed=r)
             seconds = time.perf_counter() - start
             rates[name].append(count / seconds)
             print(f"  run {r + 1}/{args.repeats} {name:8s}: {count} completions in {seconds:6.2f} s "

@@ -318,7 +318,7 @@ class HFGenerator:
         devices = [model.device] if model.device.type == "cuda" else []
         bar = tqdm(total=len(ids) * n, desc=f"generate (hf, n={n})", unit="sample", disable=not progress)
         try:
-            with torch.random.fork_rng(devices=devices), torch.no_grad():
+            with torch.random.fork_rng(devices=devices), torch.inference_mode():
                 torch.manual_seed(seed)
                 for start in range(0, len(order), per_batch):
                     batch = order[start:start + per_batch]

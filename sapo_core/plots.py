@@ -185,8 +185,9 @@ def eval_accuracy(results):
     """method §6: mean@n per benchmark with its 95% bootstrap interval (bars) and maj@n (diamonds), per model."""
     runs = _eval_runs(results)
     names = list(dict.fromkeys(b for r in runs.values() for b in r["benchmarks"]))
-    width = 0.8 / len(runs)
-    fig, ax = plt.subplots(figsize=(1.6 + 1.4 * len(names) * max(1, len(runs) / 2), 3.8), constrained_layout=True)
+    width = min(0.8 / len(runs), 0.35)
+    fig, ax = plt.subplots(figsize=(max(4.5, 1.2 + 1.3 * len(names) * max(1, len(runs) / 2)), 3.8),
+                           constrained_layout=True)
     for i, (label, res) in enumerate(runs.items()):
         for j, name in enumerate(names):
             m = res["benchmarks"].get(name)
@@ -198,8 +199,8 @@ def eval_accuracy(results):
                    yerr=[[m["mean@n"] - ci[0]], [ci[1] - m["mean@n"]]], capsize=3, ecolor="0.2")
             ax.plot(x, m["maj@n"], "D", color="0.15", ms=4, label="maj@n" if i == j == 0 else None)
             ax.annotate(f"n={m['n']}", (x, 0.01), ha="center", va="bottom", fontsize=7, color="white")
-    ax.set(xticks=range(len(names)), xticklabels=names, ylim=(0, 1.05), ylabel="accuracy",
-           title="mean@n with 95% bootstrap interval over problems; maj@n")
+    ax.set(xticks=range(len(names)), xticklabels=names, xlim=(-0.6, len(names) - 0.4), ylim=(0, 1.05),
+           ylabel="accuracy", title="mean@n with 95% interval; maj@n")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
     return fig
@@ -221,6 +222,8 @@ def pass_at_k_curve(results):
             ax.plot(ks, list(m["pass@k"].values()), styles[i % len(styles)], marker="o", ms=3, color=f"C{j}",
                     label=tag)
     ax.set_xscale("log", base=2)
+    ks = sorted({int(k) for r in runs.values() for m in r["benchmarks"].values() for k in m["pass@k"]})
+    ax.set_xticks(ks, [str(k) for k in ks])
     ax.set(xlabel="k", ylabel="pass@k", ylim=(0, 1.02), title="unbiased pass@k (Chen et al. 2021)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)

@@ -379,3 +379,16 @@ def test_api_refusals():
         E.evaluate(3, ["synthetic"])
     with pytest.raises(E.EvaluationError, match="listed twice"):
         E.evaluate("tiny", "synthetic,synthetic")
+
+
+def test_plots_draw_one_or_several_evaluations():
+    from sapo_core import plots
+
+    samples = [_sample("p1", j, float(j < 2)) for j in range(4)] + [_sample("p2", j, 1.0) for j in range(4)]
+    results = {"benchmarks": {"a": E.benchmark_metrics(samples, 4), "b": E.benchmark_metrics(samples[:4], 4)}}
+    fig = plots.eval_accuracy({"base": results, "trained": results})
+    assert len(fig.axes[0].patches) == 4  # a bar per model and benchmark
+    fig = plots.pass_at_k_curve(results)
+    assert [line.get_xdata().tolist() for line in fig.axes[0].lines] == [[1, 2, 4], [1, 2, 4]]
+    with pytest.raises(ValueError, match="benchmark results"):
+        plots.eval_accuracy({"benchmarks": {}})

@@ -12,8 +12,9 @@ Four kinds of case, one parametrized test each:
 A case whose refusal belongs to a module being changed elsewhere is marked `xfail(strict=True)` with what is
 wrong: it turns into a failure the moment the defect is fixed, so that the mark is removed with the fix.
 
-Nothing here trains: `no_work` makes the first generation, the held-out evaluation of the base model, a batch run
-and an evaluation's generator raise `WorkStarted`, so a refusal that comes too late fails instead of running.
+Nothing here trains: `no_work` makes the first training step, any evaluation's generation (train's held-out check
+included), an evaluation's model loading and a batch run raise `WorkStarted`, so a refusal that comes too late fails
+instead of running.
 
     .venv/bin/python -m pytest -q tests/test_bad_inputs.py            # -m 'not slow' skips the notebooks
 """
@@ -989,10 +990,11 @@ def no_work(monkeypatch):
     def started(*args, **kwargs):
         raise WorkStarted("the command got past its checks and started working")
 
-    monkeypatch.setattr(trl.GRPOTrainer, "_prepare_inputs", started)  # the first training step
-    monkeypatch.setattr(tiny, "greedy_accuracy", started)             # train's held-out check of the base model
-    monkeypatch.setattr(batch, "run_one", started)                    # a batch's run
-    monkeypatch.setattr(evaluate, "make_generator", started)          # an evaluation's model
+    monkeypatch.setattr(trl.GRPOTrainer, "_prepare_inputs", started)   # the first training step
+    monkeypatch.setattr(evaluate.HFGenerator, "generate", started)     # any evaluation, train's held-out check too
+    monkeypatch.setattr(evaluate, "make_generator", started)           # an evaluation loading its model
+    monkeypatch.setattr(tiny, "greedy_accuracy", started)              # the tiny model's own accuracy check
+    monkeypatch.setattr(batch, "run_one", started)                     # a batch's run
 
 
 def params(cases: list[Case]):

@@ -36,7 +36,7 @@ Conventions:
     in `tokens/nonfinite_count`.
   * Where the clamp acts (|log r| > c) the gradient is 0.
   * Half-precision inputs are computed in float32 (gradients come back in the input dtype).
-  * token_weights (optional, (B, T) or (B, 1), no gradient) multiply each token's objective, as TRL's
+  * token_weights (optional, finite, (B, T) or (B, 1), no gradient) multiply each token's objective, as TRL's
     vLLM importance-sampling correction does (grpo_trainer.py:3146-3147); denominators and metrics
     still count tokens by the mask alone.
   * Metrics (method §4; only with compute_metrics=True, as they cost a device sync) are Python floats
@@ -78,7 +78,7 @@ LOW_WEIGHT = 0.5  # method §4: share of tokens with g' < 0.5
 
 def importance_log_ratio(logps: torch.Tensor, old_logps: torch.Tensor, mask: torch.Tensor, *,
                          level: str = "token", log_ratio_clamp: float = 20.0) -> torch.Tensor:
-    """The clamped log-ratio log r the loss gates: (B, T) per token, or (B, 1) per row at level="sequence"."""
+    """The clamped log-ratio the loss gates: (B, T) per token (0 where masked), or (B, 1) at level="sequence"."""
     _check_choice("level", level, LEVELS)
     _check_positive("log_ratio_clamp", log_ratio_clamp)
     keep = _bool_mask(mask)
@@ -240,7 +240,7 @@ def token_metrics(tokens: MetricTokens, epsilon_low: float = 0.2, epsilon_high: 
         else:  # an empty group: nan statistics (TRL's logger skips nan when averaging)
             stats = dict.fromkeys(_STATISTICS, torch.tensor(math.nan, device=r.device))
         values.update({_in_group(key, prefix): value for key, value in stats.items()})
-    floats = torch.stack([values[key].to(torch.float64) for key in METRIC_KEYS]).tolist()  # one device sync
+    floats = torch.stack([values[key].to(torch.float64) for key in METRIC_KEYS]).tolist()  # one copy to the host
     return dict(zip(METRIC_KEYS, floats))
 
 
@@ -341,4 +341,7 @@ def _check_args(logps, old_logps, advantages, mask, gate, tau_pos, tau_neg, epsi
                     ("token_weights", token_weights)):
         if t is not None and t.device != logps.device:
             raise ValueError(f"{name} must be on the device of logps ({logps.device}), got {t.device}")
+    if token_weights is not None and not bool(torch.isfinite(token_weights).all()):
+        raise ValueError("token_weights must be finite everywhere (masked positions included), got "
+                         f"{token_weights[~torch.isfinite(token_weights)][0].item()}")
     return gate

@@ -464,6 +464,8 @@ def _good():
     ({"advantages": torch.zeros(3, dtype=torch.long)}, "advantages"),
     ({"token_weights": torch.ones(3, 2)}, "token_weights"),
     ({"token_weights": torch.ones(3, 4, dtype=torch.long)}, "token_weights"),
+    ({"token_weights": torch.tensor([[1.0], [math.inf], [1.0]])}, "token_weights must be finite.*inf"),
+    ({"token_weights": torch.full((3, 4), math.nan)}, "token_weights must be finite.*nan"),
 ])
 def test_bad_arguments_raise_value_error_naming_them(change, match):
     with pytest.raises(ValueError, match=match):

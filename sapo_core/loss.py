@@ -60,6 +60,7 @@ from numbers import Real
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 
 from sapo_core.gates import Gate, available_gates, clip_weight, get_gate
 
@@ -84,8 +85,9 @@ def importance_log_ratio(logps: torch.Tensor, old_logps: torch.Tensor, mask: tor
     keep = _bool_mask(mask)
     log_ratio = torch.where(keep, logps - old_logps, 0.0)  # masked positions may hold -inf or nan
     if level == "sequence":  # method §7.2 (GSPO): log s_i = 1/|o_i| sum_t log r_{i,t}
-        log_ratio = log_ratio.sum(-1, keepdim=True) / keep.sum(-1, keepdim=True).clamp(min=1)
-    return log_ratio.clamp(-log_ratio_clamp, log_ratio_clamp)  # method §7.3: log r in [-c, c]
+        log_ratio = log_ratio.sum(-1, keepdim=True) / keep.count_nonzero(-1).unsqueeze(-1).clamp(min=1)
+    # method §7.3: clamp(log r, -c, c), no gradient where it acts (hardtanh is that clamp, backward in one pass)
+    return F.hardtanh(log_ratio, -log_ratio_clamp, log_ratio_clamp)
 
 
 def masked_aggregate(per_token: torch.Tensor, mask: torch.Tensor, aggregation: str = "seq_mean_token_mean",
@@ -106,9 +108,9 @@ def masked_aggregate(per_token: torch.Tensor, mask: torch.Tensor, aggregation: s
     sums = torch.where(keep, per_token, 0.0).sum(-1)      # masked entries may hold anything
     # method §7.1 (7.1): the three denominators
     if aggregation == "seq_mean_token_mean":              # 1/B sum_i 1/|o_i| sum_t (TRL sapo, grpo)
-        return (sums / keep.sum(-1).clamp(min=1)).mean()
+        return (sums / keep.count_nonzero(-1).clamp(min=1)).mean()
     if aggregation == "token_mean":                       # DAPO: 1/sum_i |o_i| sum_i sum_t (TRL dapo, bnpo)
-        return sums.sum() / keep.sum().clamp(min=1)
+        return sums.sum() / keep.count_nonzero().clamp(min=1)
     _check_length(max_completion_length, keep.shape[-1])  # Dr. GRPO: 1/(B L) sum_i sum_t (TRL dr_grpo)
     return sums.sum() / (keep.shape[0] * max_completion_length)
 

@@ -87,6 +87,17 @@ class BatchArguments:
             raise BatchError(f"timeout_min={self.timeout_min} must be >= 1")
         if not str(self.out).strip():
             raise BatchError("out is empty (an unset shell variable?); give a batch directory")
+        if self.eval_temperature < 0:
+            raise BatchError(f"eval_temperature={self.eval_temperature} must be >= 0 (0: greedy)")
+        if self.eval_limit is not None and self.eval_limit < 1:
+            raise BatchError(f"eval_limit={self.eval_limit} must be >= 1 (or unset: every problem)")
+        from sapo_core.evaluate import BENCHMARKS
+
+        for name in _split(self.eval_benchmarks, "eval_benchmarks"):
+            if name not in BENCHMARKS:
+                raise BatchError(f"eval_benchmarks: unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)}")
+        if self.accelerate_config is not None and not Path(self.accelerate_config).is_file():
+            raise BatchError(f"accelerate_config={self.accelerate_config!r} is not a file")
 
 
 @dataclass(frozen=True)
@@ -298,10 +309,14 @@ def run_batch(args: BatchArguments, flags: list[str] | None = None, *,
 
     flags = list(flags or [])
     specs = plan(args, flags, gate_flags)
+    if not specs:
+        raise BatchError(f"no run planned: gates={args.gates!r} with tau_conventions={args.tau_conventions!r} "
+                         "(clip runs only under 'equal')")
     out = Path(args.out)
-    # the common flags and the recipe are checked once, before anything starts (a bad one stops the batch)
-    parse_args(training_argv(args.config, RunSpec(specs[0].gate, specs[0].seed, specs[0].tau_convention, tuple(flags)),
-                             out / "check"))
+    # the recipe and the common flags are checked for every gate and convention before anything starts (a bad one
+    # stops the batch); per-gate flags (gate_flags) are left to their run, which fails alone
+    for gate, convention in dict.fromkeys((s.gate, s.tau_convention) for s in specs):
+        parse_args(training_argv(args.config, RunSpec(gate, specs[0].seed, convention, tuple(flags)), out / "check"))
     settings = _settings(args, flags)
     previous = _read_json(out / "batch.json")
     if previous is not None and previous.get("settings") != settings:
@@ -389,6 +404,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     parser = Parser([BatchArguments], prog="python -m sapo_core.batch", description=__doc__.splitlines()[0])
     try:
+        options = ["--" + a[2:].split("=", 1)[0].replace("-", "_") for a in argv if a.startswith("--")]
+        repeated = sorted({o for o in options if options.count(o) > 1})
+        if repeated:
+            raise BatchError(f"flag {repeated[0]} given twice")
         args, flags = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
         batch = run_batch(args, flags)
     except (BatchError, ConfigError) as err:

@@ -24,6 +24,7 @@ import difflib
 import enum
 import math
 import os
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -33,13 +34,14 @@ import yaml
 from trl import GRPOConfig, TrlParser
 
 from sapo_core import gates as G
-from sapo_core.loss import AGGREGATIONS, CLIP
+from sapo_core.loss import AGGREGATIONS, CLIP, LEVELS
 from sapo_core.paths import REPO_ROOT, runs_dir
 
 __all__ = ["ConfigError", "GatedGRPOConfig", "RunConfig", "ScriptArguments", "parse_args", "print_help"]
 
 _TRL_LOSS_TYPE = {"seq_mean_token_mean": "grpo", "token_mean": "dapo", "seq_mean_token_sum_norm": "dr_grpo"}
 _RUN_LOCATION = ("run_dir", "resume")  # how to run, not what: never part of a run's config.yaml
+REWARDS = ("format_reward", "correctness_reward")  # the reward functions train() passes, in reward_weights' order
 _EXP_LIMIT = math.log(torch.finfo(torch.float32).max)  # exp overflows float32 above ~88.72
 
 
@@ -127,8 +129,10 @@ class GatedGRPOConfig(GRPOConfig):
                               f"{', '.join(AGGREGATIONS)}")
         for key in ("sapo_temperature_pos", "sapo_temperature_neg"):  # the gate computes in float32 at least
             tau = getattr(self, key)
-            if not (isinstance(tau, (int, float)) and 0 < tau < torch.finfo(torch.float32).max):
-                raise ConfigError(f"{key}={tau!r} must be a finite number > 0 (representable in float32)")
+            if not (isinstance(tau, (int, float)) and torch.finfo(torch.float32).tiny <= tau
+                    < torch.finfo(torch.float32).max):
+                raise ConfigError(f"{key}={tau!r} must be a finite number > 0 (representable in float32: "
+                                  f"{torch.finfo(torch.float32).tiny:.3g} to {torch.finfo(torch.float32).max:.3g})")
         if not 0 < self.log_ratio_clamp < _EXP_LIMIT:
             raise ConfigError(f"log_ratio_clamp={self.log_ratio_clamp!r} must be in (0, {_EXP_LIMIT:.2f}) so that "
                               "exp stays finite in float32")
@@ -137,6 +141,24 @@ class GatedGRPOConfig(GRPOConfig):
             if value is not None and not 0 <= value < 1:
                 raise ConfigError(f"{key}={value!r} must be in [0, 1) (the trust region is [1 - epsilon, "
                                   "1 + epsilon_high])")
+        for key in ("per_device_train_batch_size", "gradient_accumulation_steps", "max_completion_length",
+                    "num_generations"):
+            value = getattr(self, key)
+            if value is not None and value < 1:
+                raise ConfigError(f"{key}={value} must be >= 1")
+        for key in ("learning_rate", "temperature", "top_p", "beta", "max_grad_norm", "weight_decay"):
+            value = getattr(self, key)
+            if not math.isfinite(value) or value < 0:
+                raise ConfigError(f"{key}={value!r} must be a finite number >= 0")
+        if not self.temperature > 0:
+            raise ConfigError(f"temperature={self.temperature} must be > 0 (rollouts are sampled)")
+        if not 0 < self.top_p <= 1:
+            raise ConfigError(f"top_p={self.top_p} must be in (0, 1]")
+        if self.importance_sampling_level not in LEVELS:
+            raise ConfigError(f"importance_sampling_level={self.importance_sampling_level!r} is not allowed; choose "
+                              f"one of {', '.join(LEVELS)}")
+        if self.data_seed is None:
+            raise ConfigError("data_seed must be an integer (it fixes which prompts the task holds)")
         for key in ("seed", "data_seed"):
             value = getattr(self, key)
             if value is not None and not 0 <= value < 2**32:
@@ -147,6 +169,9 @@ class GatedGRPOConfig(GRPOConfig):
             raise ConfigError(f"num_iterations={self.num_iterations} must be >= 1")
         if self.reward_weights is not None and not all(math.isfinite(w) for w in self.reward_weights):
             raise ConfigError(f"reward_weights={self.reward_weights} must be finite numbers")
+        if self.reward_weights is not None and len(self.reward_weights) != len(REWARDS):
+            raise ConfigError(f"reward_weights={self.reward_weights} must hold {len(REWARDS)} weights, one per reward: "
+                              f"{', '.join(REWARDS)} (method §3)")
         if self.vllm_importance_sampling_correction and not self.use_vllm:
             raise ConfigError("vllm_importance_sampling_correction=true needs use_vllm=true")
         if self.logging_steps != int(self.logging_steps) or self.logging_steps < 1:
@@ -216,7 +241,12 @@ class _Parser(TrlParser):
     def convert(self, key: str, value, where: str):
         """A config-file value as the flag's parser would read it."""
         action = self.actions()[key]
-        if value is None or isinstance(value, dict) or action.type is None:
+        if isinstance(value, dict):
+            holder = ScriptArguments if key in ScriptArguments.__dataclass_fields__ else GatedGRPOConfig
+            if "dict" not in str(typing.get_type_hints(holder)[key]):  # (the parser rewrites field.type)
+                raise ConfigError(f"{key}: {value!r} in {where} is a mapping; a single value is expected")
+            return value
+        if value is None or action.type is None:
             return value
         if isinstance(value, list):
             if action.nargs not in ("+", "*"):
@@ -228,7 +258,7 @@ class _Parser(TrlParser):
     def convert_one(key, value, action, where):
         try:
             converted = action.type(str(value))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, argparse.ArgumentTypeError):
             kind = getattr(action.type, "__name__", "value")
             raise ConfigError(f"{key}: {value!r} in {where} is not a valid {kind}") from None
         if action.choices is not None and converted not in action.choices:

@@ -24,6 +24,7 @@ A finished run directory is never overwritten; an unfinished one is continued on
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -190,6 +191,8 @@ def prepare_run_dir(run: RunConfig, num_processes: int = 1) -> str | None:
                               f"{', '.join(changed)})")
         if (run_dir / "checkpoints").is_dir():
             checkpoint = _last_complete_checkpoint(run_dir / "checkpoints")
+        if checkpoint is not None:
+            _check_weights(Path(checkpoint))
         if (run_dir / "metrics.jsonl").exists():
             try:  # a corrupt line is refused before the run is claimed
                 _metric_rows(run_dir / "metrics.jsonl")
@@ -213,6 +216,19 @@ def prepare_run_dir(run: RunConfig, num_processes: int = 1) -> str | None:
     _write_json(run_dir / "status.json", {"state": "running", "resumed_from": checkpoint})
     _truncate_metrics(run_dir / "metrics.jsonl", _checkpoint_step(checkpoint))
     return checkpoint
+
+
+def _check_weights(checkpoint: Path) -> None:
+    """Refuse a checkpoint whose weight files cannot be opened (their headers are read, not the tensors)."""
+    from safetensors import safe_open
+
+    for path in sorted(checkpoint.glob("*.safetensors")):
+        try:
+            with safe_open(str(path), framework="pt"):
+                pass
+        except Exception as err:  # safetensors raises its own error type for every kind of damage
+            raise RunDirError(f"--resume: {path} is damaged ({' '.join(str(err).split())[:120]}); remove "
+                              f"{checkpoint} to resume from the one before, or choose another --run_dir") from None
 
 
 def _checkpoint_step(checkpoint: str | None) -> int:
@@ -347,6 +363,7 @@ def train(run: RunConfig, *, callbacks: list | None = None) -> dict:
     from transformers import AutoTokenizer, set_seed
 
     from sapo_core.rewards import correctness_reward, format_reward
+    from sapo_core.rewards.grading import default_num_workers
     from sapo_core.trainer import GatedGRPOTrainer
 
     script, args, run_dir = run.script, run.training, run.run_dir
@@ -359,7 +376,14 @@ def train(run: RunConfig, *, callbacks: list | None = None) -> dict:
         raise ConfigError(f"launched as {launched} processes (WORLD_SIZE) but the process group has "
                           f"{state.num_processes}; every rank would train alone. Launch with torchrun or "
                           "`accelerate launch --multi_gpu`")
-    # Inputs first: a model or dataset that cannot be loaded leaves no run directory behind.
+    # Inputs first: a model, dataset or grader that cannot be set up leaves no run directory behind.
+    if args.use_vllm and importlib.util.find_spec("vllm") is None:
+        raise ConfigError("use_vllm=true needs vLLM, which is not installed: it is in the GPU extra "
+                          "(pip install -e '.[gpu]' or environment.yml)")
+    try:
+        default_num_workers()  # SAPO_REWARD_WORKERS, read here rather than at the first reward
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
     set_seed(args.seed)
     path = model_path(script)
     try:
@@ -375,7 +399,10 @@ def train(run: RunConfig, *, callbacks: list | None = None) -> dict:
     if state.is_main_process:
         if run_dir.exists() and not run_dir.is_dir():
             raise RunDirError(f"{run_dir} exists and is not a directory; choose another --run_dir")
-        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:  # a parent that is a file, no permission, a read-only disk
+            raise RunDirError(f"run directory {run_dir} cannot be created: {err.strerror or err}") from None
         lock = RunLock(run_dir)
         lock.acquire()  # before anything in the directory is read or written
         try:

@@ -340,9 +340,7 @@ REFUSED = [
     Case("loss-token-weights-shape", lambda c: policy(token_weights=torch.ones(3)), ValueError, ("token_weights",),
          "weights align with tokens"),
     Case("loss-token-weights-inf", lambda c: policy(token_weights=torch.tensor([[1.0, math.inf, 1.0]] * 2)),
-         ValueError, ("token_weights", "finite"), "the docstring promises finite weights; inf makes the loss inf",
-         xfail("loss.policy_loss accepts non-finite token_weights (documented as 'finite'): the loss becomes inf "
-               "with no message; refuse with ValueError naming token_weights")),
+         ValueError, ("token_weights", "finite"), "the docstring promises finite weights; inf makes the loss inf"),
     Case("loss-compute-metrics-str", lambda c: policy(compute_metrics="yes"), TypeError, ("compute_metrics",),
          "a truthy string is not True"),
     Case("loss-aggregate-unknown", lambda c: loss.masked_aggregate(torch.ones(1, 2), torch.ones(1, 2), "sum"),
@@ -552,9 +550,7 @@ REFUSED = [
     Case("config-tau-null", lambda c: parse_args(["--config", c.file("t.yaml", "sapo_temperature_pos: null\n")]),
          ConfigError, ("sapo_temperature_pos=None",), "null is no temperature"),
     Case("config-tau-underflow", lambda c: parse_args(c.run_argv("--sapo_temperature_pos", "1e-50")), ConfigError,
-         ("sapo_temperature_pos",), "1e-50 rounds to 0 in float32, the compute dtype: the gate divides by 0",
-         xfail("config accepts sapo_temperature_pos=1e-50, which is 0 in float32 (tau values must be representable "
-               "in the compute dtype); refuse tau < torch.finfo(float32).tiny naming the key")),
+         ("sapo_temperature_pos",), "1e-50 rounds to 0 in float32, the compute dtype: the gate divides by 0"),
     # --- evaluation (functions) ---
     Case("eval-benchmark-unknown", lambda c: evaluate.evaluate("tiny", "bogus"), evaluate.EvaluationError,
          ("unknown benchmark 'bogus'",), "checked before the model is loaded"),
@@ -652,18 +648,12 @@ EXITS = [
     Case("train-recipe-list-for-scalar", t_recipe("learning_rate: [1, 2]\n"), 2, ("learning_rate", "list"),
          "one value expected"),
     Case("train-recipe-gate-mapping", t_recipe("gate: {name: erf}\n"), 2, ("gate",),
-         "a mapping is not a gate name",
-         xfail("config: a recipe value that is a mapping skips conversion; `gate: {name: erf}` reaches "
-               "gates.get_gate and raises a TypeError (traceback) instead of a ConfigError naming gate")),
+         "a mapping is not a gate name"),
     Case("train-recipe-bool-maybe", t_recipe("model: tiny\nuse_cpu: maybe\n"), 2, ("use_cpu", "maybe"),
-         "a bool key needs a bool",
-         xfail("config: `use_cpu: maybe` in a recipe raises argparse.ArgumentTypeError (not caught: traceback) "
-               "instead of a ConfigError naming use_cpu")),
+         "a bool key needs a bool"),
     Case("train-recipe-data-seed-null", t_recipe(f"{(REPO_ROOT / TINY_RECIPE).read_text()}\ndata_seed: null\n"
                                                  .replace("data_seed: 0\n", ""), "--train_size", "64"), 2,
-         ("data_seed",), "data_seed: null passes the config but is no seed for the task",
-         xfail("config accepts `data_seed: null` (int | None); train passes None to data.synthetic_arithmetic, which "
-               "refuses it (TypeError, traceback). Refuse null in the config or resolve it to `seed` there")),
+         ("data_seed",), "data_seed: null passes the config but is no seed for the task"),
     Case("train-malformed-value", t("--learning_rate", "abc"), 2, ("learning_rate", "'abc'"),
          "a flag's value is converted by name"),
     Case("train-scheduler-unknown", t("--lr_scheduler_type", "bogus"), 2, ("lr_scheduler_type", "'bogus'"),
@@ -699,10 +689,7 @@ EXITS = [
     Case("train-reward-weights-nan", t("--reward_weights", "1", "nan"), 2, ("reward_weights",),
          "reward weights must be finite"),
     Case("train-reward-weights-count", t("--reward_weights", "1"), 2, ("reward_weights",),
-         "two rewards (format, correctness) need two weights",
-         xfail("config accepts one reward weight for the two rewards; TRL's GRPOTrainer raises ValueError at "
-               "construction, after the run directory is claimed (traceback); refuse in the config naming "
-               "reward_weights and the two rewards")),
+         "two rewards (format, correctness) need two weights"),
     Case("train-seed-negative", t("--seed", "-1"), 2, ("seed=-1",), "numpy's seed range"),
     Case("train-train-size-zero", t("--train_size", "0"), 2, ("train_size",), "an empty task"),
     Case("train-dataset-unknown", t("--dataset", "imagenet"), 2, ("--dataset", "'imagenet'"),
@@ -715,41 +702,24 @@ EXITS = [
                                                                      str(c.tmp / "nodata"))),
          2, ("nodata/gsm8k/train.jsonl", "download"), "the missing data file is named with how to fill it"),
     Case("train-vllm-missing", t("--use_vllm", "true"), 2, ("vllm",),
-         "use_vllm without vLLM installed",
-         xfail("train: --use_vllm true without vLLM raises ImportError from GatedGRPOTrainer (traceback), after the "
-               "run directory is claimed; refuse in parse_args/train before it, naming use_vllm and the GPU extra")),
+         "use_vllm without vLLM installed"),
     Case("train-reward-workers-zero", lambda c: (train.main, env(c, "SAPO_REWARD_WORKERS", "0").run_argv()), 2,
-         ("SAPO_REWARD_WORKERS",), "SAPO_REWARD_WORKERS=0",
-         xfail("train: SAPO_REWARD_WORKERS=0 is only read at the first correctness reward, after training started "
-               "(ValueError, traceback); check rewards.default_num_workers() before the run directory is claimed")),
+         ("SAPO_REWARD_WORKERS",), "SAPO_REWARD_WORKERS=0"),
     Case("train-grad-accumulation-zero", t("--gradient_accumulation_steps", "0"), 2,
-         ("gradient_accumulation_steps",), "no optimizer step",
-         xfail("config: --gradient_accumulation_steps 0 raises ZeroDivisionError in GatedGRPOConfig.__post_init__ "
-               "(traceback); refuse values < 1 naming the flag")),
+         ("gradient_accumulation_steps",), "no optimizer step"),
     Case("train-batch-size-zero", t("--per_device_train_batch_size", "0"), 2, ("per_device_train_batch_size",),
-         "an empty batch",
-         xfail("config accepts --per_device_train_batch_size 0; refuse values < 1 naming the flag")),
+         "an empty batch"),
     Case("train-max-completion-zero", t("--max_completion_length", "0"), 2, ("max_completion_length",),
-         "completions of no tokens",
-         xfail("config accepts --max_completion_length 0; transformers' GenerationConfig raises ValueError "
-               "('max_new_tokens must be greater than 0') at trainer construction, after the run directory is "
-               "claimed (traceback); refuse values < 1 naming the flag")),
-    Case("train-learning-rate-nan", t("--learning_rate", "nan"), 2, ("learning_rate",), "nan weights after step 1",
-         xfail("config accepts --learning_rate nan (and negative rates); refuse non-finite or negative rates")),
-    Case("train-temperature-negative", t("--temperature", "-1"), 2, ("temperature",), "sampling at T < 0",
-         xfail("config accepts --temperature -1 (generation fails after training started); refuse T <= 0 or "
-               "non-finite naming temperature")),
+         "completions of no tokens"),
+    Case("train-learning-rate-nan", t("--learning_rate", "nan"), 2, ("learning_rate",), "nan weights after step 1"),
+    Case("train-temperature-negative", t("--temperature", "-1"), 2, ("temperature",), "sampling at T < 0"),
     Case("train-importance-level-unknown", t("--importance_sampling_level", "word"), 2,
-         ("importance_sampling_level",), "levels are token or sequence",
-         xfail("config accepts --importance_sampling_level word; the loss refuses it only at the first step "
-               "(traceback); check it against sapo_core.loss.LEVELS in the config")),
+         ("importance_sampling_level",), "levels are token or sequence"),
     # --- training CLI: the run directory ---
     Case("train-run-dir-is-file", run_under_file("occupied"), 2, ("occupied", "not a directory"),
          "a file where the run directory should be"),
     Case("train-run-dir-uncreatable", run_under_file("occupied/run"), 2, ("occupied/run",),
-         "a run directory that cannot be created (its parent is a file)",
-         xfail("train: a --run_dir under a file raises NotADirectoryError from run_dir.mkdir (traceback); catch "
-               "OSError there and refuse naming the run directory")),
+         "a run directory that cannot be created (its parent is a file)"),
     Case("train-run-dir-finished", lambda c: (train.main, c.run_dir(files={"status.json": '{"state": "finished"}'},
                                                                     resume_config=False)[:-1]),
          2, ("finished run", "never overwritten"), "finished work is never overwritten"),
@@ -772,9 +742,7 @@ EXITS = [
     Case("train-resume-status-list", lambda c: (train.main, c.run_dir(files={"status.json": "[1, 2]"})),
          2, ("status.json", "mapping"), "a status that is not a mapping"),
     Case("train-resume-corrupt-checkpoint", corrupt_checkpoint, 2, ("checkpoint-2",),
-         "a corrupt checkpoint is named, not a safetensors traceback",
-         xfail("train: --resume from a checkpoint whose model.safetensors is corrupt raises SafetensorError from "
-               "the Trainer (traceback); check or catch the load and refuse naming the checkpoint directory")),
+         "a corrupt checkpoint is named, not a safetensors traceback"),
     # --- evaluation CLI ---
     Case("evalcli-benchmark-unknown", e("--benchmarks", "bogus"), 2, ("unknown benchmark 'bogus'",),
          "benchmarks are a closed set"),
@@ -838,32 +806,20 @@ EXITS = [
                                             batch.main, ["--config", TINY_RECIPE, "--out", "TMP/batch"]), 2,
          ("other settings",), "a batch directory refuses a command with other settings"),
     Case("batch-second-gate-unknown", b("--gates", "sigmoid,tanh"), 2, ("tanh",),
-         "every gate is checked before anything starts",
-         xfail("batch: only the first run's training flags are parsed up front; `--gates sigmoid,tanh` writes "
-               "batch.json and starts runs, and 'tanh' fails later inside notebook 02. Parse every planned run "
-               "before writing anything")),
+         "every gate is checked before anything starts"),
     Case("batch-clip-only-other-convention", b("--gates", "clip", "--tau_conventions", "width_matched"), 2,
-         ("clip",), "no run is planned: say so",
-         xfail("batch: --gates clip --tau_conventions width_matched plans no run and run_batch indexes specs[0] "
-               "(IndexError, traceback); refuse an empty plan naming gates/tau_conventions")),
+         ("clip",), "no run is planned: say so"),
     Case("batch-eval-temperature-negative", b("--gates", "erf", "--seeds", "0", "--eval_temperature", "-1"), 2,
-         ("eval_temperature",), "checked before runs start",
-         xfail("batch: --eval_temperature -1 is not checked up front; runs train first and notebook 03 fails "
-               "after training; check the evaluation settings with evaluate's checks before starting")),
+         ("eval_temperature",), "checked before runs start"),
     Case("batch-eval-benchmark-unknown", b("--gates", "erf", "--seeds", "0", "--eval_benchmarks", "bogus"), 2,
-         ("bogus",), "checked before runs start",
-         xfail("batch: --eval_benchmarks bogus is not checked up front (fails in notebook 03 after training)")),
+         ("bogus",), "checked before runs start"),
     Case("batch-eval-limit-zero", b("--gates", "erf", "--seeds", "0", "--eval_limit", "0"), 2, ("eval_limit",),
-         "checked before runs start",
-         xfail("batch: --eval_limit 0 is not checked up front (fails in notebook 03 after training)")),
+         "checked before runs start"),
     Case("batch-accelerate-config-missing", b("--gates", "erf", "--seeds", "0", "--accelerate_config",
                                               "/nonexistent/zero3.yaml"), 2, ("/nonexistent/zero3.yaml",),
-         "a missing accelerate config is named before runs start",
-         xfail("batch: --accelerate_config is not checked to exist; every run fails later in notebook 02")),
+         "a missing accelerate config is named before runs start"),
     Case("batch-flag-twice", b("--gates", "erf", "--gates", "arctan"), 2, ("--gates",),
-         "the training CLI refuses a repeated flag; the batch CLI should too",
-         xfail("batch: a repeated batch flag (--gates erf --gates arctan) is accepted, the last one winning "
-               "silently; refuse it as sapo_core.config does")),
+         "the training CLI refuses a repeated flag; the batch CLI should too"),
     # --- data CLI (python -m sapo_core.data) ---
     Case("datacli-offline", lambda c: (data.main, ["download", "--out", str(hub_offline(c).tmp / "dl"), "--only",
                                                    "math500"]),

@@ -1023,10 +1023,7 @@ NOTEBOOKS = [
     Case("nb02-gate-unknown", lambda c: ("02_train.ipynb", {"gate": "tanh", "run_dir": str(c.tmp / "run")}),
          "ConfigError", ("gate='tanh'",), "notebook 02 parses its parameters with the CLI's parser first"),
     Case("nb01-tau-negative", lambda c: ("01_gate_properties.ipynb", {"tau": -1, "out_dir": str(c.tmp / "figs")}),
-         "ValueError", ("tau",), "tau <= 0 refused in notebook 01's first cell",
-         xfail("notebook 01: tau=-1 is refused only in the figure cell (the second code cell after the "
-               "parameters), by gates.resolve_tau; check the parameters (tau, tau_convention, x range, epsilon) in "
-               "the first code cell")),
+         "ValueError", ("tau",), "tau <= 0 refused in notebook 01's first cell"),
     Case("nb03-n-zero", lambda c: ("03_evaluate.ipynb", {"n": 0, "out": str(c.tmp / "ev")}),
          "EvaluationError", ("n must be",), "notebook 03's settings are checked before the model is loaded",
          xfail("notebook 03: n=0 is refused only in the evaluation cell (the second code cell after the "

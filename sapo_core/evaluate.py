@@ -119,6 +119,20 @@ class SyntheticTask:
     max_operand: int = 9     # a recipe's synthetic_max_operand
     split: str = "test"
 
+    def __post_init__(self):
+        # Named by the recipe keys / CLI flags that set them.
+        for name, flag, least in (("size", "eval_size", 1), ("data_seed", "data_seed", 0), ("min_steps", None, 1),
+                                  ("max_steps", "synthetic_max_steps", 1), ("max_operand", "synthetic_max_operand", 1)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                named = f"{name} (--{flag})" if flag else name
+                raise EvaluationError(f"synthetic task: {named} must be an integer >= {least}, got {value!r}")
+        if self.min_steps > self.max_steps:
+            raise EvaluationError(f"synthetic task: min_steps {self.min_steps} exceeds max_steps (--synthetic_max_steps) "
+                                  f"{self.max_steps}")
+        if self.split not in ("train", "test"):
+            raise EvaluationError(f"synthetic task: split must be 'train' or 'test', got {self.split!r}")
+
 
 def load_benchmark(name: str, *, data_dir: str | os.PathLike | None = None, synthetic: SyntheticTask | None = None,
                    limit: int | None = None):
@@ -505,9 +519,10 @@ def _check_settings(benchmarks: Sequence[str], n: int | None, temperature: float
         raise EvaluationError(f"a benchmark is listed twice: {', '.join(benchmarks)}")
     if backend not in BACKENDS:
         raise EvaluationError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
-    if not isinstance(temperature, (int, float)) or not math.isfinite(temperature) or temperature < 0:
+    if (not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not math.isfinite(temperature)
+            or temperature < 0):
         raise EvaluationError(f"temperature must be a finite number >= 0 (0 = greedy), got {temperature!r}")
-    if not isinstance(top_p, (int, float)) or not 0 < top_p <= 1:
+    if not isinstance(top_p, (int, float)) or isinstance(top_p, bool) or not 0 < top_p <= 1:
         raise EvaluationError(f"top_p must lie in (0, 1], got {top_p!r}")
     for name, value in (("n", n), ("max_new_tokens", max_new_tokens), ("limit", limit), ("batch_size", batch_size)):
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
@@ -826,6 +841,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, OSError) as err:  # a bad flag or value, a bad --config file
         print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
         return 2
+    levels = [name for name in logging.getLevelNamesMapping() if name != "NOTSET"]
+    if args.log_level.upper() not in levels:
+        print(f"error: log_level must be one of {', '.join(levels)}, got {args.log_level!r}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     try:
         if args.regrade:
@@ -837,12 +856,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "max_new_tokens": args.max_new_tokens, "seed": args.seed, "limit": args.limit}
             names = _check_settings(args.benchmarks, backend=args.backend, batch_size=args.batch_size,
                                     tensor_parallel_size=args.tensor_parallel_size, **settings)
+            synthetic = SyntheticTask(size=args.eval_size, data_seed=args.data_seed,
+                                      max_steps=args.synthetic_max_steps, max_operand=args.synthetic_max_operand)
             if args.backend == "vllm":
                 _import_vllm()
             source = resolve_model(args.model)
             out = Path(args.out) if args.out else default_out_dir(source, names, **settings)
-            synthetic = SyntheticTask(size=args.eval_size, data_seed=args.data_seed,
-                                      max_steps=args.synthetic_max_steps, max_operand=args.synthetic_max_operand)
             evaluation = evaluate(args.model, names, backend=args.backend, batch_size=args.batch_size,
                                   tensor_parallel_size=args.tensor_parallel_size, data_dir=args.data_dir,
                                   synthetic=synthetic, out=out, **settings)

@@ -563,9 +563,7 @@ REFUSED = [
     Case("eval-limit-bool", lambda c: evaluate.evaluate("tiny", limit=True), evaluate.EvaluationError, ("limit",),
          "True is not a count"),
     Case("eval-temperature-bool", lambda c: evaluate.evaluate("tiny", temperature=True), evaluate.EvaluationError,
-         ("temperature",), "True would silently sample at temperature 1",
-         xfail("evaluate.evaluate(temperature=True) is taken as temperature 1 (and top_p=True as 1): a bool passes "
-               "isinstance(int); refuse bools naming the argument")),
+         ("temperature",), "True would silently sample at temperature 1"),
     Case("eval-pass-at-k-c-too-large", lambda c: evaluate.pass_at_k(4, 5, 2), ValueError, ("correct samples",),
          "c <= n"),
     Case("eval-pass-at-k-float", lambda c: evaluate.pass_at_k(4.0, 1, 1), TypeError, ("integers",),
@@ -775,12 +773,8 @@ EXITS = [
                                                                 str(c.tmp / "nodata"), "--out", str(c.tmp / "ev")]),
          2, ("nodata/gsm8k/test.jsonl",), "the missing data file is named"),
     Case("evalcli-operand-zero", e("--synthetic_max_operand", "0"), 2, ("max_operand",), "no operand to draw"),
-    Case("evalcli-eval-size-zero", e("--eval_size", "0"), 2, ("eval_size",), "the flag given is named",
-         xfail("evaluate: --eval_size 0 is reported as data's 'n must be an int >= 1, got 0' (the synthetic "
-               "task's argument), not naming --eval_size; check eval_size in evaluate")),
-    Case("evalcli-log-level-unknown", e("--log_level", "LOUD"), 2, ("log_level",), "an unknown logging level",
-         xfail("evaluate: --log_level LOUD is not checked (logging.basicConfig raises ValueError outside the "
-               "try in a fresh process; in-process it is ignored and the evaluation starts); refuse it by name")),
+    Case("evalcli-eval-size-zero", e("--eval_size", "0"), 2, ("eval_size",), "the flag given is named"),
+    Case("evalcli-log-level-unknown", e("--log_level", "LOUD"), 2, ("log_level",), "an unknown logging level"),
     # --- batch CLI (unknown flags are training flags) ---
     Case("batch-gates-empty", b("--gates", ""), 2, ("gates is empty",), "no runs"),
     Case("batch-gates-twice", b("--gates", "erf,erf"), 2, ("names an item twice",), "one run directory per gate"),

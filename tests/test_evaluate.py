@@ -392,3 +392,24 @@ def test_plots_draw_one_or_several_evaluations():
     assert [line.get_xdata().tolist() for line in fig.axes[0].lines] == [[1, 2, 4], [1, 2, 4]]
     with pytest.raises(ValueError, match="benchmark results"):
         plots.eval_accuracy({"benchmarks": {}})
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["--eval_size", "0"], "size (--eval_size) must be an integer >= 1, got 0"),
+    (["--synthetic_max_operand", "0"], "--synthetic_max_operand"),
+    (["--log_level", "LOUD"], "log_level must be one of"),
+])
+def test_bad_synthetic_task_and_log_level_are_named(tmp_path, capsys, argv, named):
+    assert E.main([*argv, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and named in err and err.count("\n") == 1, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_bools_are_not_numbers():
+    with pytest.raises(E.EvaluationError, match="temperature"):
+        E.evaluate("tiny", temperature=True)
+    with pytest.raises(E.EvaluationError, match="top_p"):
+        E.evaluate("tiny", top_p=True)
+    with pytest.raises(E.EvaluationError, match="eval_size"):
+        E.SyntheticTask(size=True)

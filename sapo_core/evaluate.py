@@ -128,8 +128,8 @@ class SyntheticTask:
                 named = f"{name} (--{flag})" if flag else name
                 raise EvaluationError(f"synthetic task: {named} must be an integer >= {least}, got {value!r}")
         if self.min_steps > self.max_steps:
-            raise EvaluationError(f"synthetic task: min_steps {self.min_steps} exceeds max_steps (--synthetic_max_steps) "
-                                  f"{self.max_steps}")
+            raise EvaluationError(f"synthetic task: min_steps {self.min_steps} exceeds max_steps "
+                                  f"(--synthetic_max_steps) {self.max_steps}")
         if self.split not in ("train", "test"):
             raise EvaluationError(f"synthetic task: split must be 'train' or 'test', got {self.split!r}")
 

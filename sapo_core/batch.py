@@ -200,6 +200,11 @@ def run_one(spec: RunSpec, batch_dir: str, settings: dict) -> dict:
             }, timeout_s)
         results = _read_json(run_dir / EVAL_DIR / "results.json") or {}
         if not results.get("complete"):
+            if (run_dir / EVAL_DIR).exists():  # an attempt cut short: kept aside, never overwritten
+                attempt = 1
+                while (run_dir / f"{EVAL_DIR}.attempt{attempt}").exists():
+                    attempt += 1
+                (run_dir / EVAL_DIR).rename(run_dir / f"{EVAL_DIR}.attempt{attempt}")
             execute_notebook("03_evaluate.ipynb", run_dir / "03_evaluate.ipynb", {
                 "model": str(run_dir), "benchmarks": settings["eval_benchmarks"], "n": settings["eval_n"],
                 "temperature": settings["eval_temperature"], "limit": settings["eval_limit"], "backend": "auto",

@@ -442,6 +442,26 @@ class ModelSource:
         return re.sub(r"[^\w.+-]+", "_", self.given.strip("/").replace("/", "__"))
 
 
+def run_synthetic_task(source: ModelSource) -> SyntheticTask | None:
+    """A training run's own held-out synthetic set (its config.yaml's eval_size, data_seed and task), so that a
+    run is evaluated on the problems its recipe held out; None when the model is not a run's."""
+    import yaml
+
+    config = Path(source.run_dir) / "config.yaml" if source.run_dir else None
+    if config is None or not config.is_file():
+        return None
+    recipe = yaml.safe_load(config.read_text()) or {}
+    if not isinstance(recipe, dict) or recipe.get("dataset", "synthetic") != "synthetic":
+        return None
+    from sapo_core.config import GatedGRPOConfig, ScriptArguments  # a key the run did not set had these defaults
+
+    def value(key, holder=ScriptArguments):
+        return recipe.get(key, holder.__dataclass_fields__[key].default)
+
+    return SyntheticTask(size=value("eval_size"), data_seed=value("data_seed", GatedGRPOConfig),
+                         max_steps=value("synthetic_max_steps"), max_operand=value("synthetic_max_operand"))
+
+
 def _has_weights(path: Path) -> bool:
     return any(any(path.glob(pattern)) for pattern in WEIGHT_FILES)
 
@@ -560,9 +580,9 @@ def evaluate(model, benchmarks: Sequence[str] | str = ("synthetic",), *, tokeniz
     """
     names = _check_settings(benchmarks, n, temperature, top_p, max_new_tokens, limit, backend, batch_size,
                             tensor_parallel_size, seed)
-    synthetic = synthetic or SyntheticTask()
     # Every input is checked and loaded before anything is written: a bad one leaves no directory.
     source, generator = _model_and_generator(model, tokenizer, backend, batch_size, tensor_parallel_size, seed)
+    synthetic = synthetic or run_synthetic_task(source) or SyntheticTask()
     datasets = {name: load_benchmark(name, data_dir=data_dir, synthetic=synthetic, limit=limit) for name in names}
     out = Path(out) if out is not None else None
     if out is not None:

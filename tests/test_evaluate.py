@@ -413,3 +413,15 @@ def test_bools_are_not_numbers():
         E.evaluate("tiny", top_p=True)
     with pytest.raises(E.EvaluationError, match="eval_size"):
         E.SyntheticTask(size=True)
+
+
+def test_a_run_is_evaluated_on_its_own_held_out_synthetic_set(tmp_path):
+    from sapo_core.evaluate import ModelSource, SyntheticTask, run_synthetic_task
+
+    (tmp_path / "config.yaml").write_text("dataset: synthetic\neval_size: 50\nsynthetic_max_operand: 9\n")
+    task = run_synthetic_task(ModelSource(given=str(tmp_path), path=str(tmp_path / "final"), run_dir=str(tmp_path)))
+    # keys the run did not set take the training defaults (ScriptArguments, GatedGRPOConfig), not the tiny-cpu ones
+    assert task == SyntheticTask(size=50, data_seed=0, max_steps=1, max_operand=9)
+    (tmp_path / "config.yaml").write_text("dataset: gsm8k\n")
+    assert run_synthetic_task(ModelSource(given="x", path="x", run_dir=str(tmp_path))) is None
+    assert run_synthetic_task(ModelSource(given="tiny", path="x")) is None

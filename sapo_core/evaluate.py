@@ -523,7 +523,7 @@ class Evaluation:
         return self.results["benchmarks"][benchmark]
 
 
-def _check_settings(benchmarks: Sequence[str], n: int | None, temperature: float, top_p: float,
+def check_settings(benchmarks: Sequence[str], n: int | None, temperature: float, top_p: float,
                     max_new_tokens: int | None, limit: int | None, backend: str, batch_size: int | None,
                     tensor_parallel_size: int, seed: int) -> list[str]:
     """The benchmark list, or an EvaluationError naming the first bad setting."""
@@ -578,7 +578,7 @@ def evaluate(model, benchmarks: Sequence[str] | str = ("synthetic",), *, tokeniz
     problem (default per benchmark, 1 at temperature 0); `max_new_tokens` and `n` default per benchmark
     (BENCHMARKS); `limit`: the first K problems of each; `synthetic`: the synthetic task's parameters.
     """
-    names = _check_settings(benchmarks, n, temperature, top_p, max_new_tokens, limit, backend, batch_size,
+    names = check_settings(benchmarks, n, temperature, top_p, max_new_tokens, limit, backend, batch_size,
                             tensor_parallel_size, seed)
     # Every input is checked and loaded before anything is written: a bad one leaves no directory.
     source, generator = _model_and_generator(model, tokenizer, backend, batch_size, tensor_parallel_size, seed)
@@ -874,7 +874,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             settings = {"n": args.n, "temperature": args.temperature, "top_p": args.top_p,
                         "max_new_tokens": args.max_new_tokens, "seed": args.seed, "limit": args.limit}
-            names = _check_settings(args.benchmarks, backend=args.backend, batch_size=args.batch_size,
+            names = check_settings(args.benchmarks, backend=args.backend, batch_size=args.batch_size,
                                     tensor_parallel_size=args.tensor_parallel_size, **settings)
             synthetic = SyntheticTask(size=args.eval_size, data_seed=args.data_seed,
                                       max_steps=args.synthetic_max_steps, max_operand=args.synthetic_max_operand)

@@ -1019,9 +1019,7 @@ NOTEBOOKS = [
     Case("nb01-tau-negative", lambda c: ("01_gate_properties.ipynb", {"tau": -1, "out_dir": str(c.tmp / "figs")}),
          "ValueError", ("tau",), "tau <= 0 refused in notebook 01's first cell"),
     Case("nb03-n-zero", lambda c: ("03_evaluate.ipynb", {"n": 0, "out": str(c.tmp / "ev")}),
-         "EvaluationError", ("n must be",), "notebook 03's settings are checked before the model is loaded",
-         xfail("notebook 03: n=0 is refused only in the evaluation cell (the second code cell after the "
-               "parameters); check the settings (evaluate's _check_settings) in the first code cell")),
+         "EvaluationError", ("n must be",), "notebook 03's settings are checked before the model is loaded"),
 ]
 
 

@@ -131,7 +131,8 @@ def training_curves(runs: dict[str, list[dict]] | list[dict], panels=TRAINING_PA
                         label=tag, lw=1.4)
         ax.set(title=title, xlabel="step")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:  # a panel whose metrics were not logged has nothing to label
+            ax.legend(fontsize=7)
     return fig
 
 

@@ -34,7 +34,7 @@ Conventions:
     may hold anything (-inf, nan): `torch.where` sets them aside before any arithmetic, and they get
     zero gradient. A nan at an unmasked token is not hidden: the loss is nan and the token is counted
     in `tokens/nonfinite_count`.
-  * Where the clamp acts (|log r| > c) the gradient is 0.
+  * Where the clamp acts (|log r| >= c) the gradient is 0.
   * Half-precision inputs are computed in float32 (gradients come back in the input dtype).
   * token_weights (optional, finite, (B, T) or (B, 1), no gradient) multiply each token's objective, as TRL's
     vLLM importance-sampling correction does (grpo_trainer.py:3146-3147); denominators and metrics

@@ -32,23 +32,24 @@ Conventions:
     counts in the overall metrics but in neither the pos (A > 0) nor the neg (A < 0) group (method §7.4).
   * The mask holds 0/1 only (bool, integer or float; anything else is a ValueError). Masked positions
     may hold anything (-inf, nan): `torch.where` sets them aside before any arithmetic, and they get
-    zero gradient. A nan at an unmasked token is not hidden: the loss is nan and the token is counted
-    in `tokens/nonfinite_count`.
+    zero gradient. A nan at an unmasked token is not hidden: the loss is nan, and the token is counted in
+    `tokens/nonfinite_count` (as is an unmasked +-inf log-ratio, which the clamp bounds).
   * Where the clamp acts (|log r| >= c) the gradient is 0.
   * Half-precision inputs are computed in float32 (gradients come back in the input dtype).
   * token_weights (optional, finite, (B, T) or (B, 1), no gradient) multiply each token's objective, as TRL's
     vLLM importance-sampling correction does (grpo_trainer.py:3146-3147); denominators and metrics
     still count tokens by the mask alone.
   * Metrics (method §4; only with compute_metrics=True, as they cost a device sync) are Python floats
-    named in METRIC_KEYS, over the unmasked tokens with a finite ratio, for all of them and for A > 0
+    named in METRIC_KEYS, over the unmasked tokens with a finite log-ratio, for all of them and for A > 0
     ("pos/") and A < 0 ("neg/"): tokens/count; ratio/{mean, std, var, min, max, p01, p99} (population
     std and var; quantiles interpolated linearly as torch.quantile); ratio/outside_clip_frac (r < 1 -
     eps_low or r > 1 + eps_high); gate_weight/mean and gate_weight/low_frac (f' < 0.5), f' being
     g'(tau (r - 1)), or sapo_core.gates.clip_weight for clip (method §2.4); and, overall only,
-    tokens/nonfinite_count, the unmasked tokens whose ratio is nan. An empty group has count 0 and nan
-    statistics. At level="sequence" every token counts with its sequence's ratio. `metric_tokens`
-    returns the tokens behind the statistics so that a trainer can pool the micro-batches and processes
-    of a step and call `token_metrics` once on the union.
+    tokens/nonfinite_count, the unmasked tokens whose log-ratio is not finite before the clamp (nan makes
+    the loss nan; +-inf is clamped like any large log-ratio). An empty group has count 0 and nan
+    statistics. At level="sequence" every token counts with its sequence's ratio. `metric_tokens` returns
+    the tokens behind the statistics so that a trainer can pool the micro-batches and processes of a step
+    and call `token_metrics` once on the union.
 
 Speed against TRL's own expressions: `.venv/bin/python benchmarks/bench_loss.py`.
 """
@@ -159,8 +160,10 @@ def policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.
     loss = -masked_aggregate(per_token, keep, aggregation, max_completion_length)
     metrics = {}
     if compute_metrics:
-        metrics = token_metrics(_metric_tokens(gate, ratio.detach(), adv, keep, tau_pos, tau_neg, epsilon_low,
-                                               epsilon_high), epsilon_low, epsilon_high)
+        tokens = metric_tokens(logps.detach(), old_logps, advantages, mask, gate=gate, tau_pos=tau_pos,
+                               tau_neg=tau_neg, epsilon_low=epsilon_low, epsilon_high=epsilon_high, level=level,
+                               log_ratio_clamp=log_ratio_clamp)
+        metrics = token_metrics(tokens, epsilon_low, epsilon_high)
     return loss, metrics
 
 
@@ -169,7 +172,7 @@ def policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.
 # ---------------------------------------------------------------------------------------------
 
 class MetricTokens(NamedTuple):
-    """The unmasked tokens as the metrics see them (1-D, aligned): ratio r, gate weight f'(r), sign of A."""
+    """The unmasked tokens as the metrics see them (1-D, aligned): ratio r (nan: not finite), f'(r), sign of A."""
 
     ratio: torch.Tensor
     weight: torch.Tensor
@@ -179,15 +182,6 @@ class MetricTokens(NamedTuple):
     def cat(parts: list[MetricTokens]) -> MetricTokens:
         """The tokens of several micro-batches (or processes) as one set."""
         return MetricTokens(*(torch.cat(field) for field in zip(*parts)))
-
-
-def _metric_tokens(gate, ratio, adv, keep, tau_pos, tau_neg, epsilon_low, epsilon_high) -> MetricTokens:
-    """The ratios (no gradient), gate weights and advantage signs of the tokens where `keep` (bool), flattened."""
-    if gate == CLIP:  # method §2.4 (2.3): hard clipping's weight, 1 inside the trust region, 0 outside
-        weight = clip_weight(ratio, torch.sign(adv), epsilon_low, epsilon_high)
-    else:
-        weight = gate.weight(ratio, _tau(adv, tau_pos, tau_neg))
-    return MetricTokens(*(x.expand(keep.shape)[keep] for x in (ratio, weight, torch.sign(adv).to(torch.int8))))
 
 
 def _quantile(sorted_values: torch.Tensor, q: float) -> torch.Tensor:
@@ -256,10 +250,17 @@ def metric_tokens(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torc
                        level, AGGREGATIONS[0], log_ratio_clamp, None, True, None)
     dtype = torch.promote_types(logps.dtype, torch.float32)
     keep = _bool_mask(mask)
-    ratio = importance_log_ratio(logps.to(dtype), old_logps.to(dtype), keep, level=level,
-                                 log_ratio_clamp=log_ratio_clamp).exp()
-    return _metric_tokens(gate, ratio, advantages.to(dtype).unsqueeze(1), keep, tau_pos, tau_neg, epsilon_low,
-                          epsilon_high)
+    logps, old_logps, adv = logps.to(dtype), old_logps.to(dtype), advantages.to(dtype).unsqueeze(1)
+    ratio = importance_log_ratio(logps, old_logps, keep, level=level, log_ratio_clamp=log_ratio_clamp).exp()
+    # method §4: a log-ratio that is not finite before the clamp (nan, +-inf) makes its token's ratio nan (at
+    # level="sequence", its row's): counted in tokens/nonfinite_count, left out of the statistics
+    finite = torch.isfinite(torch.where(keep, logps - old_logps, 0.0))
+    ratio = torch.where(finite.all(-1, keepdim=True) if level == "sequence" else finite, ratio, math.nan)
+    if gate == CLIP:  # method §2.4 (2.3): hard clipping's weight, 1 inside the trust region, 0 outside
+        weight = clip_weight(ratio, torch.sign(adv), epsilon_low, epsilon_high)
+    else:
+        weight = gate.weight(ratio, _tau(adv, tau_pos, tau_neg))
+    return MetricTokens(*(x.expand(keep.shape)[keep] for x in (ratio, weight, torch.sign(adv).to(torch.int8))))
 
 
 # ---------------------------------------------------------------------------------------------

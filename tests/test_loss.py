@@ -326,24 +326,26 @@ def test_metrics_ignore_masked_garbage():
     assert dirty == clean
 
 
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
 @pytest.mark.parametrize("where", ["logps", "old_logps"])
 @pytest.mark.parametrize("level", ["token", "sequence"])
 @pytest.mark.parametrize("gate", ["sigmoid", "clip"])
-def test_nan_at_an_unmasked_token_stays_visible(gate, level, where):
-    """Issue 11: a nan where the mask is 1 gives a nan loss and is counted, never silently becomes r = 1."""
+def test_non_finite_at_an_unmasked_token_stays_visible(gate, level, where, value):
+    """Issue 11: a nan where the mask is 1 gives a nan loss and never silently becomes r = 1; every non-finite
+    log-ratio at an unmasked token (+-inf too, which the clamp bounds) is counted and left out of the statistics."""
     logps, old, adv, mask = batch(seed=12)
     row = 0                                               # A != 0, at least one token
     assert adv[row] != 0 and mask[row].any()
     tensors = {"logps": logps.detach().clone(), "old_logps": old.clone()}
-    tensors[where][row, 0] = math.nan
+    tensors[where][row, 0] = value
     loss, metrics = policy_loss(tensors["logps"], tensors["old_logps"], adv, mask, gate=gate, level=level)
-    assert math.isnan(loss.item())
-    bad = 1 if level == "token" else int(mask[row].sum())   # GSPO: the whole row shares the nan ratio
+    assert math.isnan(loss.item()) == math.isnan(value)
+    bad = 1 if level == "token" else int(mask[row].sum())   # GSPO: the whole row shares the ratio
     assert metrics["tokens/nonfinite_count"] == bad
     _, clean = policy_loss(logps, old, adv, mask, gate=gate, level=level)
     assert clean["tokens/nonfinite_count"] == 0
     assert metrics["tokens/count"] == clean["tokens/count"] - bad   # statistics over the finite tokens
-    assert math.isfinite(metrics["ratio/mean"]) and math.isfinite(metrics["gate_weight/mean"])
+    assert math.isfinite(metrics["ratio/max"]) and math.isfinite(metrics["gate_weight/mean"])
     pooled = token_metrics(metric_tokens(tensors["logps"], tensors["old_logps"], adv, mask, gate=gate, level=level))
     assert pooled == pytest.approx(metrics, rel=1e-12, nan_ok=True)
 

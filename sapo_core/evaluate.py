@@ -41,21 +41,20 @@ import math
 import os
 import platform
 import re
-import subprocess
 import sys
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 from scipy import stats
 
-from sapo_core.paths import REPO_ROOT, runs_dir, write_atomic
+from sapo_core.paths import runs_dir, write_atomic
 from sapo_core.prompts import SYSTEM_PROMPT, USER_TEMPLATE
+from sapo_core.provenance import git_commit, package_versions
 from sapo_core.rewards import correctness_reward, extract_answer, format_reward, normalize_gold
 
 __all__ = [
@@ -671,31 +670,8 @@ def _grade(samples: list[dict]) -> None:
 # ----------------------------------------------------------------------------------------- records
 
 
-def _git() -> dict[str, Any]:
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True,
-                              timeout=10, check=False)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                               capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
-    if head.returncode != 0:
-        return {"commit": None, "dirty": None}
-    return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
-
-
-def _versions() -> dict[str, str | None]:
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
 def _provenance() -> dict[str, Any]:
-    return {"versions": _versions(), "git": _git(), "command": sys.argv, "host": platform.node(),
+    return {"versions": package_versions(PACKAGES), "git": git_commit(), "command": sys.argv, "host": platform.node(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 

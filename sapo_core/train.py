@@ -32,7 +32,6 @@ import platform
 import subprocess
 import sys
 import time
-from importlib import metadata
 from pathlib import Path
 
 import yaml
@@ -41,7 +40,8 @@ from transformers import TrainerCallback
 
 from sapo_core.config import ConfigError, RunConfig, ScriptArguments, parse_args, print_help, recipe_keys_differ
 from sapo_core.data import DatasetFormatError, DataUnavailableError
-from sapo_core.paths import REPO_ROOT, write_atomic
+from sapo_core.paths import write_atomic
+from sapo_core.provenance import git_commit, package_versions
 
 __all__ = ["REQUIRED_METRICS", "RunDirError", "RunLock", "launch", "prepare_run_dir", "provenance", "train",
            "read_metrics", "main"]
@@ -68,29 +68,6 @@ class RunDirError(RuntimeError):
 # Run directory and provenance
 # ---------------------------------------------------------------------------------------------
 
-def _git_commit() -> dict:
-    def git(*args):
-        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10)
-    try:
-        head = git("rev-parse", "HEAD")
-        dirty = git("status", "--porcelain", "--untracked-files=no")
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
-    if head.returncode != 0:
-        return {"commit": None, "dirty": None}
-    return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
-
-
-def _versions() -> dict:
-    out = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
 def provenance(run: RunConfig) -> dict:
     """Everything needed to say what this run was (STYLE §9)."""
     args = run.training
@@ -104,7 +81,7 @@ def provenance(run: RunConfig) -> dict:
         "level": args.importance_sampling_level, "aggregation": args.aggregation,
         "num_iterations": args.num_iterations, "seed": args.seed, "data_seed": args.data_seed,
         "model": run.script.model, "dataset": run.script.dataset, "config_file": run.config_path,
-        "git": _git_commit(), "versions": _versions(), "command": sys.argv,
+        "git": git_commit(), "versions": package_versions(PACKAGES), "command": sys.argv,
         "host": platform.node(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 

@@ -11,8 +11,9 @@ held-out set (sampled mean@n at heldout_temperature and greedy, through sapo_cor
 Per run the table gives, over the second half of training (steps > max_steps / 2), the mean over steps of the
 share of tokens with gate weight f' < 0.5 (`gate_weight/low_frac`, method §4) and of `ratio/var` (and the
 largest step's); held-out greedy and sampled accuracy before -> after and the sampled gain; the wall and CPU
-seconds of the training process. A run already finished in OUT is reused (the CLI never overwrites one); the
-table goes to OUT/table.md, the rows to OUT/rows.json.
+seconds of the training process (CPU seconds: its time on an idle core). A run already finished in OUT is
+reused (the CLI never overwrites one), so a rerun after a failure only trains what is missing. The table goes to
+OUT/table.md and the rows to OUT/rows.json (with a time stamp in the name when those exist).
 """
 
 import argparse
@@ -100,9 +101,10 @@ def main() -> None:
                      f"{r['sampled_base']:.3f} -> {r['sampled_final']:.3f} | {r['gain']:+.3f} | {wall} / "
                      f"{r['train_runtime_s']:.0f} |")
     table = "\n".join(lines)
-    (args.out / "table.md").write_text(table + "\n")
-    (args.out / "rows.json").write_text(json.dumps(rows, indent=1) + "\n")
-    print(table)
+    stamp = "" if not (args.out / "table.md").exists() else time.strftime("-%Y%m%d-%H%M%S")  # never overwrite one
+    (args.out / f"table{stamp}.md").write_text(table + "\n")
+    (args.out / f"rows{stamp}.json").write_text(json.dumps(rows, indent=1) + "\n")
+    print(table, f"\n(written to {args.out}/table{stamp}.md and rows{stamp}.json)")
 
 
 if __name__ == "__main__":

@@ -268,7 +268,7 @@ def seed_band_curves(data, panels=COMPARE_PANELS):
     return fig
 
 
-def ratio_distribution(data, bins: int = 60, x_max: float = 3.0):
+def ratio_distribution(data, x_max: float = 3.0):
     """The importance ratios the gates saw in training (share of tokens per ratio bin, second half of training,
     pooled over seeds) beside each gate's gradient weight f'(r) at the temperature it ran at (A > 0)."""
     import numpy as np

@@ -713,6 +713,13 @@ EXITS = [
     Case("train-temperature-negative", t("--temperature", "-1"), 2, ("temperature",), "sampling at T < 0"),
     Case("train-importance-level-unknown", t("--importance_sampling_level", "word"), 2,
          ("importance_sampling_level",), "levels are token or sequence"),
+    Case("train-heldout-n-zero", t("--heldout_n", "0"), 2, ("heldout_n",), "the held-out check needs a sample"),
+    Case("train-heldout-temperature-nan", t("--heldout_temperature", "nan"), 2, ("heldout_temperature",),
+         "nan is no sampling temperature"),
+    Case("train-heldout-benchmark-unknown", t("--heldout_benchmarks", "synthetic,bogus"), 2, ("'bogus'",),
+         "an unknown held-out benchmark is named before training"),
+    Case("train-heldout-greedy-not-bool", t("--heldout_greedy", "sometimes"), 2, ("heldout_greedy",),
+         "a boolean flag takes true or false"),
     # --- training CLI: the run directory ---
     Case("train-run-dir-is-file", run_under_file("occupied"), 2, ("occupied", "not a directory"),
          "a file where the run directory should be"),

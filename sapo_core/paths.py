@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
-__all__ = ["REPO_ROOT", "figures_dir", "runs_dir", "write_atomic"]
+__all__ = ["REPO_ROOT", "UnreadableFileError", "figures_dir", "read_json", "runs_dir", "write_atomic", "write_json"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class UnreadableFileError(ValueError):
+    """A file this project wrote (a JSON record) is missing, unreadable or not what it should hold."""
 
 
 def figures_dir(out_dir: str | os.PathLike | None = None) -> Path:
@@ -34,3 +39,22 @@ def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:
         tmp.write_text(data, encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+def read_json(path: str | os.PathLike, what: str) -> dict:
+    """The JSON object in `path` (`what` names it in errors); UnreadableFileError if missing, damaged or no object."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UnreadableFileError(f"{path} ({what}) does not exist") from None
+    except (OSError, ValueError) as err:  # ValueError: bad JSON or bad UTF-8
+        raise UnreadableFileError(f"{path} ({what}) cannot be read: {' '.join(str(err).split())[:200]}") from None
+    if not isinstance(data, dict):
+        raise UnreadableFileError(f"{path} ({what}) must hold a JSON object, got {type(data).__name__}")
+    return data
+
+
+def write_json(path: str | os.PathLike, data: dict) -> Path:
+    """Write `data` as indented JSON to `path` atomically (write_atomic); values JSON lacks are written as str."""
+    return write_atomic(path, json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")

@@ -5,7 +5,10 @@ the same float32 CPU tensors in the same run (interleaved repeats, median). Befo
 reproduced TRL expressions are checked against TRL's real `GRPOTrainer._compute_loss` and our loss
 against them. Last line: the worst ratio, over the gates, of our wall-clock median to that of TRL's
 expression for the same loss ("sapo" for every smooth gate, "grpo" for clip, whose min/clamp form
-we share), at the larger size without metrics; the line before gives the same by CPU time.
+we share), at the larger size without metrics; the line before gives the same by CPU time. Exit status 0
+when the worst ratio meets the target, 1 when it misses (the last line then says by how much):
+
+    bench_loss: worst_ratio=<x> (target <= 2.0) pass|FAIL
 
 The target is <= 2.0: our loss is the plain-torch equation (the stop-gradient form of method §2 and a
 masked aggregate), a few elementwise passes more than TRL's expression, which is negligible inside a
@@ -19,6 +22,7 @@ from __future__ import annotations
 import os
 import random
 import statistics
+import sys
 import time
 from collections import defaultdict
 from types import SimpleNamespace
@@ -130,10 +134,10 @@ def time_all(candidates, logps, repeats, seed=0):
             {name: statistics.median(t) for name, t in cpu.items()})
 
 
-def main():
+def main() -> int:
     torch.set_num_threads(THREADS)
     gates = available_gates() + ["clip"]
-    print(f"bench_loss: torch {torch.__version__}, {THREADS} thread(s) for every candidate (torch.set_num_threads), "
+    print(f"loss benchmark: torch {torch.__version__}, {THREADS} thread(s) per candidate (torch.set_num_threads), "
           "float32, CPU, int64 mask; forward + backward; medians of interleaved repeats in random order")
     print("  wall = time.perf_counter (the target uses it), cpu = time.thread_time (the compute thread's own CPU")
     print("  time, blind to other jobs taking the core). /sapo, /grpo = our median / TRL's median, same tensors")
@@ -168,7 +172,10 @@ def main():
                     worst = max(worst, w / wall[reference])
                     worst_cpu = max(worst_cpu, c / cpu[reference])
     print(f"worst ratio by cpu time at {SIZES[-1][0]}x{SIZES[-1][1]} without metrics: {worst_cpu:.3f}")
-    print(f"bench_loss: worst_ratio={worst:.3f} (target <= {TARGET})")
+    verdict = "pass" if worst <= TARGET else f"FAIL (over by {100 * (worst / TARGET - 1):.1f} %)"
+    print(f"bench_loss: worst_ratio={worst:.3f} (target <= {TARGET}) {verdict}")
+    return 0 if worst <= TARGET else 1
+
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -4,6 +4,8 @@
         --seeds 0,1,2 [--tau_conventions equal,width_matched] [--jobs N] [--executor local|slurm] --out runs/NAME \
         [any training flag, e.g. --max_steps 30]
 
+An arm `GATE@POS:NEG` in --gates runs GATE at (tau_pos, tau_neg) = (POS, NEG) instead of the recipe's
+(e.g. `--gates erf,erf@5:6`); its runs are named `<gate>-tau<POS>_<NEG>-<convention>-seed<k>`.
 Each run lives in `<out>/<gate>-<convention>-seed<k>/`: the run directory of `sapo_core.train` (config,
 provenance, metrics, checkpoints, final model) with the executed notebooks `02_train.ipynb` and
 `03_evaluate.ipynb` beside it and the evaluation in `eval/batch/`. `<out>/batch.json` and `<out>/summary.csv`
@@ -24,7 +26,6 @@ through `accelerate launch` on all the GPUs of its job.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import multiprocessing
 import os
@@ -35,8 +36,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from sapo_core.config import ConfigError, parse_args
-from sapo_core.paths import REPO_ROOT, write_atomic
+from sapo_core import metrics as M
+from sapo_core.benchmarks import BENCHMARKS
+from sapo_core.cli import guarded
+from sapo_core.config import REWARDS, ConfigError, parse_args, run_name
+from sapo_core.data import DatasetFormatError, DataUnavailableError
+from sapo_core.paths import REPO_ROOT, UnreadableFileError, read_json, write_atomic, write_json
+from sapo_core.train import dry_run
 
 __all__ = ["BatchArguments", "BatchError", "RunSpec", "execute_notebook", "run_batch", "run_one", "read_batch", "main"]
 
@@ -44,8 +50,7 @@ log = logging.getLogger(__name__)
 NOTEBOOKS = REPO_ROOT / "notebooks"
 EVAL_DIR = "eval/batch"  # inside each run directory
 # Final training metrics copied into the summary (method §4), read from the last row of metrics.jsonl.
-SUMMARY_METRICS = ("reward", "rewards/correctness_reward/mean", "rewards/format_reward/mean", "entropy",
-                   "ratio/var", "gate_weight/mean", "gate_weight/low_frac", "completions/mean_length")
+SUMMARY_METRICS = M.summary_names(REWARDS)  # the registry's `summary` metrics (sapo_core.metrics)
 
 
 class BatchError(ValueError):
@@ -91,8 +96,6 @@ class BatchArguments:
             raise BatchError(f"eval_temperature={self.eval_temperature} must be >= 0 (0: greedy)")
         if self.eval_limit is not None and self.eval_limit < 1:
             raise BatchError(f"eval_limit={self.eval_limit} must be >= 1 (or unset: every problem)")
-        from sapo_core.evaluate import BENCHMARKS
-
         for name in _split(self.eval_benchmarks, "eval_benchmarks"):
             if name not in BENCHMARKS:
                 raise BatchError(f"eval_benchmarks: unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)}")
@@ -108,11 +111,12 @@ class RunSpec:
     seed: int
     tau_convention: str
     flags: tuple[str, ...] = ()
+    taus: tuple[float, float] | None = None  # (tau_pos, tau_neg) of an arm `GATE@POS:NEG`; None: the recipe's
 
     @property
     def name(self) -> str:
         """The run directory's name inside the batch."""
-        return f"{self.gate}-{self.tau_convention}-seed{self.seed}"
+        return run_name(self.gate, self.tau_convention, self.seed, self.taus)
 
 
 def _split(text: str, what: str) -> list[str]:
@@ -131,13 +135,31 @@ def plan(args: BatchArguments, flags: list[str], gate_flags: dict[str, list[str]
     except ValueError:
         raise BatchError(f"seeds={args.seeds!r} must be comma-separated integers") from None
     specs = []
-    for gate in _split(args.gates, "gates"):
+    for arm in _split(args.gates, "gates"):
+        gate, taus = _arm(arm)
+        tau_flags = () if taus is None else ("--sapo_temperature_pos", f"{taus[0]:g}",
+                                             "--sapo_temperature_neg", f"{taus[1]:g}")
         for convention in _split(args.tau_conventions, "tau_conventions"):
             if gate == "clip" and convention != "equal":
                 continue  # hard clipping has no temperature to match
-            specs.extend(RunSpec(gate, seed, convention, tuple(flags) + tuple((gate_flags or {}).get(gate, ())))
+            specs.extend(RunSpec(gate, seed, convention,
+                                 tuple(flags) + tuple((gate_flags or {}).get(gate, ())) + tau_flags, taus)
                          for seed in seeds)
     return specs
+
+
+def _arm(text: str) -> tuple[str, tuple[float, float] | None]:
+    """`GATE` (the recipe's temperatures) or `GATE@POS:NEG` (this arm's tau_pos and tau_neg, method §2)."""
+    if "@" not in text:
+        return text, None
+    gate, _, taus = text.partition("@")
+    try:
+        pos, neg = (float(t) for t in taus.split(":"))
+    except ValueError:
+        raise BatchError(f"gates: arm {text!r} must be GATE@TAU_POS:TAU_NEG, e.g. erf@5:6") from None
+    if gate == "clip" or not (0 < pos < float("inf") and 0 < neg < float("inf")):
+        raise BatchError(f"gates: arm {text!r} needs a smooth gate and finite temperatures > 0 (clip has none)")
+    return gate, (pos, neg)
 
 
 def training_argv(config: str, spec: RunSpec, run_dir: Path) -> list[str]:
@@ -175,12 +197,9 @@ def execute_notebook(notebook: str, out: Path, parameters: dict, timeout_s: int 
                                start_timeout=120)
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+def _read_json(path: Path, what: str) -> dict:
+    """The JSON object in `path`; {} while it does not exist (a damaged file is an UnreadableFileError)."""
+    return read_json(path, what) if path.exists() else {}
 
 
 def run_one(spec: RunSpec, batch_dir: str, settings: dict) -> dict:
@@ -191,14 +210,14 @@ def run_one(spec: RunSpec, batch_dir: str, settings: dict) -> dict:
     error = None
     timeout_s = settings["timeout_min"] * 60
     try:
-        status = _read_json(run_dir / "status.json") or {}
+        status = _read_json(run_dir / "status.json", "the run's status")
         if status.get("state") != "finished":
             execute_notebook("02_train.ipynb", run_dir / "02_train.ipynb", {
                 "config": settings["config"], "gate": spec.gate, "seed": spec.seed,
                 "flags": ["--tau_convention", spec.tau_convention, *spec.flags], "run_dir": str(run_dir),
                 "resume": status.get("state") is not None, "accelerate_config": settings["accelerate_config"],
             }, timeout_s)
-        results = _read_json(run_dir / EVAL_DIR / "results.json") or {}
+        results = _read_json(run_dir / EVAL_DIR / "results.json", "the run's evaluation")
         if not results.get("complete"):
             if (run_dir / EVAL_DIR).exists():  # an attempt cut short: kept aside, never overwritten
                 attempt = 1
@@ -220,10 +239,12 @@ def run_one(spec: RunSpec, batch_dir: str, settings: dict) -> dict:
 
 def record(spec: RunSpec, run_dir: Path, *, wall_s: float | None = None, error: str | None = None) -> dict:
     """What the summary says of one run, read from its directory."""
-    prov = _read_json(run_dir / "provenance.json") or {}
-    status = _read_json(run_dir / "status.json") or {}
-    summary = _read_json(run_dir / "summary.json") or {}
-    results = _read_json(run_dir / EVAL_DIR / "results.json") or {}
+    try:
+        prov, status, summary, results = (_read_json(run_dir / name, what) for name, what in (
+            ("provenance.json", "the run's provenance"), ("status.json", "the run's status"),
+            ("summary.json", "the run's summary"), (f"{EVAL_DIR}/results.json", "the run's evaluation")))
+    except UnreadableFileError as err:  # the summary names it; the batch goes on
+        prov, status, summary, results, error = {}, {}, {}, {}, error or str(err)
     finished = status.get("state") == "finished" and bool(results.get("complete")) and error is None
     row = {"run": spec.name, "gate": spec.gate, "tau_convention": None if spec.gate == "clip" else spec.tau_convention,
            "seed": spec.seed, "status": "finished" if finished else "failed",
@@ -287,7 +308,7 @@ def _settings(args: BatchArguments, flags: list[str]) -> dict:
 def _write_summary(out: Path, settings: dict, rows: dict[str, dict], specs: list[RunSpec]) -> None:
     ordered = [rows[s.name] for s in specs if s.name in rows]
     batch = {"settings": settings, "runs": ordered, "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    write_atomic(out / "batch.json", json.dumps(batch, indent=2, default=str) + "\n")
+    write_json(out / "batch.json", batch)
     columns = list(dict.fromkeys(k for row in ordered for k in row))
     import io
 
@@ -301,10 +322,10 @@ def _write_summary(out: Path, settings: dict, rows: dict[str, dict], specs: list
 def read_batch(out: str | os.PathLike) -> dict:
     """A batch directory's batch.json."""
     path = Path(out) / "batch.json"
-    data = _read_json(path)
-    if data is None:
-        raise BatchError(f"{path} does not exist or is not a JSON object; is {out} a batch directory?")
-    return data
+    try:
+        return read_json(path, "the batch's record")
+    except UnreadableFileError as err:
+        raise BatchError(f"{err}; is {out} a batch directory?") from None
 
 
 def run_batch(args: BatchArguments, flags: list[str] | None = None, *,
@@ -323,7 +344,7 @@ def run_batch(args: BatchArguments, flags: list[str] | None = None, *,
     for gate, convention in dict.fromkeys((s.gate, s.tau_convention) for s in specs):
         parse_args(training_argv(args.config, RunSpec(gate, specs[0].seed, convention, tuple(flags)), out / "check"))
     settings = _settings(args, flags)
-    previous = _read_json(out / "batch.json")
+    previous = read_batch(out) if (out / "batch.json").exists() else None
     if previous is not None and previous.get("settings") != settings:
         changed = sorted(k for k in settings if previous["settings"].get(k) != settings[k])
         raise BatchError(f"{out} holds a batch made with other settings (changed: {', '.join(changed)}); choose "
@@ -397,6 +418,23 @@ def _run_submitit(args: BatchArguments, todo: list[RunSpec], out: Path, settings
         time.sleep(2)
 
 
+def dry_run_batch(args: BatchArguments, flags: list[str]) -> int | None:
+    """--dry_run: every arm's plan and memory estimate (sapo_core.preflight); nothing is created or trained.
+    Returns 2 when an arm is refused, else 0; None when the flags turn the dry run off (`--dry_run false`)."""
+    if args.accelerate_config is not None:
+        flags = [*flags, "--accelerate_config", args.accelerate_config]
+    runs = [(spec, parse_args(training_argv(args.config, spec, Path(args.out) / spec.name)))
+            for spec in plan(args, flags)]
+    if not all(run.script.dry_run for _, run in runs):
+        return None
+    status = 0
+    for spec, run in runs:
+        print(f"== {spec.name}")
+        status = max(status, dry_run(run))
+    return status
+
+
+@guarded(BatchError, ConfigError, UnreadableFileError, DataUnavailableError, DatasetFormatError)
 def main(argv: list[str] | None = None) -> int:
     """The CLI: one line `error: ...` and exit status 2 for a batch that cannot start."""
     from transformers import HfArgumentParser
@@ -408,16 +446,15 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     parser = Parser([BatchArguments], prog="python -m sapo_core.batch", description=__doc__.splitlines()[0])
-    try:
-        options = ["--" + a[2:].split("=", 1)[0].replace("-", "_") for a in argv if a.startswith("--")]
-        repeated = sorted({o for o in options if options.count(o) > 1})
-        if repeated:
-            raise BatchError(f"flag {repeated[0]} given twice")
-        args, flags = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
-        batch = run_batch(args, flags)
-    except (BatchError, ConfigError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    options = ["--" + a[2:].split("=", 1)[0].replace("-", "_") for a in argv if a.startswith("--")]
+    repeated = sorted({o for o in options if options.count(o) > 1})
+    if repeated:
+        raise BatchError(f"flag {repeated[0]} given twice")
+    args, flags = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    status = dry_run_batch(args, flags) if "--dry_run" in {f.split("=", 1)[0] for f in flags} else None
+    if status is not None:
+        return status
+    batch = run_batch(args, flags)
     runs = batch["runs"]
     done = sum(r["status"] == "finished" for r in runs)
     print(f"{done}/{len(runs)} runs finished; summary: {Path(args.out) / 'summary.csv'}")

@@ -22,10 +22,14 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
+
+from sapo_core import metrics as M
 from sapo_core.batch import EVAL_DIR, read_batch
 from sapo_core.train import read_metrics
 
-__all__ = ["BatchData", "CLAIMS", "load_batch", "group_label", "per_seed", "curves", "accuracy", "claims", "caption"]
+__all__ = ["BatchData", "CLAIMS", "load_batch", "group_label", "per_seed", "curves", "metric_frame", "accuracy",
+           "accuracy_table", "claims", "caption"]
 
 
 @dataclass
@@ -70,11 +74,15 @@ def load_batch(path: str | os.PathLike, *, finished_only: bool = True) -> BatchD
 
 
 def group_label(data: BatchData, row: dict) -> str:
-    """The label of a run's group: its gate, plus its tau convention when the batch mixes conventions."""
+    """The label of a run's group: its gate, plus its tau convention when the batch mixes conventions and its
+    (tau_pos, tau_neg) when the batch runs the gate at several (arms `GATE@POS:NEG` of sapo_core.batch)."""
     conventions = {r["tau_convention"] for r in data.runs if r["tau_convention"] is not None}
-    if len(conventions) > 1 and row["tau_convention"] is not None:
-        return f"{row['gate']} ({row['tau_convention']})"
-    return row["gate"]
+    taus = {(r.get("tau_pos_base"), r.get("tau_neg_base")) for r in data.runs if r["gate"] == row["gate"]}
+    tags = [row["tau_convention"]] if len(conventions) > 1 and row["tau_convention"] is not None else []
+    if len(taus) > 1:
+        tags.append("tau " + "/".join("?" if t is None else f"{t:g}" for t in (row.get("tau_pos_base"),
+                                                                               row.get("tau_neg_base"))))
+    return f"{row['gate']} ({', '.join(tags)})" if tags else row["gate"]
 
 
 def _runs_of(data: BatchData, group: str) -> list[dict]:
@@ -112,6 +120,15 @@ def curves(data: BatchData, key: str) -> dict[str, dict[str, list[float]]]:
     return out
 
 
+def metric_frame(data: BatchData, keys) -> pd.DataFrame:
+    """Long form for seaborn: one row per (run, logged step) with group, gate, convention, seed, step, `keys`."""
+    rows = [{"run": row["run"], "group": group_label(data, row), "gate": row["gate"],
+             "convention": row["tau_convention"] or "equal", "seed": row["seed"], "step": m["step"],
+             **{k: m.get(k) for k in keys}}
+            for row in data.runs for m in data.metrics[row["run"]]]
+    return pd.DataFrame(rows, columns=["run", "group", "gate", "convention", "seed", "step", *keys])
+
+
 def accuracy(data: BatchData, benchmark: str = "synthetic") -> dict[str, list[dict]]:
     """Per group, one entry per seed: the evaluation's mean@n with its bootstrap interval over problems."""
     out = {}
@@ -126,20 +143,29 @@ def accuracy(data: BatchData, benchmark: str = "synthetic") -> dict[str, list[di
     return out
 
 
+def accuracy_table(data: BatchData, benchmark: str = "synthetic") -> pd.DataFrame:
+    """Held-out accuracy per group: seeds, and the mean, min and max over seeds of mean@n (groups evaluated)."""
+    rows = [{"gate": group, "seeds": len(entries), "mean": statistics.fmean(e["mean"] for e in entries),
+             "min": min(e["mean"] for e in entries), "max": max(e["mean"] for e in entries)}
+            for group, entries in accuracy(data, benchmark).items() if entries]
+    return pd.DataFrame(rows, columns=["gate", "seeds", "mean", "min", "max"])
+
+
 # The paper's qualitative claims (its §4-§5; method §5): (claim, metric, per-seed statistic, higher side, lower side).
+# Metric names are checked against the registry (sapo_core.metrics); "accuracy" is the held-out evaluation.
 CLAIMS = (
     ("Heavier (polynomial) tails explore more: higher token entropy than the Gaussian tail",
-     "entropy", [("arctan", "erf"), ("softsign", "erf")]),
+     M.key("entropy"), [("arctan", "erf"), ("softsign", "erf")]),
     ("Heavier tails give a larger effective variance of the importance ratios",
-     "ratio/var", [("arctan", "erf"), ("softsign", "erf")]),
+     M.key("ratio/var"), [("arctan", "erf"), ("softsign", "erf")]),
     ("Polynomial tails keep a broader region of significant gradient (larger mean gate weight f')",
-     "gate_weight/mean", [("arctan", "erf"), ("softsign", "erf")]),
+     M.key("gate_weight/mean"), [("arctan", "erf"), ("softsign", "erf")]),
     ("Gaussian attenuation gives more localised updates (larger share of tokens with f' < 0.5)",
-     "gate_weight/low_frac", [("erf", "arctan"), ("erf", "sigmoid")]),
+     M.key("gate_weight/low_frac"), [("erf", "arctan"), ("erf", "sigmoid")]),
     ("Gate shape changes entropy evolution: softsign and sigmoid end with different entropy",
-     "entropy", [("softsign", "sigmoid"), ("sigmoid", "softsign")]),
+     M.key("entropy"), [("softsign", "sigmoid"), ("sigmoid", "softsign")]),
     ("Smooth gates keep entropy higher than hard clipping",
-     "entropy", [("sigmoid", "clip"), ("erf", "clip"), ("arctan", "clip"), ("softsign", "clip")]),
+     M.key("entropy"), [("sigmoid", "clip"), ("erf", "clip"), ("arctan", "clip"), ("softsign", "clip")]),
     ("Smooth gates reach higher held-out accuracy than hard clipping",
      "accuracy", [("sigmoid", "clip"), ("erf", "clip"), ("arctan", "clip"), ("softsign", "clip")]),
 )
@@ -167,7 +193,9 @@ def claims(data: BatchData, benchmark: str = "synthetic") -> list[dict]:
     acc = {g: [e["mean"] for e in entries] for g, entries in accuracy(data, benchmark).items()}
     for claim, key, pairs in CLAIMS:
         values = acc if key == "accuracy" else per_seed(data, key)
-        gates = {g.split(" (")[0]: v for g, v in values.items()}
+        gates = {}
+        for g, v in values.items():  # a gate run at several temperatures: its first group (the recipe's arm)
+            gates.setdefault(g.split(" (")[0], v)
         if key == "entropy" and pairs[0] == ("softsign", "sigmoid"):  # "different": either direction
             a, b = gates.get("softsign", []), gates.get("sigmoid", [])
             verdicts = [_verdict(a, b), _verdict(b, a)]

@@ -24,6 +24,7 @@ import difflib
 import enum
 import math
 import os
+import time
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,22 +32,51 @@ from typing import Literal
 
 import torch
 import yaml
+from transformers.integrations import integration_utils
 from trl import GRPOConfig, TrlParser
+from trl.scripts._hf_argparser import string_to_bool  # the converter TrlParser gives boolean fields
 
 from sapo_core import gates as G
+from sapo_core.benchmarks import BENCHMARKS
+from sapo_core.checks import is_real
+from sapo_core.data import SyntheticTask
 from sapo_core.loss import AGGREGATIONS, CLIP, LEVELS
 from sapo_core.paths import REPO_ROOT, runs_dir
 
-__all__ = ["ConfigError", "GatedGRPOConfig", "RunConfig", "ScriptArguments", "parse_args", "print_help"]
+__all__ = ["ConfigError", "GatedGRPOConfig", "RunConfig", "ScriptArguments", "parse_args", "print_help", "run_name",
+           "notebook_args"]
 
 _TRL_LOSS_TYPE = {"seq_mean_token_mean": "grpo", "token_mean": "dapo", "seq_mean_token_sum_norm": "dr_grpo"}
-_RUN_LOCATION = ("run_dir", "resume")  # how to run, not what: never part of a run's config.yaml
+_RUN_LOCATION = ("run_dir", "resume", "dry_run", "gpu_memory_gb", "accelerate_config")  # how to run, not what:
+# never part of a run's config.yaml
 REWARDS = ("format_reward", "correctness_reward")  # the reward functions train() passes, in reward_weights' order
+GPU_MEMORY_GB = 80.0  # the dry run's default GPU (an A100/H100 80 GB)
 _EXP_LIMIT = math.log(torch.finfo(torch.float32).max)  # exp overflows float32 above ~88.72
 
 
 class ConfigError(ValueError):
     """A recipe or flag names an unknown key or gives a bad value."""
+
+
+def run_name(gate: str, tau_convention: str, seed: int, taus: tuple[float, float] | None = None) -> str:
+    """A run directory's name: `<gate>[-tau<pos>_<neg>]-<tau convention>-seed<seed>` (inside runs/<config name>/
+    or a batch; the taus only for a run at other temperatures than its recipe's, e.g. a batch arm GATE@POS:NEG)."""
+    tau = "" if taus is None else f"-tau{taus[0]:g}_{taus[1]:g}"
+    return f"{gate}{tau}-{tau_convention}-seed{seed}"
+
+
+def _check_trackers(report_to: list[str]) -> None:
+    """Every tracker in report_to is one transformers knows and is installed (else TRL fails mid-start-up)."""
+    known = integration_utils.INTEGRATION_TO_CALLBACK
+    installed = set(integration_utils.get_available_reporting_integrations())
+    if integration_utils.is_flytekit_available() and integration_utils.is_flyte_deck_standard_available():
+        installed.add("flyte")
+    for name in report_to:
+        if name not in known:
+            raise ConfigError(f"report_to: unknown tracker {name!r}; choose from none, all, {', '.join(known)}")
+        if name not in installed:
+            raise ConfigError(f"report_to: tracker {name!r} is not installed in this environment; install it "
+                              "or use report_to none")
 
 
 @dataclass
@@ -57,12 +87,19 @@ class ScriptArguments:
         "help": "'tiny' (the embedded offline model, sapo_core.tiny), a hub id or a local checkpoint directory"})
     dataset: Literal["synthetic", "mix", "gsm8k"] = field(default="synthetic", metadata={
         "help": "synthetic (offline arithmetic), mix (GSM8K + DeepMath-103K, method §3) or gsm8k"})
+    # The kinds are the keys of sapo_core.rewards.FORMAT_REWARDS (method §3.2 eq. 10).
+    format_reward: Literal["graded", "binary"] = field(default="graded", metadata={
+        "help": "R_format: graded (the paper's eq. 10: 1, 0.5, 0.25 or 0) or binary (1 when fully formatted, else 0)"})
     train_size: int = field(default=4096, metadata={"help": "training prompts drawn from the dataset"})
-    eval_size: int = field(default=200, metadata={"help": "held-out synthetic prompts for the accuracy check"})
+    eval_size: int = field(default=SyntheticTask.size, metadata={
+        "help": "held-out synthetic prompts for the accuracy check"})
     data_dir: str | None = field(default=None, metadata={
         "help": "local copy of the hub datasets (see README, 'Data'); unset: the Hugging Face hub"})
-    synthetic_max_steps: int = field(default=1, metadata={"help": "synthetic task: operations per problem (1..this)"})
-    synthetic_max_operand: int = field(default=99, metadata={"help": "synthetic task: largest operand"})
+    # The synthetic task's defaults are data.SyntheticTask's (the tiny model's task), defined there only.
+    synthetic_max_steps: int = field(default=SyntheticTask.max_steps, metadata={
+        "help": "synthetic task: operations per problem (1..this)"})
+    synthetic_max_operand: int = field(default=SyntheticTask.max_operand, metadata={
+        "help": "synthetic task: largest operand"})
     heldout_benchmarks: str = field(default="", metadata={
         "help": "benchmarks evaluated before and after training (sapo_core.evaluate; e.g. 'synthetic'); empty: none"})
     heldout_n: int = field(default=8, metadata={"help": "held-out check: samples per problem at heldout_temperature"})
@@ -72,24 +109,44 @@ class ScriptArguments:
     run_dir: str | None = field(default=None, metadata={
         "help": "run directory (default runs/<config name>/<gate>-<tau convention>-seed<seed>)"})
     resume: bool = field(default=False, metadata={"help": "continue an unfinished run from its last checkpoint"})
+    max_prompt_length: int | None = field(default=None, metadata={
+        "help": "prompts longer than this many tokens (chat template applied) are dropped from the training set "
+                "when it is prepared, never truncated (a cut problem has another answer); unset: no limit"})
+    dry_run: bool = field(default=False, metadata={
+        "help": "print the plan (recipe, model config, data, prompt lengths, steps, per-GPU memory estimate, "
+                "sapo_core.preflight) without loading weights; exit 0, or 2 when an input is missing"})
+    gpu_memory_gb: float = field(default=GPU_MEMORY_GB, metadata={
+        "help": "dry run: memory of one GPU (GB) the estimate is compared with"})
+    accelerate_config: str | None = field(default=None, metadata={
+        "help": "dry run: the accelerate config the run will be launched with (configs/accelerate/*.yaml); "
+                "unset: one process without DeepSpeed"})
 
     def __post_init__(self):
-        for key in ("train_size", "eval_size", "synthetic_max_steps", "synthetic_max_operand"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"{key}={getattr(self, key)!r} must be > 0")
+        if self.train_size <= 0:
+            raise ConfigError(f"train_size={self.train_size!r} must be > 0")
+        try:  # the synthetic task checks its own settings, naming the recipe keys
+            SyntheticTask(size=self.eval_size, max_steps=self.synthetic_max_steps,
+                          max_operand=self.synthetic_max_operand)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         if self.run_dir is not None and not str(self.run_dir).strip():
             raise ConfigError("run_dir is empty (an unset shell variable?); give a directory or leave it out")
         if self.heldout_n < 1 or not self.heldout_temperature > 0:
             raise ConfigError(f"heldout_n={self.heldout_n} must be >= 1 and heldout_temperature="
                               f"{self.heldout_temperature} > 0 (the greedy pass is heldout_greedy)")
-        from sapo_core.evaluate import BENCHMARKS
-
         unknown = [b for b in self.heldout_benchmarks.split(",") if b.strip() and b.strip() not in BENCHMARKS]
         if unknown:
             raise ConfigError(f"heldout_benchmarks: unknown benchmark {unknown[0]!r}; choose from "
                               f"{', '.join(BENCHMARKS)}")
         if not self.model.strip():
             raise ConfigError("model is empty; give 'tiny', a hub id or a local directory")
+        if self.max_prompt_length is not None and self.max_prompt_length < 1:
+            raise ConfigError(f"max_prompt_length={self.max_prompt_length} must be >= 1 (or unset: no limit)")
+        if not (math.isfinite(self.gpu_memory_gb) and self.gpu_memory_gb > 0):
+            raise ConfigError(f"gpu_memory_gb={self.gpu_memory_gb} must be a finite number > 0")
+        if (self.accelerate_config is not None or self.gpu_memory_gb != GPU_MEMORY_GB) and not self.dry_run:
+            raise ConfigError("accelerate_config and gpu_memory_gb are read by --dry_run only (a run is launched "
+                              "with `accelerate launch --config_file FILE`)")
 
 
 @dataclass
@@ -167,6 +224,12 @@ class GatedGRPOConfig(GRPOConfig):
             raise ConfigError(f"num_generations={self.num_generations} must be >= 2 (advantages are group-relative)")
         if self.num_iterations < 1:
             raise ConfigError(f"num_iterations={self.num_iterations} must be >= 1")
+        if self.max_steps != -1 and self.max_steps < 1:  # transformers reads max_steps <= 0 as "unset"
+            raise ConfigError(f"max_steps={self.max_steps} must be >= 1, or -1 to train for num_train_epochs")
+        if self.reward_weights is not None and not (isinstance(self.reward_weights, (list, tuple))
+                                                    and all(is_real(w) for w in self.reward_weights)):
+            raise ConfigError(f"reward_weights={self.reward_weights!r} must be a list of {len(REWARDS)} numbers, one "
+                              f"per reward: {', '.join(REWARDS)} (method §3)")
         if self.reward_weights is not None and not all(math.isfinite(w) for w in self.reward_weights):
             raise ConfigError(f"reward_weights={self.reward_weights} must be finite numbers")
         if self.reward_weights is not None and len(self.reward_weights) != len(REWARDS):
@@ -186,6 +249,7 @@ class GatedGRPOConfig(GRPOConfig):
         if cpu_processes():
             self.use_cpu = True
         super().__post_init__()
+        _check_trackers(self.report_to)  # a list after TrainingArguments.__post_init__ ("none" -> [])
         cycle = self.steps_per_generation * self.num_iterations  # micro-batches from one generation to the next
         if self.save_strategy == "steps" and (self.save_steps * self.gradient_accumulation_steps) % cycle:
             raise ConfigError(
@@ -226,17 +290,45 @@ class RunConfig:
         """Where this run lives."""
         return Path(self.script.run_dir)
 
+    def synthetic_task(self, split: str) -> SyntheticTask:
+        """The run's synthetic task: its training prompts (split "train", train_size) or its held-out set ("test",
+        eval_size), both drawn with data_seed."""
+        size = self.script.train_size if split == "train" else self.script.eval_size
+        return SyntheticTask(size=size, data_seed=self.training.data_seed, max_steps=self.script.synthetic_max_steps,
+                             max_operand=self.script.synthetic_max_operand, split=split)
+
 
 class _Parser(TrlParser):
     """TRL's parser for our two dataclasses, whose errors are ConfigErrors instead of exits, and whose config
     file values go through the same type conversion and choices as flags (TrlParser passes them unchecked)."""
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._complete_booleans()
+
+    def _complete_booleans(self) -> None:
+        """Every boolean field takes `--x`, `--x true|false`, `--x=false` and `--no_x` (HfArgumentParser gives
+        `--no_x` only to fields that default to True, and a bare `--x` only to fields with a bool default)."""
+        options = {option for a in self._actions for option in a.option_strings}
+        for action in list(self._actions):
+            if action.type is not string_to_bool:
+                continue
+            action.nargs, action.const = "?", True
+            negative = f"--no_{action.dest}"
+            if negative not in options:
+                self.add_argument(negative, f"--no-{action.dest.replace('_', '-')}", action="store_false",
+                                  dest=action.dest, default=argparse.SUPPRESS, help=f"same as --{action.dest} false")
+
     def error(self, message):
         raise ConfigError(message)
 
     def actions(self) -> dict[str, argparse.Action]:
-        """Option actions by field name."""
-        return {a.dest: a for a in self._actions if a.option_strings and a.dest != "help"}
+        """Option actions by field name (a boolean's `--x`, not its `--no_x`, which shares the field)."""
+        return {a.dest: a for a in reversed(self._actions) if a.option_strings and a.dest != "help"}
+
+    def option_dests(self) -> dict[str, str]:
+        """Field name by option string (a boolean's `--x`, `--no_x` and their dashed spellings all name x)."""
+        return {option: a.dest for a in self._actions for option in a.option_strings if a.dest != "help"}
 
     def convert(self, key: str, value, where: str):
         """A config-file value as the flag's parser would read it."""
@@ -248,10 +340,15 @@ class _Parser(TrlParser):
             return value
         if value is None or action.type is None:
             return value
+        if action.type is string_to_bool and not isinstance(value, bool):  # YAML reads true/false as bools
+            raise ConfigError(f"{key}: {value!r} in {where} is not true or false")
         if isinstance(value, list):
             if action.nargs not in ("+", "*"):
                 raise ConfigError(f"{key}: {value!r} in {where} is a list; a single value is expected")
             return [self.convert_one(key, v, action, where) for v in value]
+        if action.nargs in ("+", "*"):
+            raise ConfigError(f"{key}: {value!r} in {where} is a single value; a list is expected (e.g. "
+                              f"{key}: [{value!r}])")
         return self.convert_one(key, value, action, where)
 
     @staticmethod
@@ -328,10 +425,13 @@ def _plain(value):
 
 def parse_args(argv: list[str] | None = None) -> RunConfig:
     """`--config FILE` (its keys become defaults) and flags -> RunConfig; the run directory resolved."""
+    if argv is not None and (isinstance(argv, str) or not isinstance(argv, (list, tuple))
+                             or not all(isinstance(a, str) for a in argv)):
+        raise ConfigError(f"parse_args takes a list of strings (e.g. ['--gate', 'erf']), got {argv!r}")
     argv = list(argv if argv is not None else [])
     parser = _Parser((ScriptArguments, GatedGRPOConfig))
     actions = parser.actions()
-    option_to_dest = {opt: dest for dest, a in actions.items() for opt in a.option_strings}
+    option_to_dest = parser.option_dests()
     config_path, recipe = None, {}
     if "--config" in argv:
         i = argv.index("--config")
@@ -358,12 +458,16 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
             if dest is None:
                 raise _unknown([option[2:]], list(actions), "flag")
             if dest in given:
-                raise ConfigError(f"flag {option} given twice")
+                raise ConfigError(f"flag {option} given twice (it sets {dest}, as --{dest} and --no_{dest} do for a "
+                                  "boolean)" if actions[dest].type is string_to_bool else f"flag {option} given twice")
             given.append(dest)
     if "output_dir" in given:
         raise ConfigError("--output_dir is set from the run directory (<run_dir>/checkpoints); use --run_dir")
     parsed, _ = parser.parse_known_args(args=argv)  # the values as given, before any __post_init__ derives more
     values = {k: _plain(getattr(parsed, k)) for k in [*recipe, *given] if k not in _RUN_LOCATION}
+    if parsed.dry_run and "use_cpu" not in given and not torch.cuda.is_available():
+        argv = [*argv, "--use_cpu", "true"]  # a dry run plans a bf16 GPU recipe anywhere (transformers refuses bf16
+        # on a machine without a GPU unless use_cpu); it trains nothing, and the recipe above is kept as given
     try:
         script, training = parser.parse_args_into_dataclasses(args=argv)
     except ConfigError:
@@ -372,9 +476,35 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
         raise ConfigError(str(err).strip().splitlines()[0]) from None
     if script.run_dir is None:
         name = Path(config_path).stem if config_path else "custom"
-        script.run_dir = str(runs_dir() / name / f"{training.gate}-{training.tau_convention}-seed{training.seed}")
+        script.run_dir = str(runs_dir() / name / run_name(training.gate, training.tau_convention, training.seed))
     training.output_dir = str(Path(script.run_dir) / "checkpoints")
     return RunConfig(script=script, training=training, recipe=values, config_path=config_path)
+
+
+def notebook_args(config, gate, seed, flags, run_dir=None, resume=False) -> list[str]:
+    """Notebook 02's parameters as the training CLI's arguments, each checked by name first (papermill passes
+    whatever YAML gives: a number for the gate, one string for the list of flags). Without `run_dir`, each
+    execution gets a new directory: runs/nb02/<run name>-<time>."""
+    if not isinstance(config, (str, os.PathLike)):
+        raise ConfigError(f"config must be a recipe path, got {type(config).__name__} {config!r}")
+    if not isinstance(gate, str):
+        raise ConfigError(f"gate must be a gate name (a string, e.g. 'erf' or 'clip'), got {type(gate).__name__} "
+                          f"{gate!r}")
+    if not (isinstance(seed, int) and not isinstance(seed, bool)):
+        raise ConfigError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
+    if not (isinstance(flags, (list, tuple)) and all(isinstance(f, str) or is_real(f) for f in flags)):
+        raise ConfigError(f"flags must be a list of the CLI's flags and values (e.g. ['--max_steps', '100']), got "
+                          f"{type(flags).__name__} {flags!r}")
+    if run_dir is not None and not isinstance(run_dir, (str, os.PathLike)):
+        raise ConfigError(f"run_dir must be a path or None, got {type(run_dir).__name__} {run_dir!r}")
+    if not isinstance(resume, bool):
+        raise ConfigError(f"resume must be True or False, got {type(resume).__name__} {resume!r}")
+    argv = ["--config", str(config), "--gate", gate, "--seed", str(seed), *map(str, flags)]
+    if run_dir is None:
+        training = parse_args(argv).training
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        run_dir = runs_dir() / "nb02" / f"{run_name(training.gate, training.tau_convention, training.seed)}-{stamp}"
+    return [*argv, "--run_dir", str(run_dir), *(["--resume"] if resume else [])]
 
 
 def print_help() -> None:

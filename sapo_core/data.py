@@ -9,7 +9,8 @@ Every loader returns a `datasets.Dataset` with the columns
     id      : a stable identifier of the row, `<source>-<native id or split-index>`
 
 Training (method §3): `training_mix(n, seed)`, an equal, shuffled mixture of GSM8K train and
-DeepMath-103K. Evaluation: `gsm8k("test")`, `math500()`, `aime24()`, `aime25()`.
+DeepMath-103K. Evaluation: `gsm8k("test")`, `math500()`, `aime24()`, `aime25()`, and `aime()`: the paper's
+"AIME", AIME24 and AIME25 pooled (60 problems).
 
 Where the data comes from: the Hugging Face hub by default, or a local directory when `data_dir`
 is given or env `SAPO_DATA_DIR` is set. The local layout holds one JSONL file per split with the
@@ -25,7 +26,10 @@ hub's own records (field names unchanged), so both paths share one field mapping
 Fill a directory from the hub (needs internet):  python -m sapo_core.data download --out DIR
 
 `synthetic_arithmetic` is the offline task of the embedded CPU default; it additionally carries
-`solution`, a worked completion in the required layout, used to warm-start the tiny model.
+`solution`, a worked completion in the required layout, used to warm-start the tiny model. `SyntheticTask`
+holds the task's settings in one place (training, held-out evaluation, the tiny model's build and the recipe
+keys `eval_size`, `data_seed`, `synthetic_max_steps`, `synthetic_max_operand` all read it); its defaults are
+the tiny model's task (data/tiny/build_info.json: one step, operands 1..9).
 """
 
 from __future__ import annotations
@@ -48,8 +52,8 @@ from sapo_core.prompts import format_completion, make_prompt
 from sapo_core.rewards import normalize_gold
 
 __all__ = ["COLUMNS", "DATA_DIR_ENV", "SOURCES", "DataUnavailableError", "DatasetFormatError", "Source",
-           "synthetic_arithmetic", "load_source", "gsm8k", "deepmath", "math500", "aime24", "aime25",
-           "training_mix", "download"]
+           "SyntheticTask", "synthetic_arithmetic", "load_source", "gsm8k", "deepmath", "math500", "aime24",
+           "aime25", "aime", "training_mix", "download"]
 
 logger = logging.getLogger(__name__)
 
@@ -134,18 +138,22 @@ def _read_jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such data file (layout: <data_dir>/<source>/<split>.jsonl; "
                                 "fill it with `python -m sapo_core.data download --out <data_dir>`)")
-    with path.open(encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DatasetFormatError(f"{path}:{line_no}: not valid JSON ({e})") from None
-            if not isinstance(record, dict):
-                raise DatasetFormatError(f"{path}:{line_no}: expected a JSON object, "
-                                         f"got {type(record).__name__}")
-            yield f"{path}:{line_no}", record
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        line_no = err.object[:err.start].count(b"\n") + 1
+        raise DatasetFormatError(f"{path}:{line_no}: not UTF-8 text (byte {err.object[err.start]:#04x} at offset "
+                                 f"{err.start}); data files are JSONL encoded as UTF-8") from None
+    for line_no, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DatasetFormatError(f"{path}:{line_no}: not valid JSON ({e})") from None
+        if not isinstance(record, dict):
+            raise DatasetFormatError(f"{path}:{line_no}: expected a JSON object, got {type(record).__name__}")
+        yield f"{path}:{line_no}", record
 
 
 def _hub_records(source: Source, split: str) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -246,6 +254,11 @@ def aime24(data_dir: str | os.PathLike | None = None) -> Dataset:
 def aime25(data_dir: str | os.PathLike | None = None) -> Dataset:
     """AIME 2025 I and II (30 problems, integer answers 0-999)."""
     return load_source("aime25", "test", data_dir)
+
+
+def aime(data_dir: str | os.PathLike | None = None) -> Dataset:
+    """The paper's "AIME": AIME24 and AIME25 pooled (60 problems; `source` keeps the year)."""
+    return concatenate_datasets([aime24(data_dir), aime25(data_dir)])
 
 
 def training_mix(n: int, seed: int = 0, data_dir: str | os.PathLike | None = None) -> Dataset:
@@ -357,8 +370,41 @@ def _problem(rng: random.Random, steps: int, max_operand: int) -> tuple[str, str
     return " ".join(text), " ".join(work), str(total)
 
 
-def synthetic_arithmetic(n: int, seed: int = 0, *, min_steps: int = 1, max_steps: int = 1,
-                         max_operand: int = 99, split: str = "train") -> Dataset:
+@dataclass(frozen=True)
+class SyntheticTask:
+    """The synthetic task's settings, defined once; the defaults are the tiny model's task (build_info.json)."""
+
+    size: int = 200          # problems (the recipe key eval_size for the held-out set)
+    data_seed: int = 0       # the recipe key data_seed
+    min_steps: int = 1       # fewest operations per problem
+    max_steps: int = 1       # most operations per problem (the recipe key synthetic_max_steps)
+    max_operand: int = 9     # largest operand (the recipe key synthetic_max_operand)
+    split: str = "test"      # "train" or "test": disjoint draws for the same seed
+
+    def __post_init__(self):
+        # Named by the recipe keys / CLI flags that set them.
+        for name, key, least in (("size", "eval_size", 1), ("data_seed", "data_seed", 0), ("min_steps", None, 1),
+                                 ("max_steps", "synthetic_max_steps", 1),
+                                 ("max_operand", "synthetic_max_operand", 1)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                named = f"{name} (--{key})" if key else name
+                raise ValueError(f"synthetic task: {named} must be an integer >= {least}, got {value!r}")
+        if self.min_steps > self.max_steps:
+            raise ValueError(f"synthetic task: min_steps {self.min_steps} exceeds max_steps "
+                             f"(--synthetic_max_steps) {self.max_steps}")
+        if self.split not in ("train", "test"):
+            raise ValueError(f"synthetic task: split must be 'train' or 'test', got {self.split!r}")
+
+    def dataset(self) -> Dataset:
+        """The task's `size` problems (`synthetic_arithmetic`)."""
+        return synthetic_arithmetic(self.size, self.data_seed, min_steps=self.min_steps, max_steps=self.max_steps,
+                                    max_operand=self.max_operand, split=self.split)
+
+
+def synthetic_arithmetic(n: int, seed: int = 0, *, min_steps: int = SyntheticTask.min_steps,
+                         max_steps: int = SyntheticTask.max_steps, max_operand: int = SyntheticTask.max_operand,
+                         split: str = "train") -> Dataset:
     """`n` integer word problems (min_steps..max_steps additions/subtractions), deterministic for a seed."""
     _check_int("n", n, 1)
     _check_int("seed", seed)

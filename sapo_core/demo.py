@@ -1,58 +1,87 @@
-"""`make demo`: the whole pipeline on the embedded default, on CPU, in minutes.
+"""`make demo` and `make paper`: the whole pipeline on the embedded default, on CPU, in minutes.
 
-    python -m sapo_core.demo [--out runs/demo-<time>] [--gates clip,sigmoid,erf,arctan,softsign] [--seeds 0,1,2]
-                             [--jobs 2] [--max_steps 24]
+    python -m sapo_core.demo [--paper] [--out runs/demo-<time>] [--gates clip,sigmoid,erf,arctan,softsign]
+                             [--seeds 0,1,2] [--jobs 2] [--max_steps 24]
 
 1. notebook 01 (gate properties): Figure 1 into `figures/`;
-2. the batch (`sapo_core.batch`): notebooks 02 (train) and 03 (evaluate) per gate and seed on the acting tiny
-   recipe (`configs/tiny-offpolicy.yaml`), into `<out>/batch/`;
-3. notebook 04 (compare) on that batch: its figures in `<out>/batch/figures/` and `figures/compare_*`;
-4. a table of held-out accuracy per gate (mean over seeds, min-max), also in `<out>/batch/summary.csv`.
+2. the batch (`sapo_core.batch`): notebooks 02 (train) and 03 (evaluate) per arm and seed on the tiny recipe at the
+   paper's settings (`configs/tiny-paper.yaml`: tau (10, 12), graded format reward, num_iterations 2), into
+   `<out>/batch/`; with `--paper` also erf at the other temperatures of the paper's Figures 2 and 5
+   (`paper.ERF_SWEEP`, arms `erf@POS:NEG`);
+3. the base model evaluated like the runs, into `<out>/batch/base/` (Table 1's first row);
+4. notebook 04 (compare) on that batch: its figures in `<out>/batch/figures/` and `figures/compare_*`;
+5. notebook 05 (paper): Figures 3 and 4 (with `--paper` also 2 and 5) as `figures/paper_fig<N>_*`, and Table 1;
+6. the held-out accuracy per gate, Table 1 and the claims, printed.
 
 Executed notebooks go into a new directory (an existing one is never reused).
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
-import statistics
 import sys
 import time
 from pathlib import Path
 
+from sapo_core import batch, compare, paper
+from sapo_core.cli import ArgumentParser
 from sapo_core.paths import figures_dir, runs_dir
 
 log = logging.getLogger(__name__)
-RECIPE = "configs/tiny-offpolicy.yaml"
-DEMO_GATES = "clip,sigmoid,erf,arctan,softsign"
+RECIPE = "configs/tiny-paper.yaml"
+DEMO_GATES = "clip,sigmoid,erf,arctan,softsign"  # at the recipe's (10, 12)
+SWEEP_ARMS = ",".join(f"erf@{p:g}:{n:g}" for p, n in paper.ERF_SWEEP if (p, n) != paper.PAPER_TAUS)
 
 
 def run_notebook(name: str, out: Path, parameters: dict | None = None) -> Path:
     """Execute `notebooks/<name>` with papermill into `out` (a new file), on an IPC kernel like the batch's."""
-    from sapo_core.batch import execute_notebook
-
     if out.exists():
         raise FileExistsError(f"{out} exists; choose a new run directory")
-    execute_notebook(name, out, parameters or {}, progress_bar=True)
+    batch.execute_notebook(name, out, parameters or {}, progress_bar=True)
+    return out
+
+
+def smoke_batch(out: str | Path | None = None) -> Path:
+    """The smallest batch that exercises every comparison figure (two gates, one seed, 2 steps on tiny-cpu);
+    its curves show the mechanics, not findings. Returns its directory (default: a new one under runs/)."""
+    out = Path(out) if out is not None else runs_dir() / f"nb04-smoke-{time.strftime('%Y%m%d-%H%M%S')}"
+    batch.run_batch(batch.BatchArguments(config="configs/tiny-cpu.yaml", out=str(out), gates="clip,softsign",
+                                         seeds="0", jobs=2, eval_n=2, eval_limit=8),
+                    ["--max_steps", "2", "--train_size", "32", "--eval_size", "8", "--per_device_train_batch_size",
+                     "16", "--max_completion_length", "24", "--save_steps", "2"])
+    return out
+
+
+def evaluate_base(batch_dir: Path) -> Path:
+    """Evaluate the runs' base model with the batch's evaluation settings (benchmarks, n, temperature, limit,
+    seed 0 as notebook 03) on the first run's held-out set, into `<batch_dir>/base/` (paper.BASE_DIR)."""
+    from sapo_core.evaluate import evaluate, resolve_model, run_synthetic_task
+
+    settings = batch.read_batch(batch_dir)["settings"]
+    data = compare.load_batch(batch_dir)
+    task = run_synthetic_task(resolve_model(batch_dir / data.runs[0]["run"]))
+    out = batch_dir / paper.BASE_DIR
+    evaluate(data.recipe.get("model", "tiny"), settings["eval_benchmarks"], n=settings["eval_n"],
+             temperature=settings["eval_temperature"], limit=settings["eval_limit"], synthetic=task, seed=0, out=out,
+             progress=False)
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    from sapo_core import batch, compare
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m sapo_core.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--paper", action="store_true",
+                        help=f"make paper: also the erf temperature sweep ({SWEEP_ARMS}) and Figures 2 and 5")
     parser.add_argument("--out", type=Path, default=None, help="demo directory (default: runs/demo-<time>)")
-    parser.add_argument("--gates", default=DEMO_GATES, help="comma-separated gates")
+    parser.add_argument("--gates", default=DEMO_GATES, help="comma-separated arms (GATE or GATE@TAU_POS:TAU_NEG)")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds")
     parser.add_argument("--jobs", type=int, default=2, help="runs at once")
-    # 24 steps (3 generation cycles of the recipe's 8) fit the 10-minute budget on 2 cores; the recipe's 40 were
-    # measured at 944 s for the whole demo on a loaded machine (LOG.md)
+    # 24 steps (3 generation cycles of the recipe's 8) fit the 10-minute budget on 2 cores (LOG.md)
     parser.add_argument("--max_steps", type=int, default=24, help="RL steps per run (the recipe has 40)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     # absolute: the notebooks run with notebooks/ as their working directory
-    demo_dir = (args.out or runs_dir() / time.strftime("demo-%Y%m%d-%H%M%S")).resolve()
+    name = "paper" if args.paper else "demo"
+    demo_dir = (args.out or runs_dir() / time.strftime(f"{name}-%Y%m%d-%H%M%S")).resolve()
     demo_dir.mkdir(parents=True, exist_ok=False)
     start = time.perf_counter()
     run_notebook("01_gate_properties.ipynb", demo_dir / "01_gate_properties.ipynb", {"interactive": False})
@@ -61,38 +90,30 @@ def main(argv: list[str] | None = None) -> int:
     # before/after check (it would generate the same samples twice more per run)
     flags = ["--heldout_benchmarks", "", "--max_steps", str(args.max_steps)]
     batch_dir = demo_dir / "batch"
-    result = batch.run_batch(batch.BatchArguments(config=RECIPE, out=str(batch_dir), gates=args.gates,
-                                                  seeds=args.seeds, jobs=args.jobs), flags)
+    gates = f"{args.gates},{SWEEP_ARMS}" if args.paper else args.gates
+    result = batch.run_batch(batch.BatchArguments(config=RECIPE, out=str(batch_dir), gates=gates, seeds=args.seeds,
+                                                  jobs=args.jobs), flags)
     failed = [r for r in result["runs"] if r["status"] != "finished"]
     for r in failed:
         log.error("%s failed: %s", r["run"], r["error"])
+    evaluate_base(batch_dir)
     run_notebook("04_compare.ipynb", demo_dir / "04_compare.ipynb",
                  {"batch_dir": str(batch_dir), "save_figures": True})
+    figures = [2, 3, 4, 5] if args.paper else [3, 4]
+    run_notebook("05_paper.ipynb", demo_dir / "05_paper.ipynb",
+                 {"batch_dir": str(batch_dir), "figures": figures, "save_figures": True})
     data = compare.load_batch(batch_dir)
-    base = _base_accuracy(batch_dir / data.runs[0]["run"])
-    print(f"\nheld-out synthetic accuracy (mean@8 at T = 0.7); {compare.caption(data)}")
-    print(f"base model (before training): {base:.3f}")
-    print(f"{'gate':>10} {'mean':>6} {'min':>6} {'max':>6} {'seeds':>5}")
-    for group, entries in compare.accuracy(data).items():
-        if entries:
-            values = [e["mean"] for e in entries]
-            print(f"{group:>10} {statistics.fmean(values):6.3f} {min(values):6.3f} {max(values):6.3f} {len(values):5d}")
+    print(f"\nheld-out synthetic accuracy (mean@8 at T = 0.7), mean and min-max over seeds; {compare.caption(data)}")
+    print(compare.accuracy_table(data).round(3).to_string(index=False))
+    print(f"\nTable 1 ({paper.PAPER}; ours: % with 95% interval, the gates at (10, 12)):")
+    print(paper.table1(data).to_string())
     print("\nclaims:")
     for row in compare.claims(data):
         print(f"  [{row['verdict']}] {row['claim']}")
-    print(f"\nfigures: {figures_dir()} (fig1_gates*, compare_*) and {batch_dir / 'figures'}")
+    print(f"\nfigures: {figures_dir()} (fig1_gates*, compare_*, paper_fig*) and {batch_dir / 'figures'}")
     print(f"summary: {batch_dir / 'summary.csv'}")
-    log.info("demo finished in %.0f s; everything in %s", time.perf_counter() - start, demo_dir)
+    log.info("%s finished in %.0f s; everything in %s", name, time.perf_counter() - start, demo_dir)
     return 1 if failed else 0
-
-
-def _base_accuracy(run_dir: Path) -> float:
-    """The base model's mean@8 at T = 0.7 on the held-out set the runs were evaluated on (the same sampling seed)."""
-    from sapo_core.evaluate import evaluate, resolve_model, run_synthetic_task
-
-    task = run_synthetic_task(resolve_model(run_dir))
-    results = evaluate("tiny", "synthetic", n=8, temperature=0.7, synthetic=task, seed=0, progress=False).results
-    return results["benchmarks"]["synthetic"]["mean@n"]
 
 
 if __name__ == "__main__":

@@ -167,7 +167,7 @@ def _evaluate(text: str) -> dict:
         if bool(bad.any()):
             return {"problem": f"g'(z) is {float(values[bad][0])} at z = {float(z[bad][0]):g} ({int(bad.sum())} of "
                                f"{len(z)} points in [-40, 40]): a gradient weight must be a finite number for every z"}
-        gate = G.make_gate(_gate_name(text), g_prime)
+        gate = G.make_gate(_gate_name(text), g_prime, g_prime_text=text.strip())
     except G.InadmissibleGateError as err:
         return {"rows": err.report.rows()}
     except Exception as err:  # noqa: BLE001  (whatever the user's expression raised is reported)
@@ -303,10 +303,9 @@ def _admissibility_html(reports: list) -> str:
 
 def _halfmax_html(shown: list[G.Gate], tau: float, convention: str) -> str:
     rows = []
-    for row, gate in zip(G.gate_table(shown, tau=1.0), shown):
-        t = G.resolve_tau(gate, tau, convention)
-        rows.append([html.escape(gate.name), f"{row['halfmax_z']:.4f}", f"{t:.4g}", f"{row['halfmax_z'] / t:.4f}",
-                     gate.tail])
+    for row in G.gate_table(shown, tau=tau, convention=convention):
+        rows.append([html.escape(row["gate"]), f"{row['halfmax_z']:.4f}", f"{row['tau_used']:.4g}",
+                     f"{row['halfmax_x']:.4f}", row["tail"]])
     return _table(["gate", "half-max z", "tau used", "half-max |x-1|", "tail"], rows,
                   f"Half-max widths (method §2.5; {convention} tau)")
 
@@ -405,7 +404,7 @@ class GateExplorer:
                     f"{r['property']} {r['evidence']}" for r in result["rows"] if not r["passed"])
             elif "problem" not in result:  # it finished in the worker within the limits: safe to run here
                 result["gate"] = G.make_gate(_gate_name(text), compile_gprime(text), halfmax=result["halfmax"],
-                                             tail=result["tail"])
+                                             tail=result["tail"], g_prime_text=text.strip())
             self._user[text] = result
         return self._user[text]
 

@@ -5,29 +5,37 @@ A gate is built from a base function g with g(0) = 0 and g'(0) = 1:
     f_tau(x)  = 1 + g(tau (x - 1)) / tau          # method §2.1, eq. (2.1), the gate value
     f_tau'(x) = g'(tau (x - 1))                   # method §2.1, eq. (2.2), the gradient weight
 
-It is *admissible* when f' (i) is continuous, (ii) peaks at exactly 1 at x = 1, (iii) decreases
-monotonically away from x = 1 on each side and (iv) tends to 0 as |x - 1| -> infinity.
+The built-ins are the published paper's (v2): sigmoid, erf (eq. 6, g' = exp(-z^2/2)), arctan and softsign
+(eq. 8, g' = (1 + z^2)^(-3/2)), plus the earlier forms as named variants, erf_unit (g' = exp(-z^2)) and
+softsign_rational (g' = 1/(1 + |z|)^2) (method §2.3). A gate is *admissible* when (i) f is continuously
+differentiable, (ii) f' peaks at exactly 1 at x = 1, (iii) f' decreases monotonically away from x = 1 and
+(iv) x f'(x) -> 0 as x -> infinity; `sapo_core.admissibility` checks them numerically (method §2.2).
 
 Gates live in a registry of named objects; adding one is a single call::
 
     from sapo_core.gates import make_gate, register_gate
-    cauchy2 = make_gate("cauchy2", lambda z: 1 / (1 + z**2) ** 2)   # g' alone; g is integrated
+    cauchy2 = make_gate("cauchy2", lambda z: 1 / (1 + z**2) ** 2, g_prime_text="1/(1 + z**2)**2")
     register_gate(cauchy2)
 
 `make_gate` and `register_gate` check admissibility and raise `InadmissibleGateError` naming the failed
-property. Every public function refuses a bad argument with a TypeError or ValueError naming it. The
-examples in the docstrings run as tests:  .venv/bin/python -m pytest --doctest-modules sapo_core/gates.py
+property. Each gate carries its formulas as text; `describe` gives them to run provenance. Every public
+function refuses a bad argument with a TypeError or ValueError naming it. The examples in the docstrings
+run as tests:  .venv/bin/python -m pytest --doctest-modules sapo_core/gates.py
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from numbers import Real
 
 import numpy as np
 import torch
+
+from sapo_core import admissibility
+from sapo_core.admissibility import PROPERTIES, TAILS, AdmissibilityReport, InadmissibleGateError
+from sapo_core.checks import check_positive, is_real
 
 __all__ = [
     "PROPERTIES",
@@ -39,6 +47,7 @@ __all__ = [
     "available_gates",
     "check_admissible",
     "clip_weight",
+    "describe",
     "gate_table",
     "get_gate",
     "make_gate",
@@ -48,28 +57,15 @@ __all__ = [
     "width_matched_tau",
 ]
 
-TAILS = ("exponential", "gaussian", "polynomial")
 TauLike = float | torch.Tensor
 BaseFn = Callable[[torch.Tensor], torch.Tensor]
-
-
-def _is_real(value) -> bool:
-    """A real number (int, float, numpy scalar), not a bool."""
-    return isinstance(value, Real) and not isinstance(value, bool)
-
-
-def _check_positive(name: str, value) -> None:
-    """A finite real number > 0, else TypeError/ValueError naming `name`."""
-    if not _is_real(value):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be finite and > 0, got {value!r}")
+USER_FUNCTION = "user function"  # the text of a formula given only as a callable without a name
 
 
 def _check_tau(tau, name: str = "tau") -> None:
     """tau > 0 and finite: a real number or a real tensor (every element), else TypeError/ValueError naming it."""
     if not isinstance(tau, torch.Tensor):
-        _check_positive(name, tau)
+        check_positive(name, tau)
         return
     if tau.dtype == torch.bool or tau.is_complex():
         raise TypeError(f"{name} must be a real number or a real tensor, got a {tau.dtype} tensor")
@@ -87,6 +83,12 @@ def _check_name(name) -> None:
         raise ValueError("'clip' is reserved for hard clipping (GRPO) and cannot name a gate")
 
 
+def _check_text(name: str, text) -> None:
+    if not (isinstance(text, str) and text.strip()):
+        raise TypeError(f"{name} must be a non-empty string (the formula as text), got {type(text).__name__} "
+                        f"{text!r}")
+
+
 def _check_tensor(name: str, x) -> None:
     """A floating torch.Tensor (the gates' functions are not defined on integer or complex tensors)."""
     if not isinstance(x, torch.Tensor):
@@ -100,7 +102,8 @@ class Gate:
     """A gate f_tau(x) = 1 + g(tau(x-1))/tau given by its base g and derivative g' (method §2.1).
 
     Build user gates with `make_gate` (which checks admissibility and computes `halfmax` and `tail`);
-    a Gate built directly is checked when it is registered (`register_gate`).
+    a Gate built directly is checked when it is registered (`register_gate`). `g_text` and
+    `g_prime_text` are the formulas as text; `params` the gate's parameters as (name, value) pairs.
 
     >>> gate = get_gate("arctan")
     >>> x = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
@@ -115,6 +118,9 @@ class Gate:
     g_prime: BaseFn = field(repr=False)
     halfmax: float
     tail: str
+    g_text: str = field(default=USER_FUNCTION, repr=False)
+    g_prime_text: str = field(default=USER_FUNCTION, repr=False)
+    params: tuple[tuple[str, float], ...] = field(default=(), repr=False)
 
     def __post_init__(self):
         _check_name(self.name)
@@ -122,9 +128,14 @@ class Gate:
             if not callable(getattr(self, attr)):
                 raise TypeError(f"Gate {attr} must be a callable torch function of z, got "
                                 f"{type(getattr(self, attr)).__name__}")
-        _check_positive("halfmax", self.halfmax)
+        check_positive("halfmax", self.halfmax)
         if self.tail not in TAILS:
             raise ValueError(f"unknown tail {self.tail!r}; allowed: {', '.join(TAILS)}")
+        _check_text("g_text", self.g_text)
+        _check_text("g_prime_text", self.g_prime_text)
+        if not (isinstance(self.params, tuple) and all(
+                isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) and is_real(p[1]) for p in self.params)):
+            raise TypeError(f"Gate params must be a tuple of (name, number) pairs, got {self.params!r}")
 
     def value(self, x: torch.Tensor, tau: TauLike = 1.0) -> torch.Tensor:
         """f_tau(x) = 1 + g(tau (x - 1)) / tau (method §2.1)."""
@@ -140,29 +151,48 @@ class Gate:
 
 
 # ---------------------------------------------------------------------------------------------
-# Built-in gates (method §2.3 table). g' for the sigmoid is written as 4 s(z) s(-z) rather than
-# 4 s (1 - s) so that the tails keep full relative precision.
+# Built-in gates (method §2.3 table). erf and softsign are the paper's eq. 6 and 8 (v2); their earlier
+# forms stay as erf_unit and softsign_rational. g' for the sigmoid is written as 4 s(z) s(-z) rather
+# than 4 s (1 - s) so that the tails keep full relative precision; softsign uses hypot(1, z) =
+# sqrt(1 + z^2) so that z^2 cannot overflow (float32 overflows at |z| ~ 1.8e19).
 # ---------------------------------------------------------------------------------------------
 
 _SQRT_PI_2 = math.sqrt(math.pi) / 2.0
+_SQRT_HALF_PI = math.sqrt(math.pi / 2.0)
+
+
+def _hypot1(z: torch.Tensor) -> torch.Tensor:
+    """sqrt(1 + z^2) without overflow."""
+    return torch.hypot(z.new_ones(()), z)
+
 
 _BUILTIN = (
     Gate("sigmoid", lambda z: 4.0 * torch.sigmoid(z) - 2.0,
          lambda z: 4.0 * torch.sigmoid(z) * torch.sigmoid(-z),
-         halfmax=2.0 * math.acosh(math.sqrt(2.0)), tail="exponential"),
-    Gate("erf", lambda z: _SQRT_PI_2 * torch.erf(z),
-         lambda z: torch.exp(-z * z),
-         halfmax=math.sqrt(math.log(2.0)), tail="gaussian"),
+         halfmax=2.0 * math.acosh(math.sqrt(2.0)), tail="exponential",
+         g_text="4*sigmoid(z) - 2", g_prime_text="4*sigmoid(z)*sigmoid(-z)"),
+    Gate("erf", lambda z: _SQRT_HALF_PI * torch.erf(z / math.sqrt(2.0)),
+         lambda z: torch.exp(-z * z / 2.0),
+         halfmax=math.sqrt(2.0 * math.log(2.0)), tail="gaussian",
+         g_text="sqrt(pi/2)*erf(z/sqrt(2))", g_prime_text="exp(-z**2/2)"),
     Gate("arctan", torch.atan,
          lambda z: 1.0 / (1.0 + z * z),
-         halfmax=1.0, tail="polynomial"),
-    Gate("softsign", lambda z: z / (1.0 + z.abs()),
+         halfmax=1.0, tail="polynomial",
+         g_text="atan(z)", g_prime_text="1/(1 + z**2)"),
+    Gate("softsign", lambda z: z / _hypot1(z),
+         lambda z: _hypot1(z) ** -3,
+         halfmax=math.sqrt(2.0 ** (2.0 / 3.0) - 1.0), tail="polynomial",
+         g_text="z/sqrt(1 + z**2)", g_prime_text="(1 + z**2)**(-3/2)"),
+    Gate("erf_unit", lambda z: _SQRT_PI_2 * torch.erf(z),
+         lambda z: torch.exp(-z * z),
+         halfmax=math.sqrt(math.log(2.0)), tail="gaussian",
+         g_text="sqrt(pi)/2*erf(z)", g_prime_text="exp(-z**2)"),
+    Gate("softsign_rational", lambda z: z / (1.0 + z.abs()),
          lambda z: 1.0 / (1.0 + z.abs()) ** 2,
-         halfmax=math.sqrt(2.0) - 1.0, tail="polynomial"),
+         halfmax=math.sqrt(2.0) - 1.0, tail="polynomial",
+         g_text="z/(1 + abs(z))", g_prime_text="1/(1 + abs(z))**2"),
 )
 _REGISTRY: dict[str, Gate] = {gate.name: gate for gate in _BUILTIN}
-
-
 def available_gates() -> list[str]:
     """Names of all registered gates, built-ins first.
 
@@ -176,11 +206,11 @@ def get_gate(name: str | Gate) -> Gate:
     """The registered gate called `name` (a Gate passes through unchanged).
 
     >>> get_gate("erf")
-    Gate(name='erf', halfmax=0.8325546111576977, tail='gaussian')
+    Gate(name='erf', halfmax=1.1774100225154747, tail='gaussian')
     >>> get_gate("tanh")
     Traceback (most recent call last):
     ...
-    ValueError: unknown gate 'tanh'; available gates: sigmoid, erf, arctan, softsign...
+    ValueError: unknown gate 'tanh'; available gates: sigmoid, erf, arctan, softsign, erf_unit, softsign_rational...
     """
     return _lookup(name, "gate")
 
@@ -209,7 +239,7 @@ def register_gate(gate: Gate, *, overwrite: bool = False) -> Gate:
     >>> register_gate(Gate("double", lambda z: 2 * torch.atan(z), lambda z: 2 / (1 + z**2), 1.0, "polynomial"))
     Traceback (most recent call last):
     ...
-    sapo_core.gates.InadmissibleGateError: gate 'double' is not admissible: (ii) g'(0) = 2, must equal 1
+    sapo_core.admissibility.InadmissibleGateError: gate 'double' is not admissible: (ii) g'(0) = 2, must equal 1
     """
     if not isinstance(gate, Gate):
         raise TypeError(f"register_gate expects a Gate (see make_gate), got {type(gate).__name__}")
@@ -220,7 +250,7 @@ def register_gate(gate: Gate, *, overwrite: bool = False) -> Gate:
     report = check_admissible(gate)
     if not report.passed:
         raise InadmissibleGateError(report)
-    _check_halfmax(gate.g_prime, gate.halfmax)
+    admissibility.check_halfmax(gate.g_prime, gate.halfmax)
     _REGISTRY[gate.name] = gate
     return gate
 
@@ -238,11 +268,11 @@ def width_matched_tau(name: str | Gate, tau: TauLike, reference: str | Gate = "s
     method §2.5, eq. (2.4). `tau` must be finite and > 0.
 
     >>> round(width_matched_tau("erf", 1.0), 4)
-    0.4723
+    0.6679
     >>> width_matched_tau("erf", 0.0)
     Traceback (most recent call last):
     ...
-    ValueError: tau must be finite and > 0, got 0.0
+    ValueError: tau must be a finite real number > 0, got 0.0
     """
     gate, ref = _lookup(name, "gate"), _lookup(reference, "reference")
     _check_tau(tau)
@@ -255,7 +285,7 @@ def resolve_tau(name: str | Gate, tau: TauLike, convention: str, reference: str 
     >>> resolve_tau("softsign", 2.0, "equal")
     2.0
     >>> round(resolve_tau("softsign", 2.0, "width_matched"), 4)
-    0.47
+    0.8696
     """
     _lookup(name, "gate")
     _check_tau(tau)
@@ -281,18 +311,17 @@ def clip_weight(x: torch.Tensor, advantage_sign: float | torch.Tensor, eps_low: 
     tensor([0., 1., 1.])
     """
     _check_tensor("x", x)
-    if not (isinstance(advantage_sign, torch.Tensor) or _is_real(advantage_sign)):
+    if not (isinstance(advantage_sign, torch.Tensor) or is_real(advantage_sign)):
         raise TypeError(f"advantage_sign must be a real number or a tensor, got {type(advantage_sign).__name__}")
-    if _is_real(advantage_sign) and math.isnan(advantage_sign):  # nan > 0 is false: it would pass as A < 0
+    if is_real(advantage_sign) and math.isnan(advantage_sign):  # nan > 0 is false: it would pass as A < 0
         raise ValueError("advantage_sign must not be nan")
     for name, eps in (("eps_low", eps_low), ("eps_high", eps_high)):
-        if not _is_real(eps):
+        if not is_real(eps):
             raise TypeError(f"{name} must be a real number, got {type(eps).__name__} {eps!r}")
         if not (math.isfinite(eps) and eps >= 0):
             raise ValueError(f"{name} must be finite and >= 0, got {eps!r}")
     sign = torch.as_tensor(advantage_sign, dtype=x.dtype, device=x.device)
     return torch.where(sign > 0, x <= 1.0 + eps_high, x >= 1.0 - eps_low).to(x.dtype)
-
 
 # ---------------------------------------------------------------------------------------------
 # User gates from g' alone: g(z) = int_0^z g'(s) ds by Gauss-Legendre on geometric panels.
@@ -365,118 +394,9 @@ class _IntegralFn(torch.autograd.Function):
         return grad * ctx.base.g_prime(z).to(grad.dtype), None
 
 
-# ---------------------------------------------------------------------------------------------
-# Admissibility (method §2.2, (i)-(iv)) with numerical evidence.
-# ---------------------------------------------------------------------------------------------
-
-PROPERTIES = {
-    "(i)": "f is continuously differentiable (g' continuous, g' = dg/dz)",
-    "(ii)": "f' has its global maximum, equal to 1, at x = 1",
-    "(iii)": "f' decreases monotonically away from x = 1 on each side",
-    "(iv)": "f' -> 0 as |x - 1| -> infinity",
-}
-_GRID_STEP = 1e-3
-_DENSE = torch.arange(-40.0, 40.0 + _GRID_STEP / 2, _GRID_STEP, dtype=torch.float64)
-_FAR = torch.logspace(math.log10(40.0), 6, 400, dtype=torch.float64)
-_DECAY_AT, _DECAY_TOL = 1e6, 1e-3
-_JUMP_TOL = 0.05      # largest allowed change of g' between grid points 1e-3 apart (|g''| <= 50)
-_MONO_TOL = 1e-12     # float noise allowed when checking monotonicity
-
-
-@dataclass
-class AdmissibilityReport:
-    """Pass/fail and numerical evidence for each admissibility property of one gate."""
-
-    gate: str
-    results: dict[str, tuple[bool, str]]
-
-    @property
-    def passed(self) -> bool:
-        return all(ok for ok, _ in self.results.values())
-
-    @property
-    def failed(self) -> list[str]:
-        return [prop for prop, (ok, _) in self.results.items() if not ok]
-
-    def rows(self) -> list[dict]:
-        """One row per property: gate, property, statement, passed, evidence."""
-        return [{"gate": self.gate, "property": prop, "statement": PROPERTIES[prop], "passed": ok,
-                 "evidence": ev} for prop, (ok, ev) in self.results.items()]
-
-    def __str__(self) -> str:
-        lines = [f"gate {self.gate!r}: {'admissible' if self.passed else 'NOT admissible'}"]
-        lines += [f"  {p} {'pass' if ok else 'FAIL'}: {ev}" for p, (ok, ev) in self.results.items()]
-        return "\n".join(lines)
-
-
-class InadmissibleGateError(ValueError):
-    """A user gate fails one or more of the admissibility properties (i)-(iv)."""
-
-    def __init__(self, report: AdmissibilityReport):
-        if not isinstance(report, AdmissibilityReport):
-            raise TypeError(f"InadmissibleGateError needs an AdmissibilityReport, got {type(report).__name__}")
-        self.report = report
-        failed = "; ".join(f"{p} {report.results[p][1]}" for p in report.failed)
-        super().__init__(f"gate {report.gate!r} is not admissible: {failed}")
-
-
-def _eval(fn: BaseFn, z: torch.Tensor) -> torch.Tensor:
-    return torch.as_tensor(fn(z), dtype=torch.float64).broadcast_to(z.shape)
-
-
-_PROBE = torch.tensor([-2.0, -0.5, 0.0, 0.5, 2.0], dtype=torch.float64)
-
-
-def _check_fn(what: str, fn) -> None:
-    """`fn` maps a float64 tensor of z to a tensor of the same shape, else TypeError naming `what`."""
-    if not callable(fn):
-        raise TypeError(f"{what} must be a callable torch function of z, got {type(fn).__name__}")
-    try:
-        out = fn(_PROBE.clone())
-    except Exception as err:  # any failure of user code, re-raised naming the argument
-        raise TypeError(f"{what} must map a torch.Tensor of z to a tensor of the same shape; on "
-                        f"{_PROBE.tolist()} it raised {type(err).__name__}: {err}") from err
-    if not isinstance(out, torch.Tensor) or out.shape != _PROBE.shape:
-        got = f"a tensor of shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
-        raise TypeError(f"{what} must map a torch.Tensor of z to a tensor of the same shape; on a tensor of "
-                        f"shape {tuple(_PROBE.shape)} it returned {got}")
-
-
-def _jump_in(fn: BaseFn, a: float, b: float) -> tuple[float, float]:
-    """(size, where) of the step of fn inside [a, b] by bisection, always keeping the half that changes
-    more: a discontinuity keeps its full size down to a tiny interval, a steep but continuous fn does not."""
-    fa, fb = (float(_eval(fn, torch.tensor([v], dtype=torch.float64))[0]) for v in (a, b))
-    for _ in range(200):
-        if b - a <= 1e-10 * max(1.0, abs(a)):
-            break
-        m = (a + b) / 2.0
-        fm = float(_eval(fn, torch.tensor([m], dtype=torch.float64))[0])
-        if abs(fm - fa) >= abs(fb - fm):
-            b, fb = m, fm
-        else:
-            a, fa = m, fm
-    return abs(fb - fa), (a + b) / 2.0
-
-
-def _largest_jump(g_prime: BaseFn, dense_steps: torch.Tensor, far: torch.Tensor) -> tuple[float, float] | None:
-    """A discontinuity of g' larger than _JUMP_TOL, on the dense grid or between far-grid points; else None."""
-    intervals = []
-    j = int(torch.argmax(dense_steps))
-    if float(dense_steps[j]) > _JUMP_TOL:
-        intervals.append((float(_DENSE[j]), float(_DENSE[j + 1])))
-    n = len(_FAR)
-    for sign, side in ((1.0, far[:n]), (-1.0, far[n:])):  # +z, then -z, each outward from |z| = 40
-        steps = (side[1:] - side[:-1]).abs()
-        for i in torch.nonzero(steps > _JUMP_TOL).flatten().tolist():
-            a, b = sorted((sign * float(_FAR[i]), sign * float(_FAR[i + 1])))
-            intervals.append((a, b))
-    found = [_jump_in(g_prime, a, b) for a, b in intervals]
-    found = [f for f in found if f[0] > _JUMP_TOL]
-    return max(found) if found else None
-
 
 def check_admissible(gate: str | Gate) -> AdmissibilityReport:
-    """Check properties (i)-(iv) of method §2.2 on dense and far grids; each result carries its evidence.
+    """Check properties (i)-(iv) of method §2.2 (`sapo_core.admissibility`); each result carries its evidence.
 
     `gate` is a registered name or a Gate. A non-finite value of g' or g anywhere on the grids fails.
 
@@ -489,192 +409,76 @@ def check_admissible(gate: str | Gate) -> AdmissibilityReport:
     g(-40) = nan, not finite: g is not the integral of g'
     """
     gate = get_gate(gate)
-    return _admissibility(gate.name, gate.g, gate.g_prime, "the gate's g", "the gate's g_prime")
+    return admissibility.check(gate.name, gate.g, gate.g_prime, "the gate's g", "the gate's g_prime")
 
 
-def _first_nonfinite(zs: torch.Tensor, vals: torch.Tensor) -> tuple[float, float] | None:
-    """(z, value) at the first non-finite value, or None."""
-    bad = torch.nonzero(~torch.isfinite(vals)).flatten()
-    return None if len(bad) == 0 else (float(zs[bad[0]]), float(vals[bad[0]]))
-
-
-def _admissibility(name: str, g: BaseFn, g_prime: BaseFn, g_label: str, g_prime_label: str) -> AdmissibilityReport:
-    """The report of check_admissible for a base g and its derivative g_prime (labels name them in TypeErrors)."""
-    _check_fn(g_prime_label, g_prime)
-    _check_fn(g_label, g)
-    results: dict[str, tuple[bool, str]] = {}
-    zero = torch.zeros(1, dtype=torch.float64)
-    dense, far = _eval(g_prime, _DENSE), _eval(g_prime, torch.cat([_FAR, -_FAR]))
-    n_far = len(_FAR)
-    zs = torch.cat([_DENSE, _FAR, -_FAR])
-    both = torch.cat([dense, far])
-    # Every comparison below is written so that nan fails it: `not (err <= tol)`, never `err > tol`.
-    nonfinite = _first_nonfinite(zs, both)
-    finite = nonfinite is None
-    bad = "" if finite else f"g'({nonfinite[0]:.6g}) = {nonfinite[1]}, not finite"
-
-    # (i) g' finite and continuous on the grid, and g consistent with it (g finite, g(0) = 0, dg/dz = g').
-    jumps = (dense[1:] - dense[:-1]).abs()
-    j = int(torch.argmax(jumps)) if finite else 0
-    z_probe = torch.tensor([-2.5, -0.7, 0.3, 1.9], dtype=torch.float64)
-    h = 1e-5
-    fd = (_eval(g, z_probe + h) - _eval(g, z_probe - h)) / (2 * h)
-    fd_err = float((fd - _eval(g_prime, z_probe)).abs().max())
-    g0 = float(_eval(g, zero)[0])
-    z_g = torch.cat([_DENSE[::20], _FAR, -_FAR])
-    g_nonfinite = _first_nonfinite(z_g, _eval(g, z_g))
-    jump = _largest_jump(g_prime, jumps, far) if finite else None
-    if not finite:
-        results["(i)"] = (False, f"{bad} (g' must be finite on [-1e6, 1e6])")
-    elif jump is not None:
-        size, z_at = jump
-        results["(i)"] = (False, (f"g' jumps by {size:.3g} at z = {z_at:.6g} (the step persists when bisected "
-                                  "to a 1e-10 relative width), so f' is not continuous"))
-    elif g_nonfinite is not None:
-        results["(i)"] = (False, (f"g({g_nonfinite[0]:.6g}) = {g_nonfinite[1]}, not finite: g is not the integral "
-                                  "of g'"))
-    elif not abs(g0) <= 1e-9:
-        results["(i)"] = (False, f"g(0) = {g0:.3g}, must be 0: g is not the integral of g' from 0")
-    elif not fd_err <= 1e-5:
-        results["(i)"] = (False, (f"|dg/dz - g'| up to {fd_err:.3g} at z in {{-2.5, -0.7, 0.3, 1.9}} (must be "
-                                  "~0): g is not the integral of g'"))
-    else:
-        results["(i)"] = (True, (f"g' finite; largest step {float(jumps[j]):.2g} on a {_GRID_STEP:g} grid; "
-                                 f"g(0) = {g0:.1g}; |dg/dz - g'| <= {fd_err:.1g}"))
-
-    # (ii) g'(0) = 1 and nothing larger anywhere.
-    peak0 = float(_eval(g_prime, zero)[0])
-    m = int(torch.argmax(torch.nan_to_num(both, nan=-math.inf)))
-    gmax, zmax = float(both[m]), float(zs[m])
-    if not abs(peak0 - 1.0) <= 1e-9:
-        results["(ii)"] = (False, f"g'(0) = {peak0:.6g}, must equal 1")
-    elif not gmax <= 1.0 + 1e-9:
-        results["(ii)"] = (False, f"g'({zmax:.4g}) = {gmax:.6g}, exceeds g'(0) = 1")
-    elif not finite:
-        results["(ii)"] = (False, f"{bad}, so the maximum of g' is undefined")
-    else:
-        results["(ii)"] = (True, f"g'(0) = {peak0:.12g}; max on grid {gmax:.12g} at z = {zmax:.3g}")
-
-    # (iii) non-increasing for z > 0 and non-decreasing for z < 0 (walking outwards from 0).
-    centre = len(_DENSE) // 2
-    right = torch.cat([dense[centre:], far[:n_far]])
-    left = torch.cat([dense[: centre + 1].flip(0), far[n_far:]])
-    zr = torch.cat([_DENSE[centre:], _FAR])
-    zl = torch.cat([_DENSE[: centre + 1].flip(0), -_FAR])
-    worst = None
-    for vals, zz in ((right, zr), (left, zl)):
-        rise = torch.nan_to_num(vals[1:] - vals[:-1], nan=math.inf)
-        i = int(torch.argmax(rise))
-        if worst is None or float(rise[i]) > worst[0]:
-            worst = (float(rise[i]), float(zz[i]), float(zz[i + 1]), float(vals[i]), float(vals[i + 1]))
-    rise, za, zb, va, vb = worst
-    if not finite:
-        results["(iii)"] = (False, f"{bad}, so g' cannot be monotone")
-    elif not rise <= _MONO_TOL:
-        results["(iii)"] = (False, (f"g' rises from {va:.4g} at z = {za:.4g} to {vb:.4g} at z = {zb:.4g} "
-                                    "moving away from 0 (not monotone)"))
-    else:
-        results["(iii)"] = (True, f"largest rise moving away from 0: {max(rise, 0.0):.1g} over {len(zs)} points")
-
-    # (iv) decay: |g'(+-1e6)| small.
-    tails = _eval(g_prime, torch.tensor([_DECAY_AT, -_DECAY_AT], dtype=torch.float64))
-    t_plus, t_minus = float(tails[0]), float(tails[1])
-    ok = finite and max(abs(t_plus), abs(t_minus)) < _DECAY_TOL
-    decays = f"{'<' if ok else 'not <'} {_DECAY_TOL:g}: {'decays' if ok else 'does not decay to 0'}"
-    if not finite:
-        decays += f"; {bad}"
-    results["(iv)"] = (ok, f"g'(+1e6) = {t_plus:.3g}, g'(-1e6) = {t_minus:.3g} ({decays})")
-    return AdmissibilityReport(name, results)
-
-
-def _halfmax(g_prime: BaseFn) -> float:
-    """The z > 0 where g'(z) = 1/2 (bisection; g' is monotone there for an admissible gate)."""
-    lo, hi = 0.0, 1.0
-    while float(_eval(g_prime, torch.tensor([hi], dtype=torch.float64))[0]) > 0.5:
-        lo, hi = hi, hi * 2.0
-        if hi > 1e12:
-            raise ValueError("g' never falls to 1/2 on z > 0")
-    for _ in range(200):
-        mid = (lo + hi) / 2.0
-        if float(_eval(g_prime, torch.tensor([mid], dtype=torch.float64))[0]) > 0.5:
-            lo = mid
-        else:
-            hi = mid
-    return (lo + hi) / 2.0
-
-
-def _estimate_tail(g_prime: BaseFn) -> str:
-    """Classify g''s tail by the slope k of log(-log g') against log z: ~0 polynomial, 1 exp., 2 Gaussian."""
-    z = torch.logspace(0.5, 12, 400, dtype=torch.float64)
-    v = _eval(g_prime, z)
-    ok = (v > 1e-250) & (v < 1e-2)
-    if ok.sum() < 2:
-        return "polynomial"
-    zz, vv = z[ok], v[ok]
-    z2, v2 = zz[-1], vv[-1]
-    z1 = zz[int(torch.searchsorted(zz, z2 / 2.0))]
-    v1 = vv[int(torch.searchsorted(zz, z2 / 2.0))]
-    slope = float((torch.log(-torch.log(v2)) - torch.log(-torch.log(v1))) / (torch.log(z2) - torch.log(z1)))
-    return "polynomial" if slope < 0.6 else ("exponential" if slope < 1.5 else "gaussian")
-
-
-def _check_halfmax(g_prime: BaseFn, halfmax, what: str = "halfmax") -> None:
-    """halfmax finite, > 0 and where g' = 1/2 (to 1e-6), else ValueError naming it."""
-    _check_positive(what, halfmax)
-    at = float(_eval(g_prime, torch.tensor([float(halfmax)], dtype=torch.float64))[0])
-    if not abs(at - 0.5) <= 1e-6:
-        raise ValueError(f"{what} = {halfmax!r} is not the half-max of g': g'({halfmax:.6g}) = {at:.6g}, must be "
-                         f"1/2 (leave it out of make_gate to have it computed: {_halfmax(g_prime):.12g})")
+def _fn_text(fn) -> str:
+    """A callable's name as formula text (module.name), or USER_FUNCTION for a lambda or an object."""
+    name = getattr(fn, "__name__", None)
+    if not isinstance(name, str) or "<" in name:
+        return USER_FUNCTION
+    module = getattr(fn, "__module__", None)
+    return f"{module}.{name}" if module else name
 
 
 def make_gate(name: str, weight_fn: BaseFn, value_fn: BaseFn | None = None, *, tail: str | None = None,
-              halfmax: float | None = None) -> Gate:
+              halfmax: float | None = None, g_prime_text: str | None = None, g_text: str | None = None) -> Gate:
     """A user gate from g' (`weight_fn`, a torch function of z) and optionally g in closed form.
 
     Without `value_fn`, g is integrated numerically (and stays differentiable). The half-max and tail
-    are computed when not given (a given half-max must be where g' = 1/2). Raises `InadmissibleGateError`
-    when (i)-(iv) fail (method §2.2, §2.6).
+    are computed when not given (a given half-max must be where g' = 1/2). `g_prime_text` and `g_text`
+    are the formulas as text for provenance (default: the function's name, or "user function").
+    Raises `InadmissibleGateError` when (i)-(iv) fail (method §2.2, §2.6).
 
-    >>> cauchy2 = make_gate("cauchy2", lambda z: 1 / (1 + z**2) ** 2)   # g integrated numerically
-    >>> round(cauchy2.halfmax, 4), cauchy2.tail
-    (0.6436, 'polynomial')
+    >>> cauchy2 = make_gate("cauchy2", lambda z: 1 / (1 + z**2) ** 2, g_prime_text="1/(1 + z**2)**2")
+    >>> round(cauchy2.halfmax, 4), cauchy2.tail, cauchy2.g_text
+    (0.6436, 'polynomial', 'integral_0^z of 1/(1 + z**2)**2 (numerical)')
     >>> make_gate("flat", lambda z: 0.5 + 0.5 / (1 + z**2))
     Traceback (most recent call last):
     ...
-    sapo_core.gates.InadmissibleGateError: gate 'flat' is not admissible: (iv) g'(+1e6) = 0.5, ...
+    sapo_core.admissibility.InadmissibleGateError: gate 'flat' is not admissible: (iv) g'(+1e6) = 0.5, ...
+    >>> make_gate("slow", lambda z: 1 / (1 + z.abs()))     # f' -> 0, but x f'(x) -> 1/tau
+    Traceback (most recent call last):
+    ...
+    sapo_core.admissibility.InadmissibleGateError: gate 'slow' is not admissible: (iv) ... but z g'(z) = ...
     """
     _check_name(name)
     if tail is not None and tail not in TAILS:
         raise ValueError(f"unknown tail {tail!r}; allowed: {', '.join(TAILS)}")
-    _check_fn("weight_fn", weight_fn)
+    admissibility.check_fn("weight_fn", weight_fn)
     if value_fn is not None:
-        _check_fn("value_fn", value_fn)
+        admissibility.check_fn("value_fn", value_fn)
     if halfmax is not None:
-        _check_positive("halfmax", halfmax)
+        check_positive("halfmax", halfmax)
+    g_prime_text = _fn_text(weight_fn) if g_prime_text is None else g_prime_text
+    _check_text("g_prime_text", g_prime_text)
+    if g_text is None:
+        g_text = _fn_text(value_fn) if value_fn is not None else f"integral_0^z of {g_prime_text} (numerical)"
+    _check_text("g_text", g_text)
     g = value_fn if value_fn is not None else _NumericBase(weight_fn)
-    report = _admissibility(name, g, weight_fn, "value_fn" if value_fn is not None else "g", "weight_fn")
+    report = admissibility.check(name, g, weight_fn, "value_fn" if value_fn is not None else "g", "weight_fn")
     if not report.passed:
         raise InadmissibleGateError(report)
     if halfmax is not None:
-        _check_halfmax(weight_fn, halfmax)
-    return Gate(name, g, weight_fn, halfmax=halfmax if halfmax is not None else _halfmax(weight_fn),
-                tail=tail or _estimate_tail(weight_fn))
+        admissibility.check_halfmax(weight_fn, halfmax)
+    return Gate(name, g, weight_fn, halfmax=halfmax if halfmax is not None else admissibility.halfmax(weight_fn),
+                tail=tail or admissibility.estimate_tail(weight_fn), g_text=g_text, g_prime_text=g_prime_text)
 
 
 def student_t(nu: float) -> Gate:
     """Student-t kernel gate g'(z) = (1 + z^2/nu)^(-(nu+1)/2): nu = 1 is arctan, nu -> inf Gaussian (method §2.6).
 
     >>> t1 = student_t(1)
-    >>> t1.name, t1.halfmax, t1.tail
-    ('student_t(nu=1)', 1.0, 'polynomial')
-    >>> round(student_t(1e12).halfmax, 4)   # the Gaussian exp(-z^2/2): sqrt(2 ln 2)
+    >>> t1.name, t1.halfmax, t1.tail, t1.params
+    ('student_t(nu=1)', 1.0, 'polynomial', (('nu', 1.0),))
+    >>> round(student_t(1e12).halfmax, 4)   # the Gaussian exp(-z^2/2) of erf: sqrt(2 ln 2)
     1.1774
     >>> student_t(True)
     Traceback (most recent call last):
     ...
     TypeError: student_t needs a real number nu > 0, got bool True
     """
-    if not _is_real(nu):
+    if not is_real(nu):
         raise TypeError(f"student_t needs a real number nu > 0, got {type(nu).__name__} {nu!r}")
     if not (math.isfinite(nu) and nu > 0):
         raise ValueError(f"student_t needs a finite nu > 0, got {nu!r}")
@@ -683,21 +487,59 @@ def student_t(nu: float) -> Gate:
     # (1 + z^2/nu)^power as exp(power log1p(z^2/nu)) and the half-max with expm1: exact for any nu (the
     # direct forms round 1 + z^2/nu and 2^(1/|power|) to 1 once nu is large, ~1e8)
     halfmax = math.sqrt(nu * math.expm1(math.log(2.0) / -power))  # solves (1 + z^2/nu)^power = 1/2
-    return make_gate(f"student_t(nu={nu:g})", lambda z: torch.exp(power * torch.log1p(z * z / nu)),
-                     tail="polynomial", halfmax=halfmax)
+    gate = make_gate(f"student_t(nu={nu:g})", lambda z: torch.exp(power * torch.log1p(z * z / nu)),
+                     tail="polynomial", halfmax=halfmax, g_prime_text=f"(1 + z**2/{nu!r})**(-({nu!r} + 1)/2)")
+    return dataclasses.replace(gate, params=(("nu", nu),))
 
 
-def gate_table(names: list[str | Gate] | None = None, tau: float = 1.0) -> list[dict]:
-    """Half-max width (in z and in |x - 1| at `tau`), width-matched factor and tail, one row per gate (method §2.3).
+def gate_table(names: list[str | Gate] | None = None, tau: float = 1.0, convention: str = "equal",
+               reference: str | Gate = "sigmoid") -> list[dict]:
+    """Half-max width in z and in |x - 1| at the tau each gate runs at under `convention`, one row per gate.
+
+    Rows: gate, halfmax_z, width_matched_factor (halfmax / the reference's), tau_used (`resolve_tau`),
+    halfmax_x = halfmax_z / tau_used, tail (method §2.3, §2.5). Notebook 01 and the explorer print it.
 
     >>> [(row["gate"], round(row["width_matched_factor"], 4)) for row in gate_table(["erf", "arctan"])]
-    [('erf', 0.4723), ('arctan', 0.5673)]
+    [('erf', 0.6679), ('arctan', 0.5673)]
+    >>> [round(row["halfmax_x"], 4) for row in gate_table(["erf", "arctan"], tau=2.0, convention="width_matched")]
+    [0.8814, 0.8814]
     """
     if names is None:
         names = available_gates()
     if isinstance(names, (str, Gate)) or not isinstance(names, (list, tuple)):
         raise TypeError(f"names must be a list of gate names or Gates (or None for all), got {type(names).__name__}")
-    _check_positive("tau", tau)
+    check_positive("tau", tau)
     gates = [_lookup(n, "names") for n in names]
-    return [{"gate": g.name, "halfmax_z": g.halfmax, "halfmax_x": g.halfmax / tau,
-             "width_matched_factor": width_matched_tau(g, 1.0), "tail": g.tail} for g in gates]
+    rows = []
+    for gate in gates:
+        tau_used = resolve_tau(gate, tau, convention, reference)
+        rows.append({"gate": gate.name, "halfmax_z": gate.halfmax,
+                     "width_matched_factor": width_matched_tau(gate, 1.0, reference), "tau_used": tau_used,
+                     "halfmax_x": gate.halfmax / tau_used, "tail": gate.tail})
+    return rows
+
+
+CLIP_RULE = ("f'(r) = 1 if r <= 1 + epsilon_high (A > 0) or r >= 1 - epsilon_low (A <= 0), else 0; "
+             "surrogate min(r A, clip(r, 1 - epsilon_low, 1 + epsilon_high) A)")
+
+
+def describe(gate: str | Gate, *, epsilon_low: float | None = None, epsilon_high: float | None = None) -> dict:
+    """The gate's formulas as text, half-max, tail and parameters, for run provenance (method §2.3).
+
+    "clip" (hard clipping, method §2.4) takes `epsilon_low` and `epsilon_high`; a gate takes neither.
+
+    >>> describe("erf")["g_prime"]
+    'exp(-z**2/2)'
+    >>> describe("clip", epsilon_low=0.2, epsilon_high=0.28)["epsilon_high"]
+    0.28
+    """
+    if isinstance(gate, str) and gate == "clip":
+        for name, eps in (("epsilon_low", epsilon_low), ("epsilon_high", epsilon_high)):
+            check_positive(name, eps, strict=False)
+        return {"name": "clip", "g_prime": CLIP_RULE, "epsilon_low": epsilon_low, "epsilon_high": epsilon_high}
+    if epsilon_low is not None or epsilon_high is not None:
+        raise ValueError("epsilon_low and epsilon_high describe hard clipping only (gate 'clip'); a smooth gate "
+                         "takes neither")
+    gate = get_gate(gate)
+    return {"name": gate.name, "f": "1 + g(tau*(x - 1))/tau", "g": gate.g_text, "g_prime": gate.g_prime_text,
+            "halfmax": gate.halfmax, "tail": gate.tail, "params": dict(gate.params)}

@@ -46,10 +46,17 @@ Conventions:
     eps_low or r > 1 + eps_high); gate_weight/mean and gate_weight/low_frac (f' < 0.5), f' being
     g'(tau (r - 1)), or sapo_core.gates.clip_weight for clip (method §2.4); and, overall only,
     tokens/nonfinite_count, the unmasked tokens whose log-ratio is not finite before the clamp (nan makes
-    the loss nan; +-inf is clamped like any large log-ratio). An empty group has count 0 and nan
-    statistics. At level="sequence" every token counts with its sequence's ratio. `metric_tokens` returns
-    the tokens behind the statistics so that a trainer can pool the micro-batches and processes of a step
-    and call `token_metrics` once on the union.
+    the loss nan; +-inf is clamped like any large log-ratio); and `eur`, the effective update ratio of
+    method §4.1 (paper eq. 12): per prompt group (`groups`, the prompt of each completion; None: the B
+    completions are one prompt's group) the token mean of f'(r), then the mean over the groups that have
+    tokens (for "pos/" and "neg/": over the groups that have tokens of that sign, their tokens only). An
+    empty group has count 0 and nan statistics. At level="sequence" every token counts with its sequence's
+    ratio. `metric_tokens` returns the tokens behind the statistics so that a trainer can pool the
+    micro-batches and processes of a step and call `token_metrics` once on the union. Names and meanings:
+    `sapo_core.metrics`.
+  * Refused (ValueError): a tau outside float32's positive range [1.2e-38, 3.4e38] (it would become 0 or
+    inf) and a log_ratio_clamp above log(float32 max) = 88.72 (exp would overflow to inf). B = 0
+    completions give loss 0 and tokens/count 0, as an all-masked batch does.
 
 Speed against TRL's own expressions: `.venv/bin/python benchmarks/bench_loss.py`.
 """
@@ -57,21 +64,24 @@ Speed against TRL's own expressions: `.venv/bin/python benchmarks/bench_loss.py`
 from __future__ import annotations
 
 import math
-from numbers import Real
 from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
+from sapo_core import metrics as M
+from sapo_core.checks import check_choice, check_positive
 from sapo_core.gates import Gate, available_gates, clip_weight, get_gate
 
-__all__ = ["AGGREGATIONS", "CLIP", "LEVELS", "METRIC_KEYS", "MetricTokens", "importance_log_ratio",
-           "masked_aggregate", "metric_tokens", "policy_loss", "token_metrics"]
+__all__ = ["AGGREGATIONS", "CLIP", "LEVELS", "METRIC_KEYS", "MetricTokens", "effective_update_ratio",
+           "importance_log_ratio", "masked_aggregate", "metric_tokens", "policy_loss", "token_metrics"]
 
 CLIP = "clip"
 LEVELS = ("token", "sequence")
 AGGREGATIONS = ("seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm")
 LOW_WEIGHT = 0.5  # method §4: share of tokens with g' < 0.5
+FLOAT32 = torch.finfo(torch.float32)
+MAX_LOG_RATIO_CLAMP = math.log(FLOAT32.max)  # 88.72: exp(c) is finite in float32
 
 
 # ---------------------------------------------------------------------------------------------
@@ -81,8 +91,8 @@ LOW_WEIGHT = 0.5  # method §4: share of tokens with g' < 0.5
 def importance_log_ratio(logps: torch.Tensor, old_logps: torch.Tensor, mask: torch.Tensor, *,
                          level: str = "token", log_ratio_clamp: float = 20.0) -> torch.Tensor:
     """The clamped log-ratio the loss gates: (B, T) per token (0 where masked), or (B, 1) at level="sequence"."""
-    _check_choice("level", level, LEVELS)
-    _check_positive("log_ratio_clamp", log_ratio_clamp)
+    check_choice("level", level, LEVELS)
+    check_positive("log_ratio_clamp", log_ratio_clamp)
     keep = _bool_mask(mask)
     log_ratio = torch.where(keep, logps - old_logps, 0.0)  # masked positions may hold -inf or nan
     if level == "sequence":  # method §7.2 (GSPO): log s_i = 1/|o_i| sum_t log r_{i,t}
@@ -104,16 +114,17 @@ def masked_aggregate(per_token: torch.Tensor, mask: torch.Tensor, aggregation: s
     >>> masked_aggregate(x, mask, "seq_mean_token_sum_norm", max_completion_length=4)  # 7 / (2 * 4)
     tensor(0.8750)
     """
-    _check_choice("aggregation", aggregation, AGGREGATIONS)
+    check_choice("aggregation", aggregation, AGGREGATIONS)
     keep = _bool_mask(mask)
     sums = torch.where(keep, per_token, 0.0).sum(-1)      # masked entries may hold anything
     # method §7.1 (7.1): the three denominators
     if aggregation == "seq_mean_token_mean":              # 1/B sum_i 1/|o_i| sum_t (TRL sapo, grpo)
-        return (sums / keep.count_nonzero(-1).clamp(min=1)).mean()
+        per_sequence = sums / keep.count_nonzero(-1).clamp(min=1)
+        return per_sequence.mean() if per_sequence.numel() else per_sequence.sum()  # B = 0: 0, as all-masked
     if aggregation == "token_mean":                       # DAPO: 1/sum_i |o_i| sum_i sum_t (TRL dapo, bnpo)
         return sums.sum() / keep.count_nonzero().clamp(min=1)
     _check_length(max_completion_length, keep.shape[-1])  # Dr. GRPO: 1/(B L) sum_i sum_t (TRL dr_grpo)
-    return sums.sum() / (keep.shape[0] * max_completion_length)
+    return sums.sum() / (max(keep.shape[0], 1) * max_completion_length)
 
 
 def _tau(advantages: torch.Tensor, tau_pos: float, tau_neg: float) -> torch.Tensor:
@@ -126,7 +137,8 @@ def policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.
                 epsilon_low: float = 0.2, epsilon_high: float = 0.2, level: str = "token",
                 aggregation: str = "seq_mean_token_mean", log_ratio_clamp: float = 20.0,
                 max_completion_length: int | None = None, compute_metrics: bool = True,
-                token_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+                token_weights: torch.Tensor | None = None,
+                groups: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     """The negated gated policy objective of a micro-batch (a differentiable scalar) and its metrics.
 
     >>> logps = torch.tensor([[-1.0, -2.0]], requires_grad=True)
@@ -140,7 +152,8 @@ def policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.
     (1.0, 2.0)
     """
     gate = _check_args(logps, old_logps, advantages, mask, gate, tau_pos, tau_neg, epsilon_low, epsilon_high,
-                       level, aggregation, log_ratio_clamp, max_completion_length, compute_metrics, token_weights)
+                       level, aggregation, log_ratio_clamp, max_completion_length, compute_metrics, token_weights,
+                       groups)
     dtype = torch.promote_types(logps.dtype, torch.float32)  # half precision is computed in float32
     keep = _bool_mask(mask)
     log_ratio = importance_log_ratio(logps.to(dtype), old_logps.to(dtype), keep, level=level,
@@ -162,7 +175,7 @@ def policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.
     if compute_metrics:
         tokens = metric_tokens(logps.detach(), old_logps, advantages, mask, gate=gate, tau_pos=tau_pos,
                                tau_neg=tau_neg, epsilon_low=epsilon_low, epsilon_high=epsilon_high, level=level,
-                               log_ratio_clamp=log_ratio_clamp)
+                               log_ratio_clamp=log_ratio_clamp, groups=groups)
         metrics = token_metrics(tokens, epsilon_low, epsilon_high)
     return loss, metrics
 
@@ -172,11 +185,13 @@ def policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.
 # ---------------------------------------------------------------------------------------------
 
 class MetricTokens(NamedTuple):
-    """The unmasked tokens as the metrics see them (1-D, aligned): ratio r (nan: not finite), f'(r), sign of A."""
+    """The unmasked tokens as the metrics see them (1-D, aligned): ratio r (nan: not finite), f'(r), sign of A,
+    and the prompt group of the token's completion (method §4.1)."""
 
     ratio: torch.Tensor
     weight: torch.Tensor
     sign: torch.Tensor
+    group: torch.Tensor
 
     @staticmethod
     def cat(parts: list[MetricTokens]) -> MetricTokens:
@@ -209,33 +224,39 @@ def _statistics(r: torch.Tensor, w: torch.Tensor, epsilon_low: float, epsilon_hi
     }
 
 
-_GROUPS = {"": lambda sign: torch.ones_like(sign, dtype=torch.bool),  # all tokens, A > 0, A < 0
-           "pos/": lambda sign: sign > 0, "neg/": lambda sign: sign < 0}
+def effective_update_ratio(weight: torch.Tensor, group: torch.Tensor) -> torch.Tensor:
+    """EUR (method §4.1, paper eq. 12): 1/B sum_b [ sum_{tokens of prompt b} f'(r) / (tokens of prompt b) ]
+    over the B prompt groups present in `group`, in float64 (nan when there are no tokens)."""
+    if not weight.numel():
+        return torch.tensor(math.nan, dtype=torch.float64, device=weight.device)
+    _, prompt = torch.unique(group, return_inverse=True)  # prompt b = 0 .. B-1 of each token
+    sums = torch.zeros(int(prompt.max()) + 1, dtype=torch.float64, device=weight.device)
+    tokens = torch.zeros_like(sums).index_add_(0, prompt, torch.ones_like(prompt, dtype=torch.float64))
+    return (sums.index_add_(0, prompt, weight.to(torch.float64)) / tokens).mean()
+
+
+# the tokens of each sign group (method §7.4: A == 0 counts overall only), by index into metrics.by_sign's names
+_SIGN_GROUPS = ((0, lambda sign: torch.ones_like(sign, dtype=torch.bool)), (1, lambda sign: sign > 0),
+                (2, lambda sign: sign < 0))
 _STATISTICS = tuple(_statistics(torch.ones(1), torch.ones(1), 0.2, 0.2))  # their names, in order
+_SIGNED = {key: M.by_sign(key) for key in (*_STATISTICS, "tokens/count", "eur")}  # (all, pos, neg) names
 
-
-def _in_group(key: str, prefix: str) -> str:
-    """'ratio/mean' in group 'pos/' is 'ratio/pos/mean'."""
-    return key.replace("/", "/" + prefix, 1)
-
-
-METRIC_KEYS: tuple[str, ...] = ("tokens/nonfinite_count",) + tuple(
-    _in_group(key, prefix) for prefix in _GROUPS for key in ("tokens/count",) + _STATISTICS)
+METRIC_KEYS: tuple[str, ...] = M.names(source="loss")  # tokens/..., ratio/..., gate_weight/..., eur (and per sign)
 
 
 def token_metrics(tokens: MetricTokens, epsilon_low: float = 0.2, epsilon_high: float = 0.2) -> dict[str, float]:
-    """Ratio and gate-weight statistics (METRIC_KEYS) of a set of tokens, overall and per sign of A."""
+    """Ratio, gate-weight and EUR statistics (METRIC_KEYS) of a set of tokens, overall and per sign of A."""
     finite = torch.isfinite(tokens.ratio)
     values = {"tokens/nonfinite_count": (~finite).sum()}
-    for prefix, in_group in _GROUPS.items():
+    for index, in_group in _SIGN_GROUPS:
         selected = finite & in_group(tokens.sign)
         r, w = tokens.ratio[selected], tokens.weight[selected]
-        values[_in_group("tokens/count", prefix)] = selected.sum()
         if r.numel():
             stats = _statistics(r, w, epsilon_low, epsilon_high)
         else:  # an empty group: nan statistics (TRL's logger skips nan when averaging)
             stats = dict.fromkeys(_STATISTICS, torch.tensor(math.nan, device=r.device))
-        values.update({_in_group(key, prefix): value for key, value in stats.items()})
+        stats |= {"tokens/count": selected.sum(), "eur": effective_update_ratio(w, tokens.group[selected])}
+        values.update({_SIGNED[key][index]: value for key, value in stats.items()})
     floats = torch.stack([values[key].to(torch.float64) for key in METRIC_KEYS]).tolist()  # one copy to the host
     return dict(zip(METRIC_KEYS, floats))
 
@@ -244,10 +265,10 @@ def token_metrics(tokens: MetricTokens, epsilon_low: float = 0.2, epsilon_high: 
 def metric_tokens(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor, *,
                   gate: str | Gate = "sigmoid", tau_pos: float = 1.0, tau_neg: float = 1.05,
                   epsilon_low: float = 0.2, epsilon_high: float = 0.2, level: str = "token",
-                  log_ratio_clamp: float = 20.0) -> MetricTokens:
+                  log_ratio_clamp: float = 20.0, groups: torch.Tensor | None = None) -> MetricTokens:
     """The tokens behind policy_loss's metrics for the same arguments, to pool before `token_metrics`."""
     gate = _check_args(logps, old_logps, advantages, mask, gate, tau_pos, tau_neg, epsilon_low, epsilon_high,
-                       level, AGGREGATIONS[0], log_ratio_clamp, None, True, None)
+                       level, AGGREGATIONS[0], log_ratio_clamp, None, True, None, groups)
     dtype = torch.promote_types(logps.dtype, torch.float32)
     keep = _bool_mask(mask)
     logps, old_logps, adv = logps.to(dtype), old_logps.to(dtype), advantages.to(dtype).unsqueeze(1)
@@ -260,25 +281,15 @@ def metric_tokens(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torc
         weight = clip_weight(ratio, torch.sign(adv), epsilon_low, epsilon_high)
     else:
         weight = gate.weight(ratio, _tau(adv, tau_pos, tau_neg))
-    return MetricTokens(*(x.expand(keep.shape)[keep] for x in (ratio, weight, torch.sign(adv).to(torch.int8))))
+    group = torch.zeros_like(advantages, dtype=torch.long) if groups is None else groups.to(torch.long)
+    return MetricTokens(*(x.expand(keep.shape)[keep] for x in (ratio, weight, torch.sign(adv).to(torch.int8),
+                                                               group.unsqueeze(1))))
 
 
 # ---------------------------------------------------------------------------------------------
-# Argument checks: every bad input is a ValueError naming the argument and what is allowed.
+# Argument checks: every bad input is a ValueError (a TypeError for a wrong type) naming the argument and what
+# is allowed; numbers and choices through sapo_core.checks.
 # ---------------------------------------------------------------------------------------------
-
-def _check_choice(name, value, allowed):
-    """`value` is one of the strings `allowed`."""
-    if not isinstance(value, str) or value not in allowed:
-        raise ValueError(f"unknown {name} {value!r}; allowed: {', '.join(allowed)}")
-
-
-def _check_positive(name, value, *, strict=True):
-    """`value` is a finite real number > 0 (>= 0 unless strict)."""
-    ok = isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or (value <= 0 if strict else value < 0):
-        raise ValueError(f"{name} must be a finite number {'> 0' if strict else '>= 0'}, got {value!r}")
-
 
 def _check_length(max_completion_length, length):
     """Dr. GRPO's L: an int, no shorter than the completions (length T of the mask)."""
@@ -298,19 +309,26 @@ def _bool_mask(mask: torch.Tensor) -> torch.Tensor:
 
 
 def _check_args(logps, old_logps, advantages, mask, gate, tau_pos, tau_neg, epsilon_low, epsilon_high,
-                level, aggregation, log_ratio_clamp, max_completion_length, compute_metrics, token_weights):
+                level, aggregation, log_ratio_clamp, max_completion_length, compute_metrics, token_weights, groups):
     """Validate policy_loss's arguments; returns the gate as "clip" or a Gate."""
     if gate != CLIP and not isinstance(gate, Gate):
         if not isinstance(gate, str) or gate not in available_gates():
             raise ValueError(f"unknown gate {gate!r}; allowed: {CLIP!r}, a registered gate "
                              f"({', '.join(available_gates())}) or a sapo_core.gates.Gate")
         gate = get_gate(gate)
-    _check_choice("level", level, LEVELS)
-    _check_choice("aggregation", aggregation, AGGREGATIONS)
+    check_choice("level", level, LEVELS)
+    check_choice("aggregation", aggregation, AGGREGATIONS)
     for name, value in (("tau_pos", tau_pos), ("tau_neg", tau_neg), ("log_ratio_clamp", log_ratio_clamp)):
-        _check_positive(name, value)
+        check_positive(name, value)
+    for name, value in (("tau_pos", tau_pos), ("tau_neg", tau_neg)):
+        if not FLOAT32.tiny <= value <= FLOAT32.max:  # it would round to 0 or inf in float32
+            raise ValueError(f"{name} must lie in float32's positive range [{FLOAT32.tiny:.4g}, {FLOAT32.max:.4g}], "
+                             f"got {value!r}")
+    if log_ratio_clamp > MAX_LOG_RATIO_CLAMP:  # method §7.3: exp(c) must stay finite in float32
+        raise ValueError(f"log_ratio_clamp must be at most log(float32 max) = {MAX_LOG_RATIO_CLAMP:.4f} (exp of a "
+                         f"larger clamp overflows to inf), got {log_ratio_clamp!r}")
     for name, value in (("epsilon_low", epsilon_low), ("epsilon_high", epsilon_high)):
-        _check_positive(name, value, strict=False)
+        check_positive(name, value, strict=False)
     if not isinstance(compute_metrics, bool):
         raise TypeError(f"compute_metrics must be True or False, got {compute_metrics!r}")
     for name, t in (("logps", logps), ("old_logps", old_logps), ("advantages", advantages), ("mask", mask)):
@@ -344,6 +362,13 @@ def _check_args(logps, old_logps, advantages, mask, gate, tau_pos, tau_neg, epsi
                     ("token_weights", token_weights)):
         if t is not None and t.device != logps.device:
             raise ValueError(f"{name} must be on the device of logps ({logps.device}), got {t.device}")
+    if groups is not None and (not isinstance(groups, torch.Tensor) or groups.is_floating_point()
+                               or groups.is_complex() or groups.dtype == torch.bool
+                               or tuple(groups.shape) != shape[:1] or groups.device != logps.device):
+        got = (f"{groups.dtype} of shape {tuple(groups.shape)} on {groups.device}"
+               if isinstance(groups, torch.Tensor) else type(groups).__name__)
+        raise ValueError(f"groups must be None or an integer tensor of shape {shape[:1]} on {logps.device} (the "
+                         f"prompt group of each completion), got {got}")
     if token_weights is not None and not bool(torch.isfinite(token_weights).all()):
         raise ValueError("token_weights must be finite everywhere (masked positions included), got "
                          f"{token_weights[~torch.isfinite(token_weights)][0].item()}")

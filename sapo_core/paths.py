@@ -6,7 +6,8 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["REPO_ROOT", "UnreadableFileError", "figures_dir", "read_json", "runs_dir", "write_atomic", "write_json"]
+__all__ = ["REPO_ROOT", "UnreadableFileError", "figures_dir", "read_json", "runs_dir", "writable_dir", "write_atomic",
+           "write_json"]
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -15,18 +16,28 @@ class UnreadableFileError(ValueError):
     """A file this project wrote (a JSON record) is missing, unreadable or not what it should hold."""
 
 
+def writable_dir(path: str | os.PathLike, what: str) -> Path:
+    """`path` as a directory this process can write into, created if missing; a named OSError otherwise."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"{what} {path} is a file, not a directory; move it away or choose another")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a parent that is a file, no permission, a read-only disk
+        raise type(err)(f"{what} {path} cannot be created: {err.strerror or err}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise PermissionError(f"{what} {path} is not writable by this user; choose another")
+    return path
+
+
 def figures_dir(out_dir: str | os.PathLike | None = None) -> Path:
     """`out_dir` if given, else $SAPO_FIGURES_DIR, else <repo>/figures; created if missing."""
-    path = Path(out_dir or os.environ.get("SAPO_FIGURES_DIR") or REPO_ROOT / "figures")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return writable_dir(out_dir or os.environ.get("SAPO_FIGURES_DIR") or REPO_ROOT / "figures", "figure directory")
 
 
 def runs_dir(out_dir: str | os.PathLike | None = None) -> Path:
     """`out_dir` if given, else $SAPO_RUNS_DIR, else <repo>/runs (git-ignored); created if missing."""
-    path = Path(out_dir or os.environ.get("SAPO_RUNS_DIR") or REPO_ROOT / "runs")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return writable_dir(out_dir or os.environ.get("SAPO_RUNS_DIR") or REPO_ROOT / "runs", "runs directory")
 
 
 def write_atomic(path: str | os.PathLike, data: str | bytes) -> Path:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import statistics
 from numbers import Real
 from pathlib import Path
 
@@ -16,9 +15,12 @@ import matplotlib
 
 matplotlib.use(os.environ.get("MPLBACKEND", "Agg"))
 import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
 import torch  # noqa: E402
 
 from sapo_core import gates as G  # noqa: E402
+from sapo_core import metrics as M  # noqa: E402
 from sapo_core.paths import figures_dir, write_atomic  # noqa: E402
 
 __all__ = ["GATE_COLORS", "TRAINING_PANELS", "gate_figure", "training_curves", "save_figure"]
@@ -53,12 +55,19 @@ def _check_batch(data) -> None:
                         f"{type(data).__name__}")
 
 
-def gate_figure(gate_names=("sigmoid", "erf", "arctan", "softsign"), tau: float = 1.0,
+def gate_figure(gate_names=("sigmoid", "erf", "arctan", "softsign"), tau: float | tuple = (1.0, 5.0, 10.0),
                 tau_convention: str = "equal", x_range: tuple[float, float] = (0.0, 3.0),
                 epsilon: float = 0.2, n_points: int = 1201):
-    """Figure 1 (method §5): each gate f_tau(x) and its derivative f_tau'(x), beside hard clipping."""
+    """Figure 1 of the paper: top row f_tau(x), bottom row f_tau'(x), one column per tau, with hard clipping.
+
+    `tau` is one number or a list of them (the paper's layout: (1, 5, 10)); method §2, §5."""
     gates = _check_names(gate_names)
-    taus = [G.resolve_tau(gate, tau, tau_convention) for gate in gates]  # tau > 0 and finite, a known convention
+    base_taus = list(tau) if isinstance(tau, (list, tuple)) else [tau]
+    if not base_taus:
+        raise ValueError("tau must be a number or a non-empty list of numbers > 0")
+    if isinstance(tau, torch.Tensor) or not all(map(_is_real, base_taus)):
+        raise TypeError(f"tau must be a real number or a list of them, got {tau!r}")
+    columns = [[G.resolve_tau(gate, t, tau_convention) for gate in gates] for t in base_taus]  # each tau checked
     if not (isinstance(x_range, (list, tuple)) and len(x_range) == 2 and all(map(_is_real, x_range))
             and all(map(math.isfinite, x_range))):
         raise TypeError(f"x_range must be a pair of finite numbers (x_min, x_max), got {x_range!r}")
@@ -69,40 +78,55 @@ def gate_figure(gate_names=("sigmoid", "erf", "arctan", "softsign"), tau: float 
     if not (isinstance(n_points, int) and not isinstance(n_points, bool) and n_points >= 2):
         raise ValueError(f"n_points must be an int >= 2, got {n_points!r}")
     x = torch.linspace(x_range[0], x_range[1], n_points, dtype=torch.float64)
-    fig, (ax_f, ax_w) = plt.subplots(1, 2, figsize=(11, 5.0), constrained_layout=True)
-    for i, (gate, t) in enumerate(zip(gates, taus)):
-        label = f"{gate.name} (tau={t:.3g}, {gate.tail} tail)"
-        ax_f.plot(x, gate.value(x, t), color=_color(gate.name, i), label=label, lw=1.8)
-        ax_w.plot(x, gate.weight(x, t), color=_color(gate.name, i), label=label, lw=1.8)
-    # Hard clipping (GRPO): surrogate min(x, 1+eps) for A > 0 and max(x, 1-eps) for A < 0 (per unit |A|).
-    for sign, style, tag in ((1.0, "--", "A>0"), (-1.0, ":", "A<0")):
-        surrogate = (torch.minimum(x, torch.tensor(1 + epsilon)) if sign > 0
-                     else torch.maximum(x, torch.tensor(1 - epsilon)))
-        ax_f.plot(x, surrogate, style, color=GATE_COLORS["clip"], lw=1.4, label=f"hard clip, {tag} (eps={epsilon:g})")
-        ax_w.plot(x, G.clip_weight(x, sign, epsilon, epsilon), style, color=GATE_COLORS["clip"], lw=1.4,
-                  label=f"hard clip, {tag} (eps={epsilon:g})")
-    ax_f.set(xlabel="importance ratio x", ylabel="f(x)", title="gate value f")
-    ax_w.set(xlabel="importance ratio x", ylabel="f'(x)", title="gradient weight f'", ylim=(-0.03, 1.08))
-    for ax in (ax_f, ax_w):
-        ax.axvline(1.0, color="0.8", lw=0.8, zorder=0)
-        ax.grid(alpha=0.3)
-    handles, labels = ax_w.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
-    fig.suptitle(f"Smooth gates vs hard clipping (tau convention: {tau_convention}, base tau = {tau:g})")
+    n = len(base_taus)
+    fig, axes = plt.subplots(2, n, figsize=(4.0 * n + 1.5, 7.0), squeeze=False, constrained_layout=True)
+    legend = []
+    for col, (base, taus) in enumerate(zip(base_taus, columns)):
+        ax_f, ax_w = axes[0, col], axes[1, col]
+        for i, (gate, t) in enumerate(zip(gates, taus)):
+            label = f"{gate.name} (tau={t:.3g}, {gate.tail} tail)"
+            ax_f.plot(x, gate.value(x, t), color=_color(gate.name, i), label=label, lw=1.8)
+            ax_w.plot(x, gate.weight(x, t), color=_color(gate.name, i), label=label, lw=1.8)
+            if col == 0:
+                legend.append(f"{gate.name}: g'(z) = {gate.g_prime_text} ({gate.tail} tail)")
+        # Hard clipping (GRPO): surrogate min(x, 1+eps) for A > 0 and max(x, 1-eps) for A < 0 (per unit |A|).
+        for sign, style, tag in ((1.0, "--", "A>0"), (-1.0, ":", "A<0")):
+            surrogate = (torch.minimum(x, torch.tensor(1 + epsilon)) if sign > 0
+                         else torch.maximum(x, torch.tensor(1 - epsilon)))
+            label = f"hard clip, {tag} (eps={epsilon:g})"
+            ax_f.plot(x, surrogate, style, color=GATE_COLORS["clip"], lw=1.4, label=label)
+            ax_w.plot(x, G.clip_weight(x, sign, epsilon, epsilon), style, color=GATE_COLORS["clip"], lw=1.4,
+                      label=label)
+            if col == 0:
+                legend.append(label)
+        title = f"tau = {base:g}" if tau_convention == "equal" else f"tau = {base:g} for sigmoid, width-matched"
+        ax_f.set(title=title, ylabel="f(x)" if col == 0 else None)
+        ax_w.set(xlabel="importance ratio x", ylabel="f'(x)" if col == 0 else None, ylim=(-0.03, 1.08))
+        if tau_convention != "equal":
+            ax_f.text(0.02, 0.98, "\n".join(f"{gate.name}: tau={t:.3g}" for gate, t in zip(gates, taus)),
+                      transform=ax_f.transAxes, va="top", fontsize=7)
+        for ax in (ax_f, ax_w):
+            ax.axvline(1.0, color="0.8", lw=0.8, zorder=0)
+            ax.grid(alpha=0.3)
+    fig.legend(axes[1, 0].get_legend_handles_labels()[0], legend, loc="outside lower center", ncol=2, fontsize=8,
+               frameon=False)
+    fig.suptitle(f"Figure 1: gates f (top) and gradient weights f' (bottom) vs hard clipping ({tau_convention} tau)")
     return fig
 
 
-TRAINING_PANELS = (  # (title, [(metric key, label)]) read from metrics.jsonl by name
-    ("reward", [("reward", "R"), ("rewards/format_reward/mean", "R_format"),
-                ("rewards/correctness_reward/mean", "R_correct")]),
-    ("token entropy", [("entropy", "entropy")]),
-    ("importance-ratio variance", [("ratio/var", "all"), ("ratio/pos/var", "A>0"), ("ratio/neg/var", "A<0")]),
-    ("gate weight f'(r)", [("gate_weight/mean", "mean"), ("gate_weight/low_frac", "share < 0.5")]),
+SIGN_LABELS = ("all", "A>0", "A<0")  # the labels of a by-sign metric's three names (sapo_core.metrics.by_sign)
+TRAINING_PANELS = (  # (title, [(metric key, label)]) read from metrics.jsonl by name; names from sapo_core.metrics
+    ("reward", [(M.key("reward"), "R"), (M.key("rewards/format_reward/mean"), "R_format"),
+                (M.key("rewards/correctness_reward/mean"), "R_correct")]),
+    ("token entropy", [(M.key("entropy"), "entropy")]),
+    ("importance-ratio variance", list(zip(M.by_sign("ratio/var"), SIGN_LABELS))),
+    ("gate weight f'(r)", [(M.key("gate_weight/mean"), "mean"), (M.key("gate_weight/low_frac"), "share < 0.5")]),
+    ("effective update ratio (EUR)", list(zip(M.by_sign("eur"), SIGN_LABELS))),
 )
 
 
 def training_curves(runs: dict[str, list[dict]] | list[dict], panels=TRAINING_PANELS):
-    """Reward, entropy, ratio-variance and gate-weight curves over steps for one run or several labelled runs."""
+    """Reward, entropy, ratio-variance, gate-weight and EUR curves over steps for one run or several labelled runs."""
     if isinstance(runs, list):
         runs = {"run": runs}
     if not isinstance(runs, dict):
@@ -149,8 +173,8 @@ def save_figure(fig, name: str, out_dir: str | os.PathLike | None = None, *, ove
         raise TypeError(f"figure name must be a string, got {type(name).__name__} {name!r}")
     if not isinstance(overwrite, bool):
         raise TypeError(f"overwrite must be True or False, got {overwrite!r}")
-    if not name or any(c in name for c in "/\\ "):
-        raise ValueError(f"figure name must be a plain file stem without spaces or slashes, got {name!r}")
+    if not name or any(c in name for c in "/\\ \0"):
+        raise ValueError(f"figure name must be a plain file stem without spaces, slashes or NUL, got {name!r}")
     out = figures_dir(out_dir)
     paths = [out / f"{name}.png", out / f"{name}.pdf"]
     rendered = []
@@ -239,8 +263,9 @@ __all__ += ["eval_accuracy", "pass_at_k_curve"]
 # seen in training against each gate's weight, accuracy per gate. Each takes a compare.BatchData.
 # ---------------------------------------------------------------------------------------------
 
-COMPARE_PANELS = (("reward", "reward"), ("entropy", "token entropy"), ("ratio/var", "importance-ratio variance"),
-                  ("gate_weight/low_frac", "share of tokens with f' < 0.5"))
+COMPARE_PANELS = tuple((M.key(name), title) for name, title in (
+    ("reward", "reward"), ("entropy", "token entropy"), ("ratio/var", "importance-ratio variance"),
+    ("gate_weight/low_frac", "share of tokens with f' < 0.5"), ("eur", "effective update ratio (EUR)")))
 
 
 def _gate_of(group: str) -> str:
@@ -252,18 +277,20 @@ def seed_band_curves(data, panels=COMPARE_PANELS):
     from sapo_core import compare
 
     _check_batch(data)
+    frame = compare.metric_frame(data, [key for key, _ in panels])
+    palette = {group: _color(_gate_of(group), i) for i, group in enumerate(data.groups)}
+    dashes = {"equal": "", "width_matched": (4, 2)}
     fig, axes = plt.subplots(1, len(panels), figsize=(4.3 * len(panels), 3.8), constrained_layout=True)
-    for ax, (key, title) in zip(axes, panels):
-        for i, (group, c) in enumerate(compare.curves(data, key).items()):
-            if not c["step"]:
-                continue
-            color = _color(_gate_of(group), i)
-            style = "--" if "width_matched" in group else "-"
-            ax.plot(c["step"], c["mean"], style, color=color, label=group, lw=1.5)
-            ax.fill_between(c["step"], c["min"], c["max"], color=color, alpha=0.15, lw=0)
-        ax.set(title=title, xlabel="step")
+    for i, (ax, (key, title)) in enumerate(zip(axes, panels)):
+        logged = frame.dropna(subset=[key])
+        if not logged.empty:  # mean over seeds at each step, band = min-max over seeds
+            sns.lineplot(data=logged, x="step", y=key, hue="group", hue_order=data.groups, palette=palette,
+                         style="convention", dashes=dashes, estimator="mean", errorbar=lambda v: (v.min(), v.max()),
+                         ax=ax, lw=1.5, legend=i == 0)
+        ax.set(title=title, xlabel="step", ylabel=None)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    if axes[0].get_legend() is not None:
+        axes[0].legend(fontsize=7)
     fig.suptitle(f"mean over seeds, band = min-max over seeds\n{compare.caption(data)}", fontsize=9)
     return fig
 
@@ -274,13 +301,12 @@ def ratio_distribution(data, x_max: float = 3.0):
     import numpy as np
 
     from sapo_core import compare
-    from sapo_core.trainer import RATIO_HIST_EDGES
 
     _check_batch(data)
     if not (_is_real(x_max) and 0 < x_max < math.inf):
         raise ValueError(f"x_max must be a finite number > 0, got {x_max!r}")
 
-    edges = np.asarray(RATIO_HIST_EDGES)
+    edges = np.asarray(M.RATIO_HIST_EDGES)
     groups = data.groups
     fig, axes = plt.subplots(1, len(groups), figsize=(3.4 * len(groups), 3.4), sharey=True, constrained_layout=True)
     axes = np.atleast_1d(axes)
@@ -332,11 +358,16 @@ def accuracy_by_gate(data, benchmark: str = "synthetic"):
         raise TypeError(f"benchmark must be a benchmark name (str), got {type(benchmark).__name__} {benchmark!r}")
     acc = compare.accuracy(data, benchmark)
     fig, ax = plt.subplots(figsize=(1.3 * max(len(acc), 3) + 1.5, 3.8), constrained_layout=True)
+    seeds = pd.DataFrame([{"group": g, "mean": e["mean"]} for g, entries in acc.items() for e in entries],
+                         columns=["group", "mean"])
+    if not seeds.empty:  # the bar: mean over seeds
+        sns.barplot(data=seeds, x="group", y="mean", order=list(acc), hue="group", estimator="mean", errorbar=None,
+                    palette={g: _color(_gate_of(g), i) for i, g in enumerate(acc)}, alpha=0.45, width=0.7,
+                    legend=False, ax=ax)
     for i, (group, entries) in enumerate(acc.items()):
         if not entries:
             continue
         color = _color(_gate_of(group), i)
-        ax.bar(i, statistics.fmean(e["mean"] for e in entries), 0.7, color=color, alpha=0.45)
         for j, e in enumerate(entries):
             x = i + (j - (len(entries) - 1) / 2) * 0.18
             ci = e["ci95"] or [e["mean"], e["mean"]]

@@ -49,7 +49,7 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
-from sapo_core.data import synthetic_arithmetic
+from sapo_core.data import SyntheticTask, synthetic_arithmetic
 from sapo_core.prompts import TAGS
 from sapo_core.rewards import extract_answer, format_reward
 from sapo_core.rewards.answers import as_batch
@@ -103,10 +103,10 @@ class TinyBuildConfig:
     num_kv_heads: int = 4  # key/value heads (GQA when < num_heads)
     intermediate_size: int = 256  # SwiGLU MLP width
     max_position_embeddings: int = 512  # longest sequence (prompt + completion) in tokens
-    # --- task (arguments of `synthetic_arithmetic`) ---
-    task_min_steps: int = 1  # fewest operations per problem
-    task_max_steps: int = 1  # most operations per problem
-    task_max_operand: int = 9  # largest operand (two-digit operands need >5x the updates to the same pass rate)
+    # --- task (data.SyntheticTask's defaults: the task is defined there, once) ---
+    task_min_steps: int = SyntheticTask.min_steps  # fewest operations per problem
+    task_max_steps: int = SyntheticTask.max_steps  # most operations per problem
+    task_max_operand: int = SyntheticTask.max_operand  # largest operand (two-digit operands need >5x the updates)
     n_train: int = 50_000  # size of the training pool (cycled, reshuffled every epoch)
     # --- supervised warm start ---
     batch_size: int = 32  # sequences per update

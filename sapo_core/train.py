@@ -38,23 +38,30 @@ import yaml
 from filelock import FileLock, Timeout
 from transformers import TrainerCallback
 
-from sapo_core.config import ConfigError, RunConfig, ScriptArguments, parse_args, print_help, recipe_keys_differ
+from sapo_core import gates as G
+from sapo_core import metrics as M
+from sapo_core.cli import fail, guarded
+from sapo_core.config import (
+    REWARDS,
+    ConfigError,
+    RunConfig,
+    ScriptArguments,
+    parse_args,
+    print_help,
+    recipe_keys_differ,
+)
 from sapo_core.data import DatasetFormatError, DataUnavailableError
-from sapo_core.paths import write_atomic
+from sapo_core.paths import UnreadableFileError, read_json, write_atomic, write_json
+from sapo_core.preflight import offline, plan_text, prompt_lengths
 from sapo_core.provenance import git_commit, package_versions
 
-__all__ = ["REQUIRED_METRICS", "RunDirError", "RunLock", "launch", "prepare_run_dir", "provenance", "train",
-           "read_metrics", "main"]
+__all__ = ["REQUIRED_METRICS", "RunDirError", "RunFiles", "RunLock", "check_run_dir", "launch", "missing_metrics",
+           "prepare_run_dir", "provenance", "train", "read_metrics", "summary_text", "main"]
 
 log = logging.getLogger(__name__)
 
-# Logged every step (method §4). TRL's names for reward, entropy and length; ours for ratio and gate weight.
-REQUIRED_METRICS = (
-    "step", "loss", "learning_rate", "reward", "reward_std", "rewards/format_reward/mean",
-    "rewards/correctness_reward/mean", "entropy", "completions/mean_length",
-    "ratio/mean", "ratio/std", "ratio/var", "ratio/min", "ratio/max", "ratio/p01", "ratio/p99",
-    "ratio/outside_clip_frac", "gate_weight/mean", "gate_weight/low_frac", "tokens/count",
-)
+# Logged every step (method §4): the unconditional names of the registry, sapo_core.metrics.
+REQUIRED_METRICS = M.required(REWARDS)
 # What makes a directory hold a run (other files, e.g. the executed notebooks a batch keeps beside them, do not).
 RUN_FILES = ("config.yaml", "provenance.json", "status.json", "metrics.jsonl", "checkpoints", "final", "summary.json")
 PACKAGES = ("torch", "transformers", "trl", "accelerate", "datasets", "math-verify", "vllm", "deepspeed")
@@ -73,8 +80,11 @@ def provenance(run: RunConfig) -> dict:
     args = run.training
     clip = args.gate == "clip"
     tau_pos, tau_neg = args.gate_taus()
+    eps_high = args.epsilon if args.epsilon_high is None else args.epsilon_high  # TRL's default for epsilon_high
+    formulas = (G.describe("clip", epsilon_low=args.epsilon, epsilon_high=eps_high) if clip
+                else G.describe(args.gate))  # the gate's g' (or the clip rule) as text, method §2.3
     return {
-        "gate": args.gate, "tau_convention": None if clip else args.tau_convention,
+        "gate": args.gate, "gate_formulas": formulas, "tau_convention": None if clip else args.tau_convention,
         "tau_pos_base": args.sapo_temperature_pos, "tau_neg_base": args.sapo_temperature_neg,
         "tau_pos": None if clip else tau_pos, "tau_neg": None if clip else tau_neg,
         "epsilon_low": args.epsilon, "epsilon_high": args.epsilon_high,
@@ -86,15 +96,16 @@ def provenance(run: RunConfig) -> dict:
     }
 
 
-def _write_json(path: Path, data: dict) -> None:
-    write_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
-
-
 def _read_mapping(path: Path, what: str) -> dict:
     """A JSON/YAML file of a run directory that must hold a mapping; a named error otherwise."""
+    if path.suffix == ".json":
+        try:
+            return read_json(path, what)
+        except UnreadableFileError as err:
+            raise RunDirError(f"{err}; the run directory is damaged: inspect it, or choose another --run_dir") \
+                from None
     try:
-        text = path.read_text(encoding="utf-8")
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, yaml.YAMLError) as err:
         raise RunDirError(f"{path} ({what}) cannot be read: {' '.join(str(err).split())[:200]}") from None
     if not isinstance(data, dict):
@@ -107,7 +118,8 @@ class RunLock:
     """One process owns a run directory for the run's lifetime: an exclusive `flock` on `<run_dir>/.lock`
     (filelock), which the kernel releases when the owner exits in any way, `kill -9` included, so a lock
     left by a crash is never stale. `owner.json` beside it names the owner (pid, host, start time) for the
-    message that refuses a second process."""
+    message that refuses a second process; it is written by `claim`, once the directory's checks have passed,
+    so that a refused command leaves it as it was."""
 
     def __init__(self, run_dir: Path):
         self.run_dir = run_dir
@@ -126,8 +138,11 @@ class RunLock:
                 named = "another process (owner.json unreadable)"
             raise RunDirError(f"{self.run_dir} is being trained right now by {named}; a run directory has one "
                               "owner at a time. Wait for it to end (or stop it), then --resume") from None
-        _write_json(self.run_dir / "owner.json", {"pid": os.getpid(), "host": platform.node(),
-                                                  "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+
+    def claim(self) -> None:
+        """Name this process as the owner in owner.json (the lock is held)."""
+        write_json(self.run_dir / "owner.json", {"pid": os.getpid(), "host": platform.node(),
+                                                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 
     def release(self) -> None:
         """Give the run directory up (also done by the kernel when the process ends)."""
@@ -140,17 +155,23 @@ def _status(run_dir: Path) -> dict | None:
     return _read_mapping(path, "the run's status") if path.exists() else None
 
 
-def prepare_run_dir(run: RunConfig, num_processes: int = 1) -> str | None:
-    """Create or check the run directory; return the checkpoint to resume from (or None).
+def holds_run(run_dir: Path) -> bool:
+    """Whether a directory holds (part of) a run, as opposed to being new or empty."""
+    return any((run_dir / name).exists() for name in RUN_FILES)
 
-    Everything is checked before anything is written: a refused run leaves the directory as it was."""
+
+def check_run_dir(run: RunConfig) -> str | None:
+    """Check the run directory without writing anything; return the checkpoint to resume from (or None)."""
     run_dir, resume = run.run_dir, run.script.resume
     if run_dir.exists() and not run_dir.is_dir():
         raise RunDirError(f"{run_dir} exists and is not a directory; choose another --run_dir")
+    if (run_dir / "checkpoints").exists() and not (run_dir / "checkpoints").is_dir():
+        raise RunDirError(f"{run_dir / 'checkpoints'} is a file, where the run keeps its checkpoints directory; move "
+                          "it away or choose another --run_dir")
     status = _status(run_dir)
     if status and status.get("state") == "finished":
         raise RunDirError(f"{run_dir} holds a finished run; it is never overwritten. Choose another --run_dir.")
-    holds_work = any((run_dir / name).exists() for name in RUN_FILES)
+    holds_work = holds_run(run_dir)
     if holds_work and not resume:
         how = f" ({status['state']}: {status['error']})" if status and status.get("error") else ""
         raise RunDirError(f"{run_dir} holds an unfinished run{how}; pass --resume to continue it or choose "
@@ -178,6 +199,42 @@ def prepare_run_dir(run: RunConfig, num_processes: int = 1) -> str | None:
         previous_prov = run_dir / "provenance.json"
         if previous_prov.exists():
             _read_mapping(previous_prov, "the run's provenance")
+    return checkpoint
+
+
+def prepare_run_dir(run: RunConfig, num_processes: int = 1) -> str | None:
+    """Check the run directory (check_run_dir), then write its config, provenance and status; return the
+    checkpoint to resume from (or None). A refused run leaves the directory as it was."""
+    checkpoint = check_run_dir(run)
+    write_run_files(run, checkpoint, num_processes)
+    return checkpoint
+
+
+class RunFiles:
+    """The bytes of the files a command writes into a run directory before training starts, taken before it
+    writes them: a resume that fails before its first step puts them back, leaving the run as it was."""
+
+    NAMES = ("owner.json", "config.yaml", "provenance.json", "status.json", "metrics.jsonl", "summary.base.json")
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = run_dir
+        self.saved = {name: (run_dir / name).read_bytes() if (run_dir / name).is_file() else None
+                      for name in self.NAMES}
+
+    def restore(self) -> None:
+        """Put every saved file back as it was (one that did not exist is removed)."""
+        for name, data in self.saved.items():
+            path = self.run_dir / name
+            if data is None:
+                path.unlink(missing_ok=True)
+            elif not path.is_file() or path.read_bytes() != data:
+                write_atomic(path, data)
+
+
+def write_run_files(run: RunConfig, checkpoint: str | None, num_processes: int = 1) -> None:
+    """Write the checked run directory's config.yaml, provenance.json and status.json; cut metrics.jsonl back to
+    `checkpoint`."""
+    run_dir, resume = run.run_dir, run.script.resume
     run_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(run_dir / "config.yaml", yaml.safe_dump(run.recipe, sort_keys=False))
     prov = provenance(run)
@@ -189,10 +246,9 @@ def prepare_run_dir(run: RunConfig, num_processes: int = 1) -> str | None:
         prov.setdefault("resumes", []).append({**resumed, "resumed_from": checkpoint})
     else:
         prov["resumed_from"] = checkpoint
-    _write_json(run_dir / "provenance.json", prov)
-    _write_json(run_dir / "status.json", {"state": "running", "resumed_from": checkpoint})
+    write_json(run_dir / "provenance.json", prov)
+    write_json(run_dir / "status.json", {"state": "running", "resumed_from": checkpoint})
     _truncate_metrics(run_dir / "metrics.jsonl", _checkpoint_step(checkpoint))
-    return checkpoint
 
 
 def _check_weights(checkpoint: Path) -> None:
@@ -253,6 +309,16 @@ def _last_complete_checkpoint(folder: Path) -> str | None:
     return None
 
 
+def missing_metrics(rows: list[dict]) -> list[str]:
+    """The REQUIRED_METRICS that the last logged row lacks (all of them when nothing was logged)."""
+    return [key for key in REQUIRED_METRICS if not rows or key not in rows[-1]]
+
+
+def summary_text(summary: dict) -> str:
+    """A run's summary as printed by the CLI and notebook 02 (without the Trainer's own train_metrics)."""
+    return json.dumps({k: v for k, v in summary.items() if k != "train_metrics"}, indent=2, default=str)
+
+
 def read_metrics(run_dir: str | Path) -> list[dict]:
     """The rows of a run's metrics.jsonl (a row still being written is left out)."""
     path = Path(run_dir) / "metrics.jsonl"
@@ -290,18 +356,47 @@ def datasets_for(script: ScriptArguments, data_seed: int):
     return train_ds.shuffle(seed=data_seed).select(range(min(script.train_size, len(train_ds))))
 
 
+def drop_long_prompts(dataset, tokenizer, max_prompt_length: int | None):
+    """The dataset without the prompts longer than max_prompt_length tokens (TRL 1.16 has no such limit; a
+    truncated problem would be another problem, so over-long prompts are dropped, never cut)."""
+    if max_prompt_length is None:
+        return dataset
+    keep = [i for i, n in enumerate(prompt_lengths(dataset, tokenizer)) if n <= max_prompt_length]
+    if not keep:
+        raise ConfigError(f"max_prompt_length={max_prompt_length}: every one of the {len(dataset)} training prompts "
+                          "is longer (see --dry_run)")
+    if len(keep) < len(dataset):
+        log.warning("max_prompt_length=%d: dropped %d of %d training prompts", max_prompt_length,
+                    len(dataset) - len(keep), len(dataset))
+    return dataset.select(keep)
+
+
+def dry_run(run: RunConfig) -> int:
+    """--dry_run: print the run's plan (sapo_core.preflight); no weights loaded, nothing written, nothing downloaded.
+    Returns 0, or 2 when the plan cannot train; a missing model config or data file raises (ConfigError,
+    DataUnavailableError)."""
+    path = model_path(run.script)
+    try:
+        with offline():
+            train_ds = datasets_for(run.script, run.training.data_seed)
+    except FileNotFoundError as err:
+        raise ConfigError(f"dataset={run.script.dataset!r}: {err}") from None
+    text, refusals = plan_text(run, path, train_ds)
+    print(text)
+    return fail("; ".join(refusals)) if refusals else 0
+
+
 def heldout_check(model, tokenizer, run: RunConfig) -> dict:
     """The recipe's held-out check (method §6) of an in-memory model: per benchmark, mean@n at
     heldout_temperature with its interval, and greedy accuracy when heldout_greedy. Sampling seed 0, so the base
     and the trained model (and every gate) are sampled alike; the caller's RNG is left as it was."""
-    from sapo_core.evaluate import SyntheticTask, evaluate
+    from sapo_core.evaluate import evaluate
 
     script = run.script
     names = [b.strip() for b in script.heldout_benchmarks.split(",") if b.strip()]
-    synthetic = SyntheticTask(size=script.eval_size, data_seed=run.training.data_seed,
-                              max_steps=script.synthetic_max_steps, max_operand=script.synthetic_max_operand)
-    common = {"tokenizer": tokenizer, "backend": "hf", "synthetic": synthetic, "data_dir": script.data_dir,
-              "max_new_tokens": run.training.max_completion_length, "seed": 0, "progress": False}
+    common = {"tokenizer": tokenizer, "backend": "hf", "synthetic": run.synthetic_task("test"),
+              "data_dir": script.data_dir, "max_new_tokens": run.training.max_completion_length, "seed": 0,
+              "progress": False}
     sampled = evaluate(model, names, n=script.heldout_n, temperature=script.heldout_temperature, **common).results
     greedy = evaluate(model, names, temperature=0.0, **common).results if script.heldout_greedy else None
     out = {}
@@ -313,6 +408,16 @@ def heldout_check(model, tokenizer, run: RunConfig) -> dict:
         if greedy is not None:
             out[name]["greedy"] = greedy["benchmarks"][name]["mean@n"]
     return out
+
+
+class StepTaken(TrainerCallback):
+    """Notes that this command's first training step has ended (before its metrics and checkpoint are written)."""
+
+    def __init__(self):
+        self.taken = False
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.taken = True
 
 
 class MetricsFile(TrainerCallback):
@@ -339,11 +444,13 @@ def train(run: RunConfig, *, callbacks: list | None = None) -> dict:
     from accelerate import PartialState
     from transformers import AutoTokenizer, set_seed
 
-    from sapo_core.rewards import correctness_reward, format_reward
+    from sapo_core.rewards import FORMAT_REWARDS, correctness_reward
     from sapo_core.rewards.grading import default_num_workers
     from sapo_core.trainer import GatedGRPOTrainer
 
     script, args, run_dir = run.script, run.training, run.run_dir
+    if script.dry_run:
+        raise ConfigError("dry_run=true: train() trains; the plan is printed by dry_run(run)")
     # The process group comes from the training arguments: a PartialState made before them does not
     # see a torchrun CPU launch (it needs cpu=True) and would make every rank the main process.
     _ = args.device
@@ -371,40 +478,53 @@ def train(run: RunConfig, *, callbacks: list | None = None) -> dict:
         train_ds = datasets_for(script, args.data_seed)
     except FileNotFoundError as err:  # a local data directory without the file
         raise ConfigError(f"dataset={script.dataset!r}: {err}") from None
+    train_ds = drop_long_prompts(train_ds, tokenizer, script.max_prompt_length)
 
-    checkpoint, lock = None, None
+    checkpoint, lock, resuming = None, None, False
     if state.is_main_process:
         if run_dir.exists() and not run_dir.is_dir():
             raise RunDirError(f"{run_dir} exists and is not a directory; choose another --run_dir")
+        made = [p for p in (run_dir, run_dir / ".lock") if not p.exists()]  # removed again if the run is refused
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as err:  # a parent that is a file, no permission, a read-only disk
             raise RunDirError(f"run directory {run_dir} cannot be created: {err.strerror or err}") from None
         lock = RunLock(run_dir)
-        lock.acquire()  # before anything in the directory is read or written
+        before = None
         try:
-            checkpoint = prepare_run_dir(run, num_processes=state.num_processes)
+            lock.acquire()  # before anything in the directory is read or written
+            checkpoint = check_run_dir(run)  # reads only
+            before = RunFiles(run_dir)
+            resuming = holds_run(run_dir)
+            lock.claim()
+            write_run_files(run, checkpoint, num_processes=state.num_processes)
         except BaseException:
+            if before is not None:
+                before.restore()
             lock.release()
-            if {p.name for p in run_dir.iterdir()} <= {".lock", "owner.json"}:  # a refused new run leaves no
-                for p in run_dir.iterdir():                                     # directory behind
-                    p.unlink()
+            if (run_dir / ".lock") in made:
+                (run_dir / ".lock").unlink()
+            if run_dir in made and not any(run_dir.iterdir()):  # a refused new run leaves no directory behind
                 run_dir.rmdir()
             raise
     state.wait_for_everyone()
     if not state.is_main_process and script.resume:
-        checkpoint = json.loads((run_dir / "status.json").read_text())["resumed_from"]
+        checkpoint = read_json(run_dir / "status.json", "the run's status")["resumed_from"]
+    started = StepTaken()
 
     try:
         # method §3: R = w_f R_format + w_c R_correct, the weights being TRL's reward_weights
+        # R_format is eq. 10's graded reward or the binary one (recipe key format_reward); either is logged
+        # as rewards/format_reward/mean
+        format_reward = FORMAT_REWARDS[script.format_reward]
         trainer = GatedGRPOTrainer(model=path, reward_funcs=[format_reward, correctness_reward], args=args,
                                    train_dataset=train_ds, processing_class=tokenizer,
-                                   callbacks=[MetricsFile(run_dir / "metrics.jsonl"), *(callbacks or [])])
+                                   callbacks=[started, MetricsFile(run_dir / "metrics.jsonl"), *(callbacks or [])])
         summary: dict = {"run_dir": str(run_dir), "gate": args.gate, "seed": args.seed}
         check = bool(script.heldout_benchmarks.strip())
         if check and state.is_main_process and checkpoint is None:  # the trainer holds the base model
             summary["heldout_base"] = heldout_check(trainer.model, tokenizer, run)
-            _write_json(run_dir / "summary.base.json", summary["heldout_base"])  # kept for a resumed run
+            write_json(run_dir / "summary.base.json", summary["heldout_base"])  # kept for a resumed run
         start = time.perf_counter()
         result = trainer.train(resume_from_checkpoint=checkpoint)
         summary["train_runtime_s"] = time.perf_counter() - start
@@ -415,19 +535,21 @@ def train(run: RunConfig, *, callbacks: list | None = None) -> dict:
             if check:
                 summary["heldout_final"] = heldout_check(trainer.model, tokenizer, run)
                 if "heldout_base" not in summary and (run_dir / "summary.base.json").exists():
-                    summary["heldout_base"] = json.loads((run_dir / "summary.base.json").read_text())
+                    summary["heldout_base"] = read_json(run_dir / "summary.base.json", "the base's held-out check")
                 if "heldout_base" in summary:
                     summary["heldout_gain"] = {
                         name: {"mean@n": final["mean@n"] - summary["heldout_base"][name]["mean@n"],
                                **({"greedy": final["greedy"] - summary["heldout_base"][name]["greedy"]}
                                   if "greedy" in final else {})}
                         for name, final in summary["heldout_final"].items()}
-            _write_json(run_dir / "summary.json", summary)
-            _write_json(run_dir / "status.json", {"state": "finished", "resumed_from": checkpoint,
-                                                  "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+            write_json(run_dir / "summary.json", summary)
+            write_json(run_dir / "status.json", {"state": "finished", "resumed_from": checkpoint,
+                                                 "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     except BaseException as err:  # recorded for whoever looks at the run directory next; never swallowed
-        if state.is_main_process:
-            _write_json(run_dir / "status.json", {
+        if state.is_main_process and resuming and not started.taken:  # a resume that failed: the run as it was
+            before.restore()
+        elif state.is_main_process:
+            write_json(run_dir / "status.json", {
                 "state": "interrupted" if isinstance(err, KeyboardInterrupt) else "failed",
                 "error": f"{type(err).__name__}: {err}", "resumed_from": checkpoint,
                 "stopped": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
@@ -448,9 +570,10 @@ def launch(argv: list[str], accelerate_config: str) -> dict:
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"`{' '.join(cmd)}` exited with {done.returncode}:\n{done.stderr[-4000:]}")
-    return json.loads((run.run_dir / "summary.json").read_text())
+    return read_json(run.run_dir / "summary.json", "the run's summary")
 
 
+@guarded(ConfigError, RunDirError, UnreadableFileError, DataUnavailableError, DatasetFormatError)
 def main(argv: list[str] | None = None) -> int:
     """The CLI: parse, train, print the summary; a refused input is one line on stderr and exit status 2."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -458,12 +581,11 @@ def main(argv: list[str] | None = None) -> int:
         print_help()
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    try:
-        summary = train(parse_args(argv))
-    except (ConfigError, RunDirError, DataUnavailableError, DatasetFormatError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(json.dumps({k: v for k, v in summary.items() if k != "train_metrics"}, indent=2, default=str))
+    run = parse_args(argv)
+    if run.script.dry_run:
+        return dry_run(run)
+    summary = train(run)
+    print(summary_text(summary))
     return 0
 
 

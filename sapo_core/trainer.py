@@ -2,10 +2,12 @@
 
 Everything else is TRL's (pinned to 1.16.0): generation (transformers or vLLM), reward functions,
 group-relative advantages, batch reuse (`num_iterations`), the KL term, the entropy metric and the
-logging machinery. Our loss metrics (ratio and gate-weight statistics, method §4) are added to TRL's logs,
-so they reach `trainer.state.log_history` and every `report_to` backend. They are exact statistics of
-every unmasked token of the logged optimizer step: the tokens of all its micro-batches (gradient
-accumulation) and all processes are pooled before the statistics are taken.
+logging machinery. Our loss metrics (ratio and gate-weight statistics and the effective update ratio EUR,
+method §4; names in `sapo_core.metrics`) are added to TRL's logs, so they reach `trainer.state.log_history`
+and every `report_to` backend. They are exact statistics of every unmasked token of the logged optimizer
+step: the tokens of all its micro-batches (gradient accumulation) and all processes are pooled before the
+statistics are taken. EUR averages over prompts, so every completion carries the id of its prompt group
+(`prompt_group`, set where TRL generates the batch, before TRL shuffles and splits it into micro-batches).
 
     args = GatedGRPOConfig(output_dir="runs/x", gate="erf", tau_convention="width_matched", num_iterations=2)
     trainer = GatedGRPOTrainer(model, reward_funcs=[format_reward, correctness_reward], args=args,
@@ -29,6 +31,7 @@ from transformers import TrainerCallback
 from trl import GRPOTrainer
 
 from sapo_core import gates as G
+from sapo_core import metrics as M
 from sapo_core.config import GatedGRPOConfig
 from sapo_core.loss import (
     CLIP,
@@ -47,9 +50,7 @@ __all__ = ["GatedGRPOConfig", "GatedGRPOTrainer", "RATIO_HIST_EDGES", "ratio_his
 warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning,
                         module=r"transformers\.modeling_utils")
 
-# The distribution of the ratios the gate saw (logged as shares of tokens, `ratio/hist/NN`): 60 bins of width 0.05
-# over [0, 3) and one for r >= 3, so a comparison can overlay it with each gate's weight f'(r) (notebook 04).
-RATIO_HIST_EDGES = tuple(round(0.05 * i, 2) for i in range(61)) + (float("inf"),)
+RATIO_HIST_EDGES = M.RATIO_HIST_EDGES  # the bins of `ratio/hist/NN` (defined with the metric names)
 
 
 def ratio_histogram(ratio: torch.Tensor) -> dict[str, float]:
@@ -61,9 +62,11 @@ def ratio_histogram(ratio: torch.Tensor) -> dict[str, float]:
 
 
 def _is_rollout_metric(name: str) -> bool:
-    """Metrics TRL computes once per generated batch (rewards, completion lengths)."""
-    return name in ("reward", "reward_std", "frac_reward_zero_std", "num_tokens") or \
-        name.startswith(("rewards/", "completions/"))
+    """Metrics TRL computes once per generated batch (rewards, completion lengths): group "rollout" of the registry."""
+    try:
+        return M.get(name).group == "rollout"
+    except ValueError:  # a name TRL logs that the registry lacks (tests/test_train.py catches those) is not one
+        return False
 
 
 class _LogLastStep(TrainerCallback):
@@ -101,6 +104,7 @@ class GatedGRPOTrainer(GRPOTrainer):
                           "level": self.args.importance_sampling_level, "log_ratio_clamp": self.args.log_ratio_clamp}
         self._batch_logs: dict[str, float] = {}
         self._step_tokens: dict[str, list[MetricTokens]] = {"train": [], "eval": []}
+        self._prompt_groups_seen = 0  # prompt groups generated so far (all processes): the next group's id
         if self.args.logging_strategy != "steps" or self.args.logging_steps != int(self.args.logging_steps):
             raise ValueError(f"GatedGRPOTrainer logs its step metrics every logging_steps (an integer) steps; got "
                              f"logging_strategy={self.args.logging_strategy!r}, "
@@ -143,6 +147,22 @@ class GatedGRPOTrainer(GRPOTrainer):
         keep = torch.arange(longest, device=counts.device).unsqueeze(0) < counts.unsqueeze(1)
         return MetricTokens(*(p[keep] for p in parts))
 
+    # -- prompt groups (method §4.1: EUR averages over prompts) -----------------------------------------
+    def _generate_and_score_completions(self, inputs):
+        """TRL's generation and scoring, plus `prompt_group`: the global id of each completion's prompt."""
+        output = super()._generate_and_score_completions(inputs)
+        # TRL's global batch is the processes' local batches in rank order, each prompt's completions consecutive
+        # and num_generations long (TRL's advantages: rewards.view(-1, num_generations)), so local row j of process
+        # p is global row p * len(inputs) + j, of group (p * len(inputs) + j) // num_generations. Ids keep counting
+        # over generated batches: a step that spans several (steps_per_generation < gradient_accumulation_steps)
+        # keeps their prompts apart. TRL then shuffles and splits the batch into micro-batches; the ids go along.
+        size = self.num_generations if self.model.training else self.num_generations_eval
+        first = self.accelerator.process_index * len(inputs)
+        rows = torch.arange(first, first + len(inputs), device=output["advantages"].device)
+        output["prompt_group"] = self._prompt_groups_seen + rows // size
+        self._prompt_groups_seen += -(-self.accelerator.num_processes * len(inputs) // size)  # ceil
+        return output
+
     # -- when to pay for metrics ---------------------------------------------------------------------
     def _metrics_wanted(self, mode: str) -> bool:
         """Loss metrics on eval and on the optimizer steps that will be logged (logging_steps, the last step)."""
@@ -177,7 +197,8 @@ class GatedGRPOTrainer(GRPOTrainer):
                               compute_metrics=False, token_weights=token_weights)
         if self._metrics_wanted(mode):  # pooled over the step's micro-batches and processes in log()
             self._step_tokens[mode].append(metric_tokens(per_token_logps.detach(), old_per_token_logps,
-                                                         inputs["advantages"], mask, **self.gate_args))
+                                                         inputs["advantages"], mask, **self.gate_args,
+                                                         groups=inputs["prompt_group"]))
 
         if self.beta != 0.0:  # KL to the reference (TRL's k3 estimator), aggregated like the policy term
             ref = inputs["ref_per_token_logps"]

@@ -1,10 +1,16 @@
 """The batch runner: papermill runs of notebooks 02 and 03 per (gate, seed), local and submitit executors, failed
 runs recorded while the others go on, re-running completes only what is missing, a killed kernel's run resumes,
-and notebook 04 compares the result."""
+and notebook 04 compares the result.
+
+Cost: each run is two notebook kernels, so the runs are shared: one module-scoped batch (two gates, one failing at
+first) is made by the local pool, completed by the submitit executor, compared by notebook 04 and refused with
+other settings. Runs are 1 step unless the length is the point (the killed run needs checkpoints to resume from).
+"""
 
 import json
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -16,8 +22,8 @@ from sapo_core.train import read_metrics
 
 pytestmark = pytest.mark.slow
 
-# A few seconds of training per run: 2 prompts x 8 rollouts per step, 4 steps, a 4-problem evaluation.
-FLAGS = ["--max_steps", "4", "--train_size", "32", "--eval_size", "8", "--per_device_train_batch_size", "16",
+# One step per run: 2 prompts x 8 rollouts, a 4-problem evaluation (eval_limit) with 2 samples each.
+FLAGS = ["--max_steps", "1", "--train_size", "32", "--eval_size", "8", "--per_device_train_batch_size", "16",
          "--max_completion_length", "24", "--save_steps", "2", "--learning_rate", "1e-3"]
 
 
@@ -32,14 +38,21 @@ def files(run_dir: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def two_gates(tmp_path_factory):
-    """A batch of two gates x one seed through the local executor, one of them failing at first."""
+    """A batch of two gates x one seed through the local pool (jobs=2), softsign failing (a bad per-gate flag)."""
     out = tmp_path_factory.mktemp("batch") / "b"
     batch = run_batch(args(out), FLAGS, gate_flags={"softsign": ["--sapo_temperature_pos", "-1"]})
-    return out, batch
+    return out, batch, files(out / "sigmoid-equal-seed0")
+
+
+@pytest.fixture(scope="module")
+def completed(two_gates):
+    """The same command again, without the bad flag, through submitit's local executor: only softsign runs."""
+    out, _, _ = two_gates
+    return run_batch(args(out, executor="slurm", slurm_cluster="local", jobs=1), FLAGS)
 
 
 def test_a_failing_run_is_recorded_and_the_others_finish(two_gates):
-    out, batch = two_gates
+    out, batch, _ = two_gates
     rows = {r["gate"]: r for r in batch["runs"]}
     assert rows["sigmoid"]["status"] == "finished" and rows["sigmoid"]["error"] is None
     assert rows["softsign"]["status"] == "failed" and "sapo_temperature_pos=-1.0 must be a finite number > 0" \
@@ -51,23 +64,23 @@ def test_a_failing_run_is_recorded_and_the_others_finish(two_gates):
     assert (out / "summary.csv").read_text().count("\n") == 3
 
 
-def test_running_again_completes_only_what_was_missing(two_gates):
-    out, _ = two_gates
-    finished = files(out / "sigmoid-equal-seed0")
-    batch = run_batch(args(out), FLAGS)  # the same command, without the bad flag this time
-    assert [r["status"] for r in batch["runs"]] == ["finished", "finished"]
+def test_running_again_completes_only_what_was_missing_through_submitit(two_gates, completed):
+    out, _, finished = two_gates
+    assert [r["status"] for r in completed["runs"]] == ["finished", "finished"]
+    assert all(r["eval/synthetic/mean@n"] is not None for r in completed["runs"])
     assert files(out / "sigmoid-equal-seed0") == finished  # byte-identical
     assert (out / "softsign-equal-seed0" / "02_train.attempt1.ipynb").exists()  # the failed attempt is kept
+    (job,) = (out / "slurm").iterdir()  # one submitit job folder with its logs: the missing run only
+    assert list(job.iterdir())
     assert main(["--config", "configs/tiny-cpu.yaml", "--out", str(out), "--gates", "sigmoid,softsign", "--seeds",
                  "0", "--eval_n", "2", "--eval_limit", "4", "--jobs", "2", *FLAGS]) == 0  # nothing left to do
     assert files(out / "sigmoid-equal-seed0") == finished
 
 
-def test_notebook_04_compares_the_batch(two_gates, tmp_path):
+def test_notebook_04_compares_the_batch(two_gates, completed, tmp_path):
     import papermill
 
-    out, _ = two_gates
-    run_batch(args(out), FLAGS)  # (finished by the test above when run in order; a no-op then)
+    out, _, _ = two_gates
     nb = papermill.execute_notebook("notebooks/04_compare.ipynb", str(tmp_path / "04.ipynb"), cwd="notebooks",
                                     parameters={"batch_dir": str(out)}, progress_bar=False)
     names = sorted(p.name for p in (out / "figures").iterdir())
@@ -77,7 +90,7 @@ def test_notebook_04_compares_the_batch(two_gates, tmp_path):
 
 
 def test_the_same_out_with_other_settings_is_refused(two_gates, capsys):
-    out, _ = two_gates
+    out, _, _ = two_gates
     assert main(["--config", "configs/tiny-cpu.yaml", "--out", str(out), "--gates", "sigmoid,softsign", "--seeds",
                  "0", "--eval_n", "4", "--eval_limit", "4", *FLAGS]) == 2
     assert "holds a batch made with other settings (changed: eval_n)" in capsys.readouterr().err
@@ -97,20 +110,10 @@ def test_bad_batch_arguments_are_one_line_and_exit_2(tmp_path, capsys, argv, mes
     assert not (tmp_path / "b").exists()
 
 
-def test_submitit_local_executor_runs_the_array(tmp_path):
-    out = tmp_path / "b"
-    batch = run_batch(args(out, executor="slurm", slurm_cluster="local", jobs=1), FLAGS)
-    assert [r["status"] for r in batch["runs"]] == ["finished", "finished"]
-    assert all(r["eval/synthetic/mean@n"] is not None for r in batch["runs"])
-    assert list((out / "slurm").iterdir())  # submitit's job folders with the logs
-
-
 def test_a_run_whose_kernel_is_killed_is_resumed_by_the_next_invocation(tmp_path):
-    flags = [*FLAGS[:1], "8", *FLAGS[2:]]  # 8 steps
+    flags = [*FLAGS[:1], "8", *FLAGS[2:]]  # 8 steps: checkpoints at 2, 4, 6 to resume from, and time to kill
     whole = run_batch(args(tmp_path / "whole", gates="sigmoid", jobs=1), flags)
-    assert whole["runs"][0]["status"] == "finished"
-
-    import threading
+    assert whole["runs"][0]["status"] == "finished", whole["runs"][0]["error"]
 
     out = tmp_path / "b"
     run_dir = out / "sigmoid-equal-seed0"

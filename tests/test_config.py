@@ -29,7 +29,7 @@ def test_paper_recipe_matches_method_section_3():
 def test_flags_override_the_recipe_and_the_recipe_records_what_was_given():
     run = parse_args([*TINY, "--gate", "erf", "--learning_rate", "1e-5", "--tau_convention", "width_matched"])
     assert run.training.gate == "erf" and run.training.learning_rate == 1e-5
-    assert run.training.gate_taus()[0] == pytest.approx(0.4723, abs=1e-3)
+    assert run.training.gate_taus()[0] == pytest.approx(0.6679, abs=1e-3)  # erf (eq. 6) width-matched at tau 1
     assert run.recipe["gate"] == "erf" and run.recipe["learning_rate"] == 1e-5 and run.recipe["model"] == "tiny"
     assert "run_dir" not in run.recipe and "output_dir" not in run.recipe
     assert run.training.output_dir.endswith("unused/checkpoints")
@@ -126,3 +126,87 @@ def test_checkpoints_at_generation_cycle_ends_are_accepted():
     parse_args([*TINY, "--gradient_accumulation_steps", "4", "--steps_per_generation", "8", "--save_steps", "4"])
     with pytest.raises(ConfigError, match="save_steps=2"):
         parse_args([*TINY, "--gradient_accumulation_steps", "4", "--steps_per_generation", "8", "--save_steps", "2"])
+
+
+# --- every boolean field takes --x, --x true|false, --x=false and --no_x (parse only) -------------------------------
+
+def _booleans() -> list[str]:
+    """The boolean fields (bool or bool | None) of ScriptArguments and GatedGRPOConfig, TRL's included."""
+    import dataclasses
+    import typing
+
+    from sapo_core.config import ScriptArguments
+
+    names = []
+    for holder in (ScriptArguments, GatedGRPOConfig):
+        hints = typing.get_type_hints(holder)
+        names += [f.name for f in dataclasses.fields(holder) if hints[f.name] in (bool, bool | None)]
+    return names
+
+
+BOOLEANS = _booleans()
+
+
+@pytest.fixture(scope="module")
+def parser():
+    from sapo_core.config import GatedGRPOConfig, ScriptArguments, _Parser
+
+    return _Parser((ScriptArguments, GatedGRPOConfig))
+
+
+def test_the_boolean_fields_are_found():
+    assert {"heldout_greedy", "resume", "dry_run", "use_vllm", "gradient_checkpointing", "bf16"} <= set(BOOLEANS)
+    assert len(BOOLEANS) > 30
+
+
+@pytest.mark.parametrize("name", BOOLEANS)
+def test_every_boolean_takes_each_spelling(parser, name):
+    dests = parser.option_dests()  # what parse_args checks every flag against
+    dashed = name.replace("_", "-")
+    for option in (f"--{name}", f"--no_{name}", f"--no-{dashed}"):
+        assert dests.get(option) == name, option
+    spellings = {(f"--{name}",): True, (f"--{name}", "true"): True, (f"--{name}", "false"): False,
+                 (f"--{name}=false",): False, (f"--{name}=true",): True, (f"--no_{name}",): False,
+                 (f"--no-{dashed}",): False}
+    for argv, value in spellings.items():
+        parsed, rest = parser.parse_known_args(list(argv))
+        assert rest == [] and getattr(parsed, name) is value, argv
+    with pytest.raises(ConfigError, match=name):
+        parser.parse_known_args([f"--{name}", "sometimes"])
+
+
+@pytest.mark.parametrize("extra, key, value", [
+    (["--heldout_greedy", "false"], "heldout_greedy", False),
+    (["--heldout_greedy=false"], "heldout_greedy", False),
+    (["--no_heldout_greedy"], "heldout_greedy", False),
+    (["--heldout_greedy"], "heldout_greedy", True),
+    (["--gradient_checkpointing"], "gradient_checkpointing", True),  # bool | None: a bare flag is True
+    (["--no_gradient_checkpointing"], "gradient_checkpointing", False),
+    (["--no_use_vllm"], "use_vllm", False),
+    (["--log_completions", "true"], "log_completions", True),
+])
+def test_boolean_flags_through_parse_args(extra, key, value):
+    run = parse_args([*TINY, *extra])
+    holder = run.script if hasattr(run.script, key) else run.training
+    assert getattr(holder, key) is value and run.recipe[key] is value
+
+
+def test_a_boolean_given_twice_in_two_spellings_is_refused():
+    with pytest.raises(ConfigError, match="--no_heldout_greedy given twice.*sets heldout_greedy"):
+        parse_args([*TINY, "--heldout_greedy", "true", "--no_heldout_greedy"])
+
+
+@pytest.mark.parametrize("text", ["log_completions: 1\n", "disable_dropout: 'no'\n", "use_cpu: maybe\n"])
+def test_a_recipe_boolean_must_be_true_or_false(tmp_path, text):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text((REPO_ROOT / "configs/tiny-cpu.yaml").read_text() + text)
+    with pytest.raises(ConfigError, match="is not true or false"):
+        parse_args(["--config", str(recipe)])
+
+
+def test_the_run_directory_name_is_defined_once():
+    from sapo_core.batch import RunSpec
+    from sapo_core.config import run_name
+
+    assert run_name("erf", "width_matched", 2) == "erf-width_matched-seed2"
+    assert RunSpec("erf", 2, "width_matched").name == run_name("erf", "width_matched", 2)

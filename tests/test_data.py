@@ -234,3 +234,22 @@ def test_synthetic_arithmetic_unchanged():
     ds = data.synthetic_arithmetic(4, seed=1)
     assert tuple(ds.column_names[:4]) == data.COLUMNS and "solution" in ds.column_names
     assert data.synthetic_arithmetic(4, seed=1)["id"] == ds["id"]
+
+
+@pytest.mark.data
+def test_aime_pools_both_years(data_dir):
+    ds = data.aime(data_dir)
+    assert len(ds) == 60 and len(set(ds["id"])) == 60 and tuple(ds.column_names) == data.COLUMNS
+    assert [ds["source"].count(year) for year in ("aime24", "aime25")] == [30, 30]
+
+
+def test_the_synthetic_task_is_one_dataclass():
+    task = data.SyntheticTask(size=6, data_seed=2, max_operand=5)
+    assert task.dataset()["id"] == data.synthetic_arithmetic(6, 2, max_operand=5, split="test")["id"]
+    # synthetic_arithmetic's defaults are the dataclass's: operands 1..9, one step (the tiny model's task)
+    ds = data.synthetic_arithmetic(300, seed=0)
+    assert max(int(a) for a in ds["answer"]) <= 18 and max(int(a) for a in ds["answer"]) > 9
+    with pytest.raises(ValueError, match=r"max_operand \(--synthetic_max_operand\) must be an integer >= 1"):
+        data.SyntheticTask(max_operand=0)
+    with pytest.raises(ValueError, match="split must be 'train' or 'test'"):
+        data.SyntheticTask(split="val")

@@ -23,8 +23,8 @@ from sapo_core.prompts import format_completion
 from sapo_core.rewards import extract_answer
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-PAPER_BENCHMARKS = ["gsm8k", "math500", "aime24", "aime25"]
-SIZES = {"gsm8k": 1319, "math500": 500, "aime24": 30, "aime25": 30}
+PAPER_BENCHMARKS = ["gsm8k", "math500", "aime", "aime24", "aime25"]
+SIZES = {"gsm8k": 1319, "math500": 500, "aime": 60, "aime24": 30, "aime25": 30}
 
 
 # ------------------------------------------------------------------------------------- test doubles
@@ -365,11 +365,13 @@ def test_missing_vllm_names_the_gpu_extra(monkeypatch, tmp_path, capsys):
         E.VLLMGenerator(tiny.base_model_path())
 
 
+@pytest.mark.slow
 def test_the_cli_process_prints_no_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "sapo_core.evaluate", "--benchmarks", "aime26", "--out",
                            str(tmp_path / "out")], capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
     assert proc.returncode == 2 and proc.stdout == ""
-    assert proc.stderr == "error: unknown benchmark 'aime26'; available: gsm8k, math500, aime24, aime25, synthetic\n"
+    assert proc.stderr == ("error: unknown benchmark 'aime26'; available: gsm8k, math500, aime, aime24, aime25, "
+                           "synthetic\n")
 
 
 def test_api_refusals():
@@ -411,17 +413,53 @@ def test_bools_are_not_numbers():
         E.evaluate("tiny", temperature=True)
     with pytest.raises(E.EvaluationError, match="top_p"):
         E.evaluate("tiny", top_p=True)
-    with pytest.raises(E.EvaluationError, match="eval_size"):
+    with pytest.raises(ValueError, match="eval_size"):
         E.SyntheticTask(size=True)
 
 
 def test_a_run_is_evaluated_on_its_own_held_out_synthetic_set(tmp_path):
     from sapo_core.evaluate import ModelSource, SyntheticTask, run_synthetic_task
 
-    (tmp_path / "config.yaml").write_text("dataset: synthetic\neval_size: 50\nsynthetic_max_operand: 9\n")
-    task = run_synthetic_task(ModelSource(given=str(tmp_path), path=str(tmp_path / "final"), run_dir=str(tmp_path)))
-    # keys the run did not set take the training defaults (ScriptArguments, GatedGRPOConfig), not the tiny-cpu ones
-    assert task == SyntheticTask(size=50, data_seed=0, max_steps=1, max_operand=9)
+    source = ModelSource(given=str(tmp_path), path=str(tmp_path / "final"), run_dir=str(tmp_path))
+    (tmp_path / "config.yaml").write_text("dataset: synthetic\neval_size: 50\nsynthetic_max_operand: 7\n")
+    # keys the run did not set take the training defaults (ScriptArguments, GatedGRPOConfig)
+    assert run_synthetic_task(source) == SyntheticTask(size=50, data_seed=0, max_steps=1, max_operand=7, split="test")
+    (tmp_path / "config.yaml").write_text("data_seed: 3\nsynthetic_max_steps: 2\n")
+    assert run_synthetic_task(source) == SyntheticTask(size=200, data_seed=3, max_steps=2, max_operand=9)
+    (tmp_path / "config.yaml").write_text("eval_size: 0\n")
+    with pytest.raises(E.EvaluationError, match=r"config.yaml: synthetic task: size \(--eval_size\)"):
+        run_synthetic_task(source)
     (tmp_path / "config.yaml").write_text("dataset: gsm8k\n")
-    assert run_synthetic_task(ModelSource(given="x", path="x", run_dir=str(tmp_path))) is None
+    assert run_synthetic_task(source) is None
     assert run_synthetic_task(ModelSource(given="tiny", path="x")) is None
+
+
+def test_the_cli_evaluates_a_run_on_its_config_sizes_unless_a_flag_says_otherwise(run_dir):
+    (run_dir / "config.yaml").write_text("dataset: synthetic\neval_size: 5\ndata_seed: 4\nsynthetic_max_operand: 9\n")
+    greedy = ["--model", str(run_dir), "--temperature", "0", "--backend", "hf"]
+    assert E.main([*greedy, "--out", str(run_dir / "ev-run")]) == 0
+    results = json.loads((run_dir / "ev-run" / "results.json").read_text())
+    assert results["benchmarks"]["synthetic"]["n_problems"] == 5
+    assert results["settings"]["synthetic"] == {"size": 5, "data_seed": 4, "min_steps": 1, "max_steps": 1,
+                                                "max_operand": 9, "split": "test"}
+    ids = {json.loads(line)["problem_id"] for line in (run_dir / "ev-run" / "samples.jsonl").read_text().splitlines()}
+    assert ids == {f"synthetic-test-4-{i}" for i in range(5)}
+    assert E.main([*greedy, "--eval_size", "3", "--out", str(run_dir / "ev-flag")]) == 0
+    results = json.loads((run_dir / "ev-flag" / "results.json").read_text())
+    assert results["benchmarks"]["synthetic"]["n_problems"] == 3 and results["settings"]["synthetic"]["data_seed"] == 4
+
+
+@pytest.mark.data
+def test_aime_pools_aime24_and_aime25(data_dir):
+    pooled = E.load_benchmark("aime", data_dir=data_dir)
+    assert len(pooled) == 60 and len(set(pooled["id"])) == 60
+    years = [list(E.load_benchmark(name, data_dir=data_dir)["id"]) for name in ("aime24", "aime25")]
+    assert list(pooled["id"]) == years[0] + years[1]
+    assert set(pooled["source"]) == {"aime24", "aime25"}
+
+
+def test_check_settings_takes_keywords_with_evaluate_defaults():
+    assert E.check_settings("synthetic, aime") == ["synthetic", "aime"]
+    assert E.check_settings(["synthetic"], n=4, temperature=0.7, limit=16, backend="hf", seed=0) == ["synthetic"]
+    with pytest.raises(TypeError):
+        E.check_settings("synthetic", 4)  # positional settings are refused: ten of them cannot be read

@@ -107,7 +107,7 @@ def test_tau_slider_redraws_at_the_new_tau(explorer):
     explorer.tau.value = 2.0
     assert explorer.drawn["tau"] == 2.0 and explorer.drawn["taus"]["erf"] == 2.0
     x, w = _weight_line(explorer, "erf")
-    np.testing.assert_allclose(w, np.exp(-(2.0 * (x - 1)) ** 2), rtol=1e-12)
+    np.testing.assert_allclose(w, np.exp(-(2.0 * (x - 1)) ** 2 / 2), rtol=1e-12)  # paper eq. 6
     assert explorer.png != png
     assert f"{G.get_gate('erf').halfmax / 2:.4f}" in explorer.halfmax.value  # half-max in |x - 1| at tau = 2
 
@@ -118,7 +118,7 @@ def test_convention_redraws_width_matched(explorer):
     t = G.width_matched_tau("erf", 2.0)
     assert explorer.drawn["tau_convention"] == "width_matched" and explorer.drawn["taus"]["erf"] == pytest.approx(t)
     x, w = _weight_line(explorer, "erf")
-    np.testing.assert_allclose(w, np.exp(-(t * (x - 1)) ** 2), rtol=1e-12)
+    np.testing.assert_allclose(w, np.exp(-(t * (x - 1)) ** 2 / 2), rtol=1e-12)
     assert "width_matched tau" in explorer.halfmax.value
 
 

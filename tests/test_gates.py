@@ -9,16 +9,18 @@ import torch
 from sapo_core import gates as G
 from sapo_core import plots
 
-BUILTIN = ["sigmoid", "erf", "arctan", "softsign"]
+BUILTIN = ["sigmoid", "erf", "arctan", "softsign"]   # the paper's (v2) gates
+VARIANTS = ["erf_unit", "softsign_rational"]          # the earlier forms of erf and softsign, kept by name
+ALL = BUILTIN + VARIANTS
 
 
-@pytest.fixture(params=BUILTIN)
+@pytest.fixture(params=ALL)
 def gate(request):
     return G.get_gate(request.param)
 
 
 def test_registry_lists_builtins_and_rejects_unknown():
-    assert G.available_gates()[:4] == BUILTIN
+    assert G.available_gates()[:6] == ALL
     with pytest.raises(ValueError, match="unknown gate 'tanh'.*sigmoid, erf, arctan, softsign"):
         G.get_gate("tanh")
 
@@ -39,15 +41,48 @@ def test_autograd_derivative_of_value_equals_weight(gate):
     assert torch.max((grad - expected).abs() / expected.abs()).item() < 1e-10
 
 
-def test_weight_formulas_match_spec_table():
+def test_weight_formulas_match_the_paper():
     z = torch.linspace(-6, 6, 241, dtype=torch.float64)
     s = torch.sigmoid(z)
-    spec = {"sigmoid": 4 * s * (1 - s), "erf": torch.exp(-z**2), "arctan": 1 / (1 + z**2),
-            "softsign": 1 / (1 + z.abs()) ** 2}
-    for name, expected in spec.items():
+    paper = {"sigmoid": 4 * s * (1 - s),                    # eq. 4-5: tau f (1 - tau f / 4) with f = 4 s / tau
+             "erf": torch.exp(-z**2 / 2),                   # eq. 6
+             "arctan": 1 / (1 + z**2),                      # eq. 7
+             "softsign": (1 + z**2) ** -1.5}                # eq. 8
+    for name, expected in paper.items():
         torch.testing.assert_close(G.get_gate(name).g_prime(z), expected, rtol=1e-12, atol=1e-14)
     # sigmoid's g' is also sech^2(z/2)
     torch.testing.assert_close(G.get_gate("sigmoid").g_prime(z), 1 / torch.cosh(z / 2) ** 2)
+
+
+def test_earlier_forms_keep_their_formulas_under_their_names():
+    z = torch.linspace(-6, 6, 241, dtype=torch.float64)
+    unit, rational = G.get_gate("erf_unit"), G.get_gate("softsign_rational")
+    torch.testing.assert_close(unit.g_prime(z), torch.exp(-z**2), rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(unit.g(z), math.sqrt(math.pi) / 2 * torch.erf(z), rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(rational.g_prime(z), 1 / (1 + z.abs()) ** 2, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(rational.g(z), z / (1 + z.abs()), rtol=1e-12, atol=1e-14)
+    assert unit.halfmax == pytest.approx(math.sqrt(math.log(2)), abs=1e-15)
+    assert rational.halfmax == pytest.approx(math.sqrt(2) - 1, abs=1e-15)
+
+
+@pytest.mark.parametrize("tau", [0.5, 1.0, 5.0, 10.0, 12.0])
+def test_values_match_the_papers_f(tau):
+    x = torch.linspace(0.0, 3.0, 301, dtype=torch.float64)
+    z = tau * (x - 1)
+    c = math.sqrt(math.pi / (2 * tau**2))
+    erf_f = c * (1 + torch.special.erf(z / math.sqrt(2))) + 1 - c     # eq. 6
+    softsign_f = 1 + (x - 1) / torch.sqrt(1 + z**2)                   # eq. 8
+    arctan_f = 1 + torch.atan(z) / tau                                 # eq. 7
+    sigmoid_f = 4 / tau * torch.sigmoid(z) + 1 - 2 / tau               # eq. 3 moved through (1, 1) (method §2.3)
+    for name, expected in (("erf", erf_f), ("softsign", softsign_f), ("arctan", arctan_f), ("sigmoid", sigmoid_f)):
+        torch.testing.assert_close(G.get_gate(name).value(x, tau), expected, rtol=1e-12, atol=1e-13)
+
+
+def test_softsign_does_not_overflow_in_float32():
+    z = torch.tensor([1e20, -1e30, 3e38], dtype=torch.float32)  # z**2 overflows float32 here
+    softsign = G.get_gate("softsign")
+    torch.testing.assert_close(softsign.g(z), torch.tensor([1.0, -1.0, 1.0]))
+    assert torch.all(softsign.g_prime(z) == 0)
 
 
 @pytest.mark.parametrize("tau", [0.5, 1.0, 2.0, 5.0])
@@ -98,20 +133,26 @@ def test_halfmax_is_where_weight_is_half(gate):
 
 
 def test_spec_halfmax_and_tails():
-    table = {"sigmoid": (1.7627, "exponential"), "erf": (0.8326, "gaussian"),
-             "arctan": (1.0, "polynomial"), "softsign": (0.4142, "polynomial")}
+    table = {"sigmoid": (1.7627, "exponential"), "erf": (1.1774, "gaussian"),
+             "arctan": (1.0, "polynomial"), "softsign": (0.7664, "polynomial"),
+             "erf_unit": (0.8326, "gaussian"), "softsign_rational": (0.4142, "polynomial")}
     for name, (halfmax, tail) in table.items():
         gate = G.get_gate(name)
         assert gate.halfmax == pytest.approx(halfmax, abs=1e-4) and gate.tail == tail
+    # the closed forms: exp(-z^2/2) = 1/2 and (1 + z^2)^(-3/2) = 1/2
+    assert G.get_gate("erf").halfmax == pytest.approx(math.sqrt(2 * math.log(2)), abs=1e-15)
+    assert G.get_gate("softsign").halfmax == pytest.approx(math.sqrt(2 ** (2 / 3) - 1), abs=1e-15)
 
 
 def test_width_matched_factors():
-    assert G.width_matched_tau("erf", 1.0) == pytest.approx(0.4723, abs=1e-3)
-    assert G.width_matched_tau("arctan", 1.0) == pytest.approx(0.5673, abs=1e-3)
-    assert G.width_matched_tau("softsign", 1.0) == pytest.approx(0.2350, abs=1e-3)
+    assert G.width_matched_tau("erf", 1.0) == pytest.approx(0.6679, abs=1e-4)
+    assert G.width_matched_tau("arctan", 1.0) == pytest.approx(0.5673, abs=1e-4)
+    assert G.width_matched_tau("softsign", 1.0) == pytest.approx(0.4348, abs=1e-4)
+    assert G.width_matched_tau("erf_unit", 1.0) == pytest.approx(0.4723, abs=1e-4)
+    assert G.width_matched_tau("softsign_rational", 1.0) == pytest.approx(0.2350, abs=1e-4)
     assert G.width_matched_tau("sigmoid", 1.7) == pytest.approx(1.7)
     # the half-max then sits at the same |x - 1| as the sigmoid's
-    for name in BUILTIN:
+    for name in ALL:
         tau = G.width_matched_tau(name, 2.0)
         x_half = torch.tensor([1 + G.get_gate("sigmoid").halfmax / 2.0], dtype=torch.float64)
         assert G.get_gate(name).weight(x_half, tau).item() == pytest.approx(0.5, abs=1e-12)
@@ -174,6 +215,8 @@ def test_student_t_rejects_bad_nu():
     (lambda z: torch.exp(-z**2) + 0.3 * torch.exp(-(z - 3.0) ** 2) * (1 - torch.exp(-z**2)), "(iii)",
      r"\(iii\) g' rises"),
     (lambda z: 0.5 + 0.5 / (1 + z**2), "(iv)", r"\(iv\) g'\(\+1e6\) = 0.5"),
+    (lambda z: 1 / (1 + z.abs()), "(iv)", r"\(iv\) g'\(\+1e6\) = 1e-06.*< 0.001: f' -> 0\); but z g'\(z\) = 0.999 at "
+     r"z = 1e3 and 1 at z = 1e6 does not fall to 0, so x f'\(x\) = \(1 \+ z/tau\) g'\(z\) does not -> 0"),
 ])
 def test_inadmissible_user_gates_are_refused_with_the_property(weight_fn, prop, message):
     with pytest.raises(G.InadmissibleGateError, match=message) as info:
@@ -202,7 +245,18 @@ def test_value_fn_inconsistent_with_weight_fails_property_i():
         G.make_gate("wrong_g", lambda z: torch.exp(-z**2), value_fn=torch.atan)
 
 
-@pytest.mark.parametrize("name", BUILTIN)
+def test_property_iv_is_x_times_weight_to_zero_not_only_weight_to_zero():
+    """(iv) as published: x f'(x) -> 0. g' = 1/(1 + |z|) has f' -> 0 but x f'(x) -> 1/tau; 1/(1 + |z|)^1.5 passes."""
+    report = G.admissibility.check("slow", lambda z: z.sign() * torch.log1p(z.abs()), lambda z: 1 / (1 + z.abs()))
+    assert report.failed == ["(iv)"] and "does not -> 0 as x -> infinity" in report.results["(iv)"][1]
+    assert "x f'(x) -> 0 as x -> infinity" in G.PROPERTIES["(iv)"]
+    faster = G.make_gate("z_to_minus_1.5", lambda z: (1 + z.abs()) ** -1.5)
+    assert G.check_admissible(faster).passed
+    assert "(x f'(x) -> 0)" in G.check_admissible(faster).results["(iv)"][1]
+    assert G.check_admissible(G.student_t(0.5)).passed  # z g'(z) ~ z^-0.5: slow, still -> 0
+
+
+@pytest.mark.parametrize("name", ALL)
 def test_gate_from_weight_alone_matches_closed_form(name):
     ref = G.get_gate(name)
     user = G.make_gate(f"my_{name}", ref.g_prime)
@@ -246,8 +300,38 @@ def test_gate_table_rows():
     rows = G.gate_table(tau=2.0)
     assert [r["gate"] for r in rows[:4]] == BUILTIN
     assert rows[0]["halfmax_x"] == pytest.approx(1.7627 / 2, abs=1e-4)
-    assert rows[1]["width_matched_factor"] == pytest.approx(0.4723, abs=1e-3)
+    assert rows[1]["width_matched_factor"] == pytest.approx(0.6679, abs=1e-4)
     assert math.isclose(rows[0]["width_matched_factor"], 1.0)
+    assert all(r["tau_used"] == 2.0 for r in rows)
+    matched = G.gate_table(BUILTIN, tau=2.0, convention="width_matched")
+    assert [r["tau_used"] for r in matched] == [G.width_matched_tau(name, 2.0) for name in BUILTIN]
+    assert all(r["halfmax_x"] == pytest.approx(1.7627 / 2, abs=1e-4) for r in matched)  # every half-max aligned
+    with pytest.raises(ValueError, match="unknown tau convention"):
+        G.gate_table(convention="wide")
+
+
+def test_gates_carry_their_formulas_as_text():
+    assert G.describe("erf") == {"name": "erf", "f": "1 + g(tau*(x - 1))/tau", "g": "sqrt(pi/2)*erf(z/sqrt(2))",
+                                 "g_prime": "exp(-z**2/2)", "halfmax": math.sqrt(2 * math.log(2)),
+                                 "tail": "gaussian", "params": {}}
+    assert G.describe("softsign")["g_prime"] == "(1 + z**2)**(-3/2)"
+    assert G.describe("erf_unit")["g_prime"] == "exp(-z**2)"
+    assert G.describe("softsign_rational")["g_prime"] == "1/(1 + abs(z))**2"
+    assert G.describe(G.student_t(3))["params"] == {"nu": 3.0}
+    assert G.describe(G.student_t(3))["g_prime"] == "(1 + z**2/3.0)**(-(3.0 + 1)/2)"
+    clip = G.describe("clip", epsilon_low=0.2, epsilon_high=0.28)
+    assert clip["epsilon_low"] == 0.2 and clip["epsilon_high"] == 0.28 and "1 + epsilon_high" in clip["g_prime"]
+    with pytest.raises(ValueError, match="hard clipping only"):
+        G.describe("erf", epsilon_low=0.2)
+    with pytest.raises(TypeError, match="epsilon_high"):
+        G.describe("clip", epsilon_low=0.2)
+    # a user gate: given text, else the function's name, else "user function"
+    assert G.make_gate("c2", lambda z: 1 / (1 + z**2) ** 2, g_prime_text="1/(1 + z**2)**2").g_prime_text \
+        == "1/(1 + z**2)**2"
+    assert G.make_gate("c2", lambda z: 1 / (1 + z**2) ** 2).g_prime_text == "user function"
+    assert G.make_gate("at", ARCTAN_W, value_fn=torch.atan).g_text == "torch.atan"
+    with pytest.raises(TypeError, match="g_prime_text"):
+        G.make_gate("c2", ARCTAN_W, g_prime_text="")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,19 +404,19 @@ def test_bad_tau_refused_everywhere(gate, tau):
 
     x = torch.linspace(0.5, 1.5, 5, dtype=torch.float64)
     for fn in (gate.value, gate.weight):
-        with pytest.raises(ValueError, match="tau must be finite and > 0"):
+        with pytest.raises(ValueError, match="tau must be a finite real number > 0"):
             fn(x, tau)
         with pytest.raises(ValueError, match="tau must be finite and > 0 everywhere"):
             fn(x, torch.tensor([1.0, 2.0, tau, 1.0, 1.0], dtype=torch.float64))  # one bad element
-    with pytest.raises(ValueError, match="tau must be finite and > 0"):
+    with pytest.raises(ValueError, match="tau must be a finite real number > 0"):
         G.width_matched_tau(gate, tau)
     for convention in G.TAU_CONVENTIONS:
-        with pytest.raises(ValueError, match="tau must be finite and > 0"):
+        with pytest.raises(ValueError, match="tau must be a finite real number > 0"):
             G.resolve_tau(gate, tau, convention)
-        with pytest.raises(ValueError, match="tau must be finite and > 0"):
+        with pytest.raises(ValueError, match="tau must be a finite real number > 0"):
             plots.gate_figure([gate.name], tau=tau, tau_convention=convention)
         plt.close("all")
-    with pytest.raises(ValueError, match="tau must be finite and > 0"):
+    with pytest.raises(ValueError, match="tau must be a finite real number > 0"):
         G.gate_table([gate.name], tau=tau)
 
 

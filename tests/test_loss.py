@@ -432,6 +432,118 @@ def test_pooled_metric_tokens_give_the_statistics_of_the_whole_batch(gate, level
 
 
 # ---------------------------------------------------------------------------------------------
+# EUR, the effective update ratio (method §4.1, paper v2 eq. 12), against a literal loop.
+# ---------------------------------------------------------------------------------------------
+
+def literal_eur(logps, old, adv, mask, groups, gate, sign=None, eps=0.2):
+    """1/B sum_b [ sum_{j in b} sum_k f'(r_jk) / sum_{j in b} |o_j| ] over the prompts b with tokens (of `sign`:
+    +1 for A > 0, -1 for A < 0), looping over prompts, completions and tokens in float64."""
+    per_prompt = {}
+    for j in range(len(adv)):
+        a = float(adv[j])
+        if sign is not None and not a * sign > 0:    # A > 0 for sign +1, A < 0 for sign -1
+            continue
+        tau = TAU_POS if a > 0 else TAU_NEG
+        for k in range(len(mask[j])):
+            if not mask[j][k]:
+                continue
+            r = math.exp(float(logps[j][k]) - float(old[j][k]))
+            if gate == "clip":   # method eq. 2.3: 1 on the unclipped side, boundary included
+                w = float(r <= 1 + eps) if a > 0 else float(r >= 1 - eps)
+            else:
+                w = G.get_gate(gate).weight(torch.tensor(r, dtype=torch.float64), tau).item()
+            total, count = per_prompt.get(int(groups[j]), (0.0, 0))
+            per_prompt[int(groups[j])] = (total + w, count + 1)
+    if not per_prompt:
+        return math.nan
+    return sum(total / count for total, count in per_prompt.values()) / len(per_prompt)
+
+
+def grouped_batch(seed, prompts=4, size=3, length=L_MAX, spread=0.4):
+    """batch() with `prompts` groups of `size` consecutive completions, ids shuffled, one group all A = 0."""
+    logps, old, adv, mask = batch(seed=seed, rows=prompts * size, length=length, spread=spread)
+    adv = adv.clone()
+    adv[:size] = 0.0                                   # a group whose rewards are all equal
+    ids = torch.randperm(prompts, generator=torch.Generator().manual_seed(seed)) * 7 + 3  # arbitrary ids
+    return logps.detach(), old, adv, mask, ids.repeat_interleave(size)
+
+
+@pytest.mark.parametrize("gate", ["sigmoid", "erf", "arctan", "softsign", "clip"])
+def test_eur_matches_a_literal_loop_over_prompts_completions_and_tokens(gate):
+    logps, old, adv, mask, groups = grouped_batch(seed=21)
+    _, m = policy_loss(logps, old, adv, mask, gate=gate, tau_pos=TAU_POS, tau_neg=TAU_NEG, groups=groups)
+    for key, sign in (("eur", None), ("eur/pos", 1), ("eur/neg", -1)):
+        assert m[key] == pytest.approx(literal_eur(logps, old, adv, mask, groups, gate, sign), rel=1e-12), key
+    assert 0.0 < m["eur/neg"] < m["eur"] < 1.0  # off policy: below 1; A = 0 tokens count in eur only
+    # a prompt's token mean, not a completion's: with the same tokens, one group per completion differs
+    _, per_completion = policy_loss(logps, old, adv, mask, gate=gate, groups=torch.arange(len(adv)))
+    assert per_completion["eur"] != pytest.approx(m["eur"], rel=1e-6)
+
+
+def test_eur_is_one_on_policy_and_the_gate_weight_mean_for_one_prompt():
+    logps, old, adv, mask, groups = grouped_batch(seed=22)
+    _, on = policy_loss(old.clone(), old, adv, mask, gate="arctan", groups=groups)
+    assert on["eur"] == on["eur/pos"] == on["eur/neg"] == 1.0
+    _, one = policy_loss(logps, old, adv, mask, gate="arctan")  # groups=None: the B completions are one prompt
+    assert one["eur"] == pytest.approx(one["gate_weight/mean"], rel=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_eur_of_clip_is_one_minus_the_clip_ratio(seed):
+    """EUR(clip) = 1 - clip ratio, the clip ratio taken per prompt then over prompts; clipped means A > 0 and
+    r > 1 + eps_high, or A <= 0 and r < 1 - eps_low (method §4.1); for one prompt, 1 - gate_weight/low_frac."""
+    logps, old, adv, mask, groups = grouped_batch(seed=100 + seed, spread=0.5)
+    _, m = policy_loss(logps, old, adv, mask, gate="clip", epsilon_low=0.2, epsilon_high=0.28, groups=groups)
+    r = (logps - old).exp()
+    a = adv[:, None].expand_as(r)
+    clipped = ((a > 0) & (r > 1.28)) | ((a <= 0) & (r < 0.8))
+    shares = [clipped[(groups == g)[:, None] & mask].double().mean() for g in groups.unique()]
+    assert m["eur"] == pytest.approx(1.0 - sum(shares).item() / len(shares), rel=1e-12)
+    _, one = policy_loss(logps, old, adv, mask, gate="clip", epsilon_low=0.2, epsilon_high=0.28)
+    assert one["eur"] == pytest.approx(1.0 - one["gate_weight/low_frac"], rel=1e-12)
+    assert one["eur"] == pytest.approx(1.0 - clipped[mask].double().mean().item(), rel=1e-12)
+
+
+def test_eur_is_pooled_exactly_across_micro_batches_of_different_lengths():
+    """Two micro-batches (lengths 16 and 9) with one prompt group split across them give the step's EUR, that
+    of the union of their tokens, not the mean of the two micro-batches' values."""
+    logps, old, adv, mask, groups = grouped_batch(seed=23, prompts=3, size=4)
+    kw = {"gate": "softsign", "tau_pos": TAU_POS, "tau_neg": TAU_NEG}
+    first = metric_tokens(logps[:6], old[:6], adv[:6], mask[:6], groups=groups[:6], **kw)  # group 2 split 2 + 2
+    second = metric_tokens(logps[6:, :9], old[6:, :9], adv[6:], mask[6:, :9], groups=groups[6:], **kw)
+    pooled = token_metrics(MetricTokens.cat([first, second]))
+    short = mask.clone()
+    short[6:, 9:] = False
+    for key, sign in (("eur", None), ("eur/pos", 1), ("eur/neg", -1)):
+        assert pooled[key] == pytest.approx(literal_eur(logps, old, adv, short, groups, "softsign", sign),
+                                            rel=1e-12), key
+    halves = [token_metrics(first)["eur"], token_metrics(second)["eur"]]
+    assert pooled["eur"] != pytest.approx(sum(halves) / 2, rel=1e-6)
+
+
+def test_eur_of_no_tokens_is_nan_and_a_prompt_without_tokens_is_left_out():
+    logps, old, adv, mask, groups = grouped_batch(seed=24)
+    _, m = policy_loss(logps, old, adv, torch.zeros_like(mask), groups=groups)
+    assert math.isnan(m["eur"]) and m["tokens/count"] == 0
+    emptied = mask.clone()
+    emptied[groups == groups[-1]] = False           # the last prompt's completions are all empty
+    _, m = policy_loss(logps, old, adv, emptied, gate="erf", groups=groups)
+    assert m["eur"] == pytest.approx(literal_eur(logps, old, adv, emptied, groups, "erf"), rel=1e-12)
+
+
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
+def test_no_completions_give_loss_zero_like_an_all_masked_batch(aggregation):
+    logps = torch.zeros(0, 5, requires_grad=True)
+    loss, m = policy_loss(logps, logps.detach(), torch.zeros(0), torch.zeros(0, 5, dtype=torch.bool),
+                          aggregation=aggregation, max_completion_length=5)
+    loss.backward()
+    assert loss.item() == 0.0 and m["tokens/count"] == 0.0 and logps.grad.shape == (0, 5)
+    masked, _ = policy_loss(torch.zeros(2, 5), torch.zeros(2, 5), torch.ones(2), torch.zeros(2, 5),
+                            aggregation=aggregation, max_completion_length=5)
+    assert masked.item() == loss.item()
+
+
+# ---------------------------------------------------------------------------------------------
 # Argument errors name the argument.
 # ---------------------------------------------------------------------------------------------
 
@@ -443,7 +555,7 @@ def _good():
 @pytest.mark.parametrize("change, match", [
     ({"gate": "tanh"}, "gate 'tanh'.*clip.*sigmoid"),
     ({"gate": 3}, "gate 3"),
-    ({"level": "word"}, "level 'word'.*token, sequence"),
+    ({"level": "word"}, "level 'word'.*'token', 'sequence'"),
     ({"aggregation": "sum"}, "aggregation 'sum'.*seq_mean_token_mean"),
     ({"tau_pos": 0.0}, "tau_pos"),
     ({"tau_neg": -1.0}, "tau_neg"),
@@ -451,6 +563,12 @@ def _good():
     ({"epsilon_low": -0.1}, "epsilon_low"),
     ({"epsilon_high": math.inf}, "epsilon_high"),
     ({"log_ratio_clamp": 0}, "log_ratio_clamp"),
+    ({"log_ratio_clamp": 88.8}, "log_ratio_clamp must be at most log\\(float32 max\\) = 88.72"),
+    ({"tau_pos": 3.5e38}, "tau_pos must lie in float32's positive range"),
+    ({"tau_neg": 1e-39}, "tau_neg must lie in float32's positive range"),
+    ({"groups": torch.zeros(3)}, "groups must be None or an integer tensor of shape \\(3,\\)"),
+    ({"groups": torch.zeros(2, dtype=torch.long)}, "groups must be None or an integer tensor"),
+    ({"groups": torch.zeros(3, dtype=torch.bool)}, "groups"),
     ({"aggregation": "seq_mean_token_sum_norm"}, "max_completion_length"),
     ({"aggregation": "seq_mean_token_sum_norm", "max_completion_length": 0}, "max_completion_length"),
     ({"aggregation": "seq_mean_token_sum_norm", "max_completion_length": 3}, "max_completion_length.*>= .* 4"),

@@ -73,3 +73,15 @@ def test_save_figure_never_replaces_a_different_figure_silently(tmp_path):
 def test_save_figure_refuses_names_that_are_not_plain_stems(tmp_path, name):
     with pytest.raises(ValueError, match="plain file stem"):
         plots.save_figure(plots.training_curves(_rows()), name, tmp_path)
+
+
+@pytest.mark.slow
+def test_training_curves_of_a_real_run_draw_every_panel_from_its_metrics_file(tiny_run):
+    from sapo_core.train import read_metrics
+
+    rows = read_metrics(tiny_run)
+    fig = plots.training_curves({"sigmoid": rows})
+    for ax, (title, keys) in zip(fig.axes, plots.TRAINING_PANELS):
+        drawn = {line.get_label() for line in ax.lines if not line.get_label().startswith("_")}
+        assert drawn == {f"sigmoid {label}" for key, label in keys if any(key in r for r in rows)}, title
+        assert drawn, f"panel {title!r} drew nothing from a real run's metrics"

@@ -38,9 +38,16 @@ def test_completion_text_forms():
     assert completion_text([{"role": "assistant", "content": [{"type": "text", "text": "a"},
                                                               {"type": "text", "text": "b"}]}]) == "ab"
     assert completion_text([{"role": "assistant", "content": None}]) == ""
-    for bad in (42, [], [{"role": "user", "content": "q"}], None):
+    for bad in (42, [], ["text"], None):
         with pytest.raises(TypeError, match="a completion must be a string or a list of chat messages"):
             completion_text(bad)
+
+
+def test_chat_completion_without_an_assistant_message_names_the_roles():
+    with pytest.raises(ValueError, match=r"no assistant message .*roles found: \['system', 'user'\]"):
+        completion_text([{"role": "system", "content": "s"}, {"role": "user", "content": "q"}])
+    with pytest.raises(TypeError, match="assistant message's content must be a string or a list"):
+        completion_text([{"role": "assistant", "content": 42}])
 
 
 @pytest.mark.parametrize("gold, expected", [

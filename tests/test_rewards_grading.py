@@ -154,6 +154,15 @@ def test_repeated_pairs_are_graded_once(grader):
     assert after.cache_hits == before.cache_hits + 1 + 4  # the repeat in the batch, then all four
 
 
+def test_cleared_verdicts_are_graded_again(grader):
+    answers, golds = ["\\frac{10}{4}", "2.6"], ["2.5"] * 2
+    assert grader.grade(answers, golds) == [1.0, 0.0]
+    hits = grader.stats.cache_hits
+    grader.clear_verdicts()
+    assert grader.grade(answers, golds) == [1.0, 0.0]
+    assert grader.stats.cache_hits == hits  # both went to the workers again
+
+
 # ---------------------------------------------------------------------------------------------
 # every benchmark gold, written as a model would, is graded correct
 # ---------------------------------------------------------------------------------------------

@@ -146,3 +146,19 @@ def test_base_model_path_builds_when_missing(tmp_path, monkeypatch):
     path = tiny.base_model_path()
     assert path == tmp_path / "tiny" and (path / "config.json").is_file()
     assert [p.name for p in tmp_path.iterdir()] == ["tiny"]  # the staging directory was renamed
+
+
+def test_the_committed_model_was_built_on_the_synthetic_task_every_default_names():
+    from sapo_core.config import ScriptArguments
+    from sapo_core.data import SyntheticTask
+
+    info = json.loads((tiny.base_model_path() / "build_info.json").read_text())["config"]
+    task = SyntheticTask()
+    assert (info["task_min_steps"], info["task_max_steps"], info["task_max_operand"]) == (
+        task.min_steps, task.max_steps, task.max_operand)
+    assert (info["eval_size"], info["eval_seed"]) == (task.size, task.data_seed)
+    defaults = ScriptArguments()  # a recipe that leaves the keys out trains the task the tiny model can do
+    assert (defaults.eval_size, defaults.synthetic_max_steps, defaults.synthetic_max_operand) == (
+        task.size, task.max_steps, task.max_operand)
+    built = tiny.TinyBuildConfig()
+    assert (built.task_max_steps, built.task_max_operand) == (task.max_steps, task.max_operand)

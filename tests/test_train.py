@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoTokenizer, TrainerCallback
 
+from sapo_core import metrics as M
 from sapo_core.config import cpu_processes, parse_args
 from sapo_core.loss import METRIC_KEYS
 from sapo_core.rewards import correctness_reward, format_reward
@@ -43,6 +44,7 @@ def base_dir():
     return base_model_path()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("gate", ["clip", "sigmoid", "erf", "arctan", "softsign"])
 def test_each_gate_trains_and_logs_required_metrics(tmp_path, base_dir, gate):
     summary = train(smoke(tmp_path / "run", gate=gate))
@@ -52,10 +54,13 @@ def test_each_gate_trains_and_logs_required_metrics(tmp_path, base_dir, gate):
     rows = read_metrics(tmp_path / "run")
     assert [r["step"] for r in rows] == [1, 2]
     for row in rows:
-        missing = [key for key in REQUIRED_METRICS if key not in row]
+        missing = [key for key in REQUIRED_METRICS if key not in row]  # every registered name is logged ...
         assert not missing, f"metrics.jsonl lacks {missing}"
-    # the second update reuses the batch (num_iterations=2): the ratio has left 1
+        assert not M.unlisted(row), f"not in sapo_core.metrics: {M.unlisted(row)}"  # ... and only those
+        assert 0.0 <= row["eur"] <= 1.0
+    # the second update reuses the batch (num_iterations=2): the ratio has left 1, and so has EUR (method §4.1)
     assert rows[1]["ratio/max"] > rows[1]["ratio/min"]
+    assert rows[0]["eur"] == 1.0 and (rows[1]["eur"] < 1.0 or gate == "clip")
     prov = json.loads((tmp_path / "run" / "provenance.json").read_text())
     assert prov["gate"] == gate and prov["num_iterations"] == 2 and prov["versions"]["trl"] == "1.16.0"
     assert json.loads((tmp_path / "run" / "status.json").read_text())["state"] == "finished"
@@ -63,6 +68,7 @@ def test_each_gate_trains_and_logs_required_metrics(tmp_path, base_dir, gate):
     assert 0.0 <= final["mean@n"] <= 1.0 and 0.0 <= final["greedy"] <= 1.0 and final["n"] == 2
 
 
+@pytest.mark.slow
 def test_logged_ratio_metrics_are_those_of_the_whole_step_under_gradient_accumulation(tmp_path):
     """Two micro-batches of 8 per step log what one micro-batch of 16 logs: the step's tokens are pooled."""
     one = read_metrics(train(smoke(tmp_path / "one"))["run_dir"])
@@ -72,11 +78,12 @@ def test_logged_ratio_metrics_are_those_of_the_whole_step_under_gradient_accumul
         assert a["reward"] == b["reward"]  # the same 16 completions
         assert b["tokens/count"] == a["tokens/count"]  # not the mean of the two micro-batches' counts
         for key in ("ratio/min", "ratio/max", "ratio/var", "ratio/p01", "ratio/p99", "ratio/neg/var",
-                    "gate_weight/mean"):
+                    "gate_weight/mean", "eur", "eur/pos", "eur/neg"):  # EUR: prompt groups split by TRL's shuffle
             assert b[key] == pytest.approx(a[key], rel=1e-4, abs=1e-7), key
     assert two[1]["ratio/var"] > 0  # the reused batch is off-policy
 
 
+@pytest.mark.slow
 def test_the_last_step_is_logged_when_logging_steps_does_not_divide_max_steps(tmp_path):
     rows = read_metrics(train(smoke(tmp_path / "run", max_steps=3, logging_steps=2, save_steps=4))["run_dir"])
     assert [r["step"] for r in rows] == [2, 3]
@@ -113,6 +120,7 @@ def _parity_runs(tmp_path, base_dir, overrides, loss_type):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tau", [2.0, None])
 def test_sigmoid_gate_matches_trl_sapo_trainer(tmp_path, base_dir, tau):
     """Same seed, same rollouts: identical rewards, parameters and (at tau = 2, where method §2's additive
@@ -136,6 +144,7 @@ def test_sigmoid_gate_matches_trl_sapo_trainer(tmp_path, base_dir, tau):
         torch.testing.assert_close(ours_params[name], value, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("beta", [0.0, 0.04])  # beta > 0: TRL's KL with its default bias correction
 def test_clip_gate_matches_trl_grpo_trainer(tmp_path, base_dir, beta):
     ours, ours_params, ref, ref_params = _parity_runs(tmp_path, base_dir, {"gate": "clip", "beta": beta}, "grpo")
@@ -151,6 +160,7 @@ def test_clip_gate_matches_trl_grpo_trainer(tmp_path, base_dir, beta):
         torch.testing.assert_close(ours_params[name], value, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_finished_run_is_never_overwritten(tmp_path):
     train(smoke(tmp_path / "run", max_steps=1, save_steps=2))
     stamp = (tmp_path / "run" / "metrics.jsonl").read_text()
@@ -172,6 +182,7 @@ class _Crash(TrainerCallback):
             raise KeyboardInterrupt("simulated crash")
 
 
+@pytest.mark.slow
 def test_resume_after_interrupted_run_reproduces_the_uninterrupted_run(tmp_path):
     budget = {"max_steps": 6, "save_steps": 2}
     train(smoke(tmp_path / "whole", **budget))
@@ -231,6 +242,7 @@ class _Fail(TrainerCallback):
         raise RuntimeError("reward server went away")
 
 
+@pytest.mark.slow
 def test_a_failed_run_records_why_and_can_be_resumed(tmp_path):
     with pytest.raises(RuntimeError, match="reward server went away"):
         train(smoke(tmp_path / "run"), callbacks=[_Fail()])
@@ -264,6 +276,7 @@ def test_cli_refuses_an_unknown_recipe_key(tmp_path, capsys):
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.slow
 def test_two_cpu_processes_log_the_same_keys_as_one(tmp_path):
     """`accelerate launch` with 2 CPU processes (gloo): one metrics file, the one-process key set, tokens of both
     ranks."""
@@ -389,6 +402,7 @@ def test_one_owner_per_run_dir_and_resume_after_kill_9_gives_the_uninterrupted_r
     same_run(whole, killed)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("gate", ["softsign", "clip"])
 def test_extreme_ratios_in_real_steps_stay_finite(tmp_path, gate):
     """A learning rate ~1000x too large with 4 updates per batch drives ratios to ~1e-7 and beyond 2:
@@ -406,6 +420,7 @@ def test_extreme_ratios_in_real_steps_stay_finite(tmp_path, gate):
     assert all(torch.isfinite(w).all() for w in _weights(tmp_path / "run" / "final").values())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config_text", [None, "", "- a list\n"])
 def test_resume_refuses_a_run_whose_config_is_missing_empty_or_not_a_mapping(tmp_path, capsys, config_text):
     run_dir = tmp_path / "run"
@@ -425,6 +440,7 @@ def test_resume_refuses_a_run_whose_config_is_missing_empty_or_not_a_mapping(tmp
         == files
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name, text", [("status.json", "[1, 2]"), ("status.json", "{not json"),
                                         ("provenance.json", "3")])
 def test_a_damaged_run_file_is_refused_by_name(tmp_path, capsys, name, text):
@@ -440,6 +456,7 @@ def test_a_damaged_run_file_is_refused_by_name(tmp_path, capsys, name, text):
     assert (run_dir / name).read_text() == text
 
 
+@pytest.mark.slow
 def test_a_corrupt_metrics_file_on_resume_leaves_the_status_as_it_was(tmp_path):
     run_dir = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):

@@ -9,11 +9,12 @@ one process each (OMP_NUM_THREADS=1, `nice -n 10`), `--jobs` at a time. The reci
 held-out set (sampled mean@n at heldout_temperature and greedy, through sapo_core.evaluate; method §6).
 
 Per run the table gives, over the second half of training (steps > max_steps / 2), the mean over steps of the
-share of tokens with gate weight f' < 0.5 (`gate_weight/low_frac`, method §4) and of `ratio/var` (and the
-largest step's); held-out greedy and sampled accuracy before -> after and the sampled gain; the wall and CPU
-seconds of the training process (CPU seconds: its time on an idle core). A run already finished in OUT is
-reused (the CLI never overwrites one), so a rerun after a failure only trains what is missing. The table goes to
-OUT/table.md and the rows to OUT/rows.json (with a time stamp in the name when those exist).
+effective update ratio (`eur`, the paper's eq. 12), of the share of tokens with gate weight f' < 0.5
+(`gate_weight/low_frac`, method §4) and of `ratio/var` (and the largest step's); held-out greedy and sampled
+accuracy before -> after and the sampled gain; the wall and CPU seconds of the training process (CPU seconds:
+its time on an idle core); then per gate the range over seeds of EUR and of the gain. A run already finished in
+OUT is reused (the CLI never overwrites one), so a rerun after a failure only trains what is missing. The table
+goes to OUT/table.md and the rows to OUT/rows.json (with a time stamp in the name when those exist).
 """
 
 import argparse
@@ -65,6 +66,8 @@ def one_run(gate: str, seed: int, args, flags: list[str]) -> dict:
     row.update({
         "low_frac_2nd_half": sum(m["gate_weight/low_frac"] for m in late) / len(late),
         "ratio_var_2nd_half": sum(m["ratio/var"] for m in late) / len(late),
+        # method §4: the effective update ratio (the paper's eq. 12); None for a run logged before EUR existed
+        "eur_2nd_half": (sum(m["eur"] for m in late) / len(late)) if all("eur" in m for m in late) else None,
         "ratio_var_max": max(m["ratio/var"] for m in metrics),
         "greedy_base": base.get("greedy"), "greedy_final": final.get("greedy"),
         "sampled_base": base["mean@n"], "sampled_final": final["mean@n"], "n": final["n"],
@@ -92,14 +95,23 @@ def main() -> None:
     with ThreadPoolExecutor(args.jobs) as pool:
         futures = [pool.submit(one_run, g, s, args, flags) for g, s in jobs]
         rows = [f.result() for f in tqdm(futures, desc="runs")]
-    lines = ["| gate | seed | low_frac (2nd half) | ratio var (2nd half / max) | greedy | sampled mean@n | gain | "
-             "train s (wall / CPU / trainer) |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| gate | seed | EUR (2nd half) | low_frac (2nd half) | ratio var (2nd half / max) | greedy | "
+             "sampled mean@n | gain | train s (wall / CPU / trainer) |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         wall = f"{r['train_s']:.0f} / {r['train_cpu_s']:.0f}" if r["train_s"] is not None else "- / -"
-        lines.append(f"| {r['gate']} | {r['seed']} | {r['low_frac_2nd_half']:.4f} | {r['ratio_var_2nd_half']:.4f} / "
+        lines.append(f"| {r['gate']} | {r['seed']} | {_num(r['eur_2nd_half'])} | {r['low_frac_2nd_half']:.4f} | "
+                     f"{r['ratio_var_2nd_half']:.4f} / "
                      f"{r['ratio_var_max']:.4f} | {_num(r['greedy_base'])} -> {_num(r['greedy_final'])} | "
                      f"{r['sampled_base']:.3f} -> {r['sampled_final']:.3f} | {r['gain']:+.3f} | {wall} / "
                      f"{r['train_runtime_s']:.0f} |")
+    lines += ["", "Per gate over seeds, min-max: EUR (2nd half) and sampled gain; the gates act when two gates' EUR "
+              "ranges are separated.", "| gate | seeds | EUR | gain |", "|---|---|---|---|"]
+    for gate in dict.fromkeys(r["gate"] for r in rows):
+        mine = [r for r in rows if r["gate"] == gate]
+        eur = [r["eur_2nd_half"] for r in mine if r["eur_2nd_half"] is not None]
+        gain = [r["gain"] for r in mine]
+        eur_text = f"{min(eur):.3f} - {max(eur):.3f}" if eur else "-"
+        lines.append(f"| {gate} | {len(mine)} | {eur_text} | {min(gain):+.3f} - {max(gain):+.3f} |")
     table = "\n".join(lines)
     stamp = "" if not (args.out / "table.md").exists() else time.strftime("-%Y%m%d-%H%M%S")  # never overwrite one
     (args.out / f"table{stamp}.md").write_text(table + "\n")

@@ -71,6 +71,12 @@ def completion_text(completion: Any) -> str:
                 return "".join(p.get("text", "") for p in content if isinstance(p, dict))
             if content is None:
                 return ""
+            raise TypeError(f"the assistant message's content must be a string or a list of content parts, "
+                            f"got {type(content).__name__} {content!r:.100}")
+        if messages:  # chat messages, none of them the model's
+            roles = [m.get("role") for m in messages]
+            raise ValueError(f"a chat completion has no assistant message to read (roles found: {roles}); "
+                             "a completion is the model's reply, not the prompt's messages")
     raise TypeError(f"a completion must be a string or a list of chat messages, got {completion!r:.200}")
 
 

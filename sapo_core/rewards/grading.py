@@ -16,9 +16,10 @@ cannot be parsed, the one case where an item cannot be judged.
 
 The pool is started lazily on first use, uses the spawn start method (a clean interpreter: nothing of a
 training process, its CUDA state or its threads, is inherited) and is stopped at exit or on `close()`.
-Timeouts are the pool's, not signals in the caller, so grading works from any thread; a forked child
-starts a pool of its own. Spawned workers import the main module, as Python's spawn start method does
-for every process pool: keep an entry point's heavy imports inside its functions.
+Its workers never import the caller's `__main__` (`sapo_core.rewards.spawning`), so grading starts from a
+script read from stdin, a script without an `if __name__ == "__main__":` guard, `python -c`, `python -m`
+and a notebook alike. Timeouts are the pool's, not signals in the caller, so grading works from any
+thread; a forked child starts a pool of its own.
 
 `correctness_reward` grades with `default_grader()`, made on first use (workers: env
 `SAPO_REWARD_WORKERS`, else min(cores, 8)); `CorrectnessReward(Grader(...))` grades with a grader of your
@@ -30,7 +31,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import multiprocessing
 import os
 import threading
 import weakref
@@ -53,6 +53,7 @@ from sapo_core.rewards.answers import (
     normalize_gold,
     quick_verdict,
 )
+from sapo_core.rewards.spawning import WORKER_CONTEXT
 
 __all__ = [
     "DEFAULT_MEMORY_LIMIT_MB",
@@ -210,6 +211,11 @@ class Grader:
         if len(self._verdicts) > VERDICT_CACHE:
             self._verdicts.popitem(last=False)
 
+    def clear_verdicts(self) -> None:
+        """Forget every cached verdict (a benchmark's timed pass starts cold; the workers stay up)."""
+        with self._lock:
+            self._verdicts.clear()
+
     @property
     def stats(self) -> RewardStats:
         """A snapshot of the counters."""
@@ -250,7 +256,7 @@ class Grader:
         if self._pool is None:
             pool = ProcessPool(max_workers=self.num_workers, initializer=worker.init_worker,
                                initargs=(self.memory_limit_mb, self.warm_up),
-                               context=multiprocessing.get_context("spawn"))
+                               context=WORKER_CONTEXT)
             self._finalizer = weakref.finalize(self, _stop_pool, pool, os.getpid())
             try:  # workers that cannot start would be replaced for ever: fail here, with the reason
                 pool.schedule(worker.grade_pair, args=("1", "1")).result(timeout=STARTUP_TIMEOUT_S)

@@ -62,7 +62,7 @@ def init_worker(memory_limit_mb: int | None, warm_up: bool) -> None:
         _parse.cache_clear()
     if memory_limit_mb is not None:
         import resource
-        # The limit counts from here: a worker that imported a large main module keeps its full headroom.
+        # The limit counts from here, on top of what start-up mapped (math-verify, sympy, the warm-up).
         limit = _mapped_bytes() + memory_limit_mb * 2**20
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 

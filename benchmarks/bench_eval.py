@@ -2,15 +2,17 @@
 
 Both sample n = 8 completions at temperature 0.7 (top_p 1, max_new_tokens 64, the synthetic benchmark's
 budget) for each of 200 held-out synthetic prompts (configs/tiny-cpu.yaml's held-out set) from the embedded
-tiny model, with the same `GenerationConfig` (`sapo_core.evaluate.sampling_config`): the backend
+tiny model, with the same `GenerationConfig` (`sapo_core.generation.sampling_config`): the backend
 (`HFGenerator`: prompts sorted by length, left padded, 128 sequences per call, each prompt encoded once for
-its n samples) against a loop that calls `model.generate(num_return_sequences=8)` on one prompt at a time.
+its n samples into a preallocated key/value cache) against a loop that calls
+`model.generate(num_return_sequences=8)` on one prompt at a time.
 Loop and backend alternate, `--repeats` times each, and the medians are compared, so that load from
 elsewhere on the machine falls on both alike.
 
     python benchmarks/bench_eval.py [--prompts 200] [--n 8] [--repeats 3]
 
-The last line is `bench_eval: speedup=<x> (target >= 4.0)` (completions per second, backend / loop).
+The last line is `bench_eval: speedup=<x> (target >= 4.0) pass|FAIL` (completions per second, backend / loop);
+the exit status is 1 when the speedup misses the target.
 """
 
 from __future__ import annotations
@@ -27,17 +29,19 @@ sys.path.insert(0, str(REPO_ROOT))
 import torch  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
-from sapo_core import evaluate as E  # noqa: E402
+from sapo_core.benchmarks import BENCHMARKS, load_benchmark  # noqa: E402
+from sapo_core.data import SyntheticTask  # noqa: E402
+from sapo_core.generation import HFGenerator, sampling_config  # noqa: E402
 from sapo_core.tiny import base_model_path  # noqa: E402
 
 TARGET = 4.0
-SETTINGS = {"temperature": 0.7, "top_p": 1.0, "max_new_tokens": E.BENCHMARKS["synthetic"].max_new_tokens}
+SETTINGS = {"temperature": 0.7, "top_p": 1.0, "max_new_tokens": BENCHMARKS["synthetic"].max_new_tokens}
 
 
 @torch.no_grad()
 def one_at_a_time(model, tokenizer, prompts, n: int, seed: int) -> int:
     """The baseline: one `model.generate` call per prompt; returns the number of completions."""
-    config = E.sampling_config(model, tokenizer, n=n, **SETTINGS)
+    config = sampling_config(model, tokenizer, n=n, **SETTINGS)
     torch.manual_seed(seed)
     count = 0
     for messages in prompts:
@@ -48,7 +52,7 @@ def one_at_a_time(model, tokenizer, prompts, n: int, seed: int) -> int:
     return count
 
 
-def batched(generator: E.HFGenerator, prompts, n: int, seed: int) -> int:
+def batched(generator: HFGenerator, prompts, n: int, seed: int) -> int:
     """The evaluation backend; returns the number of completions."""
     out = generator.generate(prompts, n=n, seed=seed, progress=False, **SETTINGS)
     return sum(len(row) for row in out)
@@ -64,8 +68,8 @@ def main() -> int:
     path = base_model_path()
     model = AutoModelForCausalLM.from_pretrained(path).eval()
     tokenizer = AutoTokenizer.from_pretrained(path)
-    prompts = E.load_benchmark("synthetic", synthetic=E.SyntheticTask(size=args.prompts))["prompt"]
-    generator = E.HFGenerator(model, tokenizer)
+    prompts = load_benchmark("synthetic", synthetic=SyntheticTask(size=args.prompts))["prompt"]
+    generator = HFGenerator(model, tokenizer)
     batched(generator, prompts[:8], args.n, seed=0)  # warm-up: first-call allocations
     one_at_a_time(model, tokenizer, prompts[:8], args.n, seed=0)
 
@@ -86,8 +90,9 @@ def main() -> int:
           f"max_new_tokens={SETTINGS['max_new_tokens']}, {torch.get_num_threads()} torch threads, "
           f"batch {generator.batch_size} sequences")
     print(f"completions per second (median): one prompt per generate {loop:.1f}, evaluation backend {backend:.1f}")
-    print(f"bench_eval: speedup={backend / loop:.2f} (target >= {TARGET})")
-    return 0
+    speedup = backend / loop
+    print(f"bench_eval: speedup={speedup:.2f} (target >= {TARGET}) {'pass' if speedup >= TARGET else 'FAIL'}")
+    return 0 if speedup >= TARGET else 1
 
 
 if __name__ == "__main__":

@@ -1,22 +1,18 @@
 """Compare the gates of a batch (`sapo_core.batch`): curves over seeds, accuracy, and the paper's claims.
 
     data = load_batch("runs/demo/batch")
-    table = claims(data)          # each qualitative claim of the paper with what this batch measured
+    table = claims(data)          # the paper's claims by section, each with its verdict (sapo_core.claims)
+    extra = project_questions(data)  # the project's own questions, the same rule
 
 A batch directory holds one run directory per (gate, convention, seed) with its `metrics.jsonl`, provenance and
 evaluation (`eval/batch/results.json`); everything here is read from those files by metric name (method §4).
-Runs are grouped by gate (and by tau convention when a batch has both); a group's spread is over its seeds.
-
-The claims are the paper's qualitative statements (method §5). Each is a comparison of per-seed values, e.g. the
-mean token entropy over the second half of training, between two gates. The verdict rule is deliberately
-simple and stated in every row: "holds" when every seed of one side lies above every seed of the other (the
-ranges are separated), "does not hold" when they are separated the other way, and "cannot be told apart at
-this spread" when the ranges overlap. With 3 seeds that is a coarse test; it never claims more than the seeds show.
+Runs are grouped by arm: gate, tau convention and (tau_pos, tau_neg), always all three (`claims.Arm.label`); a
+group's spread is over its seeds. The claims, their statistics and the verdict rule live in `sapo_core.claims`
+(method §5.1); this module reads the batch and hands them its runs.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 from dataclasses import dataclass
@@ -24,12 +20,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from sapo_core import metrics as M
+from sapo_core import claims as C
+from sapo_core import gates as G
 from sapo_core.batch import EVAL_DIR, read_batch
+from sapo_core.paths import read_json
 from sapo_core.train import read_metrics
 
-__all__ = ["BatchData", "CLAIMS", "load_batch", "group_label", "per_seed", "curves", "metric_frame", "accuracy",
-           "accuracy_table", "claims", "caption"]
+__all__ = ["BatchData", "load_batch", "arm_of", "group_label", "claim_runs", "per_seed", "curves", "metric_frame",
+           "accuracy", "accuracy_table", "claims", "project_questions", "caption"]
 
 
 @dataclass
@@ -45,12 +43,13 @@ class BatchData:
 
     @property
     def groups(self) -> list[str]:
-        """Group labels in batch order (gate, or gate and convention when the batch has both conventions)."""
+        """Group labels in batch order: one per arm (gate, tau convention and temperatures; `arm_of`)."""
         return list(dict.fromkeys(group_label(self, r) for r in self.runs))
 
 
-def _json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.exists() else {}
+def _json(path: Path, what: str) -> dict:
+    """The JSON object in `path`, {} when the run has not written it (a damaged file: UnreadableFileError)."""
+    return read_json(path, what) if path.exists() else {}
 
 
 def load_batch(path: str | os.PathLike, *, finished_only: bool = True) -> BatchData:
@@ -66,23 +65,33 @@ def load_batch(path: str | os.PathLike, *, finished_only: bool = True) -> BatchD
     for row in runs:
         run_dir = path / row["run"]
         metrics[row["run"]] = read_metrics(run_dir) if (run_dir / "metrics.jsonl").exists() else []
-        provenance[row["run"]] = _json(run_dir / "provenance.json")
-        evaluation[row["run"]] = _json(run_dir / EVAL_DIR / "results.json")
+        provenance[row["run"]] = _json(run_dir / "provenance.json", "the run's provenance")
+        evaluation[row["run"]] = _json(run_dir / EVAL_DIR / "results.json", "the run's evaluation")
     first = path / runs[0]["run"] / "config.yaml"
     recipe = yaml.safe_load(first.read_text()) if first.exists() else {}
     return BatchData(path, runs, metrics, provenance, evaluation, recipe or {})
 
 
+def arm_of(data: BatchData, row: dict) -> C.Arm:
+    """A run's arm: gate, tau convention and base (tau_pos, tau_neg); clip has none. The g' tail comes from the
+    run's provenance (gate_formulas), else from the gate registry; a gate known to neither has no tail."""
+    if row["gate"] == "clip":
+        return C.Arm("clip", None, None, None)
+    tail = ((data.provenance.get(row["run"]) or {}).get("gate_formulas") or {}).get("tail")
+    if tail is None and row["gate"] in G.available_gates():
+        tail = G.get_gate(row["gate"]).tail
+    return C.Arm(row["gate"], row["tau_convention"], row.get("tau_pos_base"), row.get("tau_neg_base"), tail)
+
+
 def group_label(data: BatchData, row: dict) -> str:
-    """The label of a run's group: its gate, plus its tau convention when the batch mixes conventions and its
-    (tau_pos, tau_neg) when the batch runs the gate at several (arms `GATE@POS:NEG` of sapo_core.batch)."""
-    conventions = {r["tau_convention"] for r in data.runs if r["tau_convention"] is not None}
-    taus = {(r.get("tau_pos_base"), r.get("tau_neg_base")) for r in data.runs if r["gate"] == row["gate"]}
-    tags = [row["tau_convention"]] if len(conventions) > 1 and row["tau_convention"] is not None else []
-    if len(taus) > 1:
-        tags.append("tau " + "/".join("?" if t is None else f"{t:g}" for t in (row.get("tau_pos_base"),
-                                                                               row.get("tau_neg_base"))))
-    return f"{row['gate']} ({', '.join(tags)})" if tags else row["gate"]
+    """The label of a run's group: its arm's gate, tau convention and temperatures (nothing is stripped)."""
+    return arm_of(data, row).label
+
+
+def claim_runs(data: BatchData) -> list[C.Run]:
+    """The batch's runs as sapo_core.claims reads them: arm, seed, metric rows, evaluation."""
+    return [C.Run(arm_of(data, row), row["seed"], data.metrics[row["run"]], data.evaluation[row["run"]])
+            for row in data.runs]
 
 
 def _runs_of(data: BatchData, group: str) -> list[dict]:
@@ -151,70 +160,14 @@ def accuracy_table(data: BatchData, benchmark: str = "synthetic") -> pd.DataFram
     return pd.DataFrame(rows, columns=["gate", "seeds", "mean", "min", "max"])
 
 
-# The paper's qualitative claims (its §4-§5; method §5): (claim, metric, per-seed statistic, higher side, lower side).
-# Metric names are checked against the registry (sapo_core.metrics); "accuracy" is the held-out evaluation.
-CLAIMS = (
-    ("Heavier (polynomial) tails explore more: higher token entropy than the Gaussian tail",
-     M.key("entropy"), [("arctan", "erf"), ("softsign", "erf")]),
-    ("Heavier tails give a larger effective variance of the importance ratios",
-     M.key("ratio/var"), [("arctan", "erf"), ("softsign", "erf")]),
-    ("Polynomial tails keep a broader region of significant gradient (larger mean gate weight f')",
-     M.key("gate_weight/mean"), [("arctan", "erf"), ("softsign", "erf")]),
-    ("Gaussian attenuation gives more localised updates (larger share of tokens with f' < 0.5)",
-     M.key("gate_weight/low_frac"), [("erf", "arctan"), ("erf", "sigmoid")]),
-    ("Gate shape changes entropy evolution: softsign and sigmoid end with different entropy",
-     M.key("entropy"), [("softsign", "sigmoid"), ("sigmoid", "softsign")]),
-    ("Smooth gates keep entropy higher than hard clipping",
-     M.key("entropy"), [("sigmoid", "clip"), ("erf", "clip"), ("arctan", "clip"), ("softsign", "clip")]),
-    ("Smooth gates reach higher held-out accuracy than hard clipping",
-     "accuracy", [("sigmoid", "clip"), ("erf", "clip"), ("arctan", "clip"), ("softsign", "clip")]),
-)
+def claims(data: BatchData) -> list[dict]:
+    """The paper's claims by section, each with its statistic, arms, convention and verdict (method §5.1)."""
+    return C.table(C.CLAIMS, claim_runs(data))
 
 
-def _verdict(high: list[float], low: list[float]) -> str:
-    if not high or not low:
-        return "not measured"
-    if min(high) > max(low):
-        return "holds"
-    if max(high) < min(low):
-        return "does not hold"
-    return "cannot be told apart at this spread"
-
-
-def _fmt(values: list[float]) -> str:
-    if not values:
-        return "-"
-    return f"{statistics.fmean(values):.4g} [{min(values):.4g}, {max(values):.4g}]"
-
-
-def claims(data: BatchData, benchmark: str = "synthetic") -> list[dict]:
-    """Each claim with the per-seed values it compares, per pair of gates, and a verdict (rule: module doc)."""
-    table = []
-    acc = {g: [e["mean"] for e in entries] for g, entries in accuracy(data, benchmark).items()}
-    for claim, key, pairs in CLAIMS:
-        values = acc if key == "accuracy" else per_seed(data, key)
-        gates = {}
-        for g, v in values.items():  # a gate run at several temperatures: its first group (the recipe's arm)
-            gates.setdefault(g.split(" (")[0], v)
-        if key == "entropy" and pairs[0] == ("softsign", "sigmoid"):  # "different": either direction
-            a, b = gates.get("softsign", []), gates.get("sigmoid", [])
-            verdicts = [_verdict(a, b), _verdict(b, a)]
-            verdict = "holds" if "holds" in verdicts else verdicts[0] if "not measured" in verdicts else \
-                "cannot be told apart at this spread"
-            measured = f"softsign {_fmt(a)} vs sigmoid {_fmt(b)}"
-        else:
-            verdicts = [_verdict(gates.get(h, []), gates.get(lo, [])) for h, lo in pairs]
-            measured = "; ".join(f"{h} {_fmt(gates.get(h, []))} vs {lo} {_fmt(gates.get(lo, []))}: {v}"
-                                 for (h, lo), v in zip(pairs, verdicts))
-            known = [v for v in verdicts if v != "not measured"]
-            verdict = ("not measured" if not known else "holds" if all(v == "holds" for v in known)
-                       else "does not hold" if any(v == "does not hold" for v in known)
-                       else "cannot be told apart at this spread")
-        statistic = (f"held-out {benchmark} mean@n" if key == "accuracy" else
-                     f"mean of {key} over the second half of training")
-        table.append({"claim": claim, "statistic": f"{statistic}, per seed: mean [min, max]", "measured": measured,
-                      "verdict": verdict})
-    return table
+def project_questions(data: BatchData) -> list[dict]:
+    """The project's questions that the paper does not raise, judged by the same rule (method §5.1)."""
+    return C.table(C.QUESTIONS, claim_runs(data))
 
 
 def caption(data: BatchData) -> str:

@@ -38,7 +38,7 @@ from trl.scripts._hf_argparser import string_to_bool  # the converter TrlParser 
 
 from sapo_core import gates as G
 from sapo_core.benchmarks import BENCHMARKS
-from sapo_core.checks import is_real
+from sapo_core.checks import check_bool, check_int, is_real
 from sapo_core.data import SyntheticTask
 from sapo_core.loss import AGGREGATIONS, CLIP, LEVELS
 from sapo_core.paths import REPO_ROOT, runs_dir
@@ -490,15 +490,16 @@ def notebook_args(config, gate, seed, flags, run_dir=None, resume=False) -> list
     if not isinstance(gate, str):
         raise ConfigError(f"gate must be a gate name (a string, e.g. 'erf' or 'clip'), got {type(gate).__name__} "
                           f"{gate!r}")
-    if not (isinstance(seed, int) and not isinstance(seed, bool)):
-        raise ConfigError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
+    try:
+        check_int("seed", seed)
+        check_bool("resume", resume)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(str(err)) from None
     if not (isinstance(flags, (list, tuple)) and all(isinstance(f, str) or is_real(f) for f in flags)):
         raise ConfigError(f"flags must be a list of the CLI's flags and values (e.g. ['--max_steps', '100']), got "
                           f"{type(flags).__name__} {flags!r}")
     if run_dir is not None and not isinstance(run_dir, (str, os.PathLike)):
         raise ConfigError(f"run_dir must be a path or None, got {type(run_dir).__name__} {run_dir!r}")
-    if not isinstance(resume, bool):
-        raise ConfigError(f"resume must be True or False, got {type(resume).__name__} {resume!r}")
     argv = ["--config", str(config), "--gate", gate, "--seed", str(seed), *map(str, flags)]
     if run_dir is None:
         training = parse_args(argv).training

@@ -47,6 +47,7 @@ from typing import Any
 
 from datasets import Dataset, concatenate_datasets, load_dataset
 
+from sapo_core.cli import fail
 from sapo_core.paths import write_atomic
 from sapo_core.prompts import format_completion, make_prompt
 from sapo_core.rewards import normalize_gold
@@ -341,8 +342,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for path in download(args.out, args.only, args.overwrite):
             logger.info("ok %s", path)
     except (ValueError, DataUnavailableError, OSError) as err:  # DatasetFormatError is a ValueError
-        print(f"error: {' '.join(str(err).split())}", file=sys.stderr)
-        return 2
+        return fail(str(err))
     return 0
 
 

@@ -24,7 +24,8 @@ import time
 from pathlib import Path
 
 from sapo_core import batch, compare, paper
-from sapo_core.cli import ArgumentParser
+from sapo_core.cli import ArgumentParser, guarded
+from sapo_core.config import ConfigError
 from sapo_core.paths import figures_dir, runs_dir
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,9 @@ def evaluate_base(batch_dir: Path) -> Path:
     return out
 
 
+@guarded(batch.BatchError, ConfigError, FileExistsError, NotADirectoryError, PermissionError)
 def main(argv: list[str] | None = None) -> int:
+    """The CLI: a refused argument or output directory is one line `error: ...` and exit status 2."""
     parser = ArgumentParser(prog="python -m sapo_core.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--paper", action="store_true",
                         help=f"make paper: also the erf temperature sweep ({SWEEP_ARMS}) and Figures 2 and 5")
@@ -82,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     # absolute: the notebooks run with notebooks/ as their working directory
     name = "paper" if args.paper else "demo"
     demo_dir = (args.out or runs_dir() / time.strftime(f"{name}-%Y%m%d-%H%M%S")).resolve()
-    demo_dir.mkdir(parents=True, exist_ok=False)
+    if demo_dir.exists():
+        raise FileExistsError(f"--out {demo_dir} exists; a demo writes into a new directory (choose another)")
+    demo_dir.mkdir(parents=True)
     start = time.perf_counter()
     run_notebook("01_gate_properties.ipynb", demo_dir / "01_gate_properties.ipynb", {"interactive": False})
     log.info("Figure 1 written to %s", figures_dir())

@@ -15,6 +15,11 @@ import platform
 from collections.abc import Sequence
 from typing import Any, NamedTuple, Protocol
 
+import torch
+import transformers
+from tqdm.auto import tqdm
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, StaticCache
+
 from sapo_core.benchmarks import EvaluationError
 
 __all__ = ["BACKENDS", "DEFAULT_HF_BATCH", "BackendUnavailableError", "Completion", "Generator", "HFGenerator",
@@ -64,8 +69,6 @@ def _eos_ids(model, tokenizer) -> list[int]:
 def sampling_config(model, tokenizer, *, n: int, temperature: float, top_p: float, max_new_tokens: int):
     """A `GenerationConfig` that sets every sampling knob, so the checkpoint's own defaults (e.g. Qwen's
     top_k 20 and repetition penalty 1.05) never leak in: plain temperature / top-p sampling as in vLLM."""
-    from transformers import GenerationConfig
-
     eos = _eos_ids(model, tokenizer)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos[0]
     greedy = temperature == 0
@@ -89,9 +92,6 @@ class HFGenerator:
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, *, batch_size: int | None = None) -> HFGenerator:
         """Load model and tokenizer from `path` (a directory or hub id); on CUDA when there is one."""
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         try:
             tokenizer = AutoTokenizer.from_pretrained(path)
             model = AutoModelForCausalLM.from_pretrained(path, dtype="auto")
@@ -102,9 +102,6 @@ class HFGenerator:
         return cls(model.eval(), tokenizer, batch_size=batch_size)
 
     def info(self) -> dict[str, Any]:
-        import torch
-        import transformers
-
         device = self.model.device
         name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "cpu"
         return {"name": self.name, "version": f"transformers {transformers.__version__}", "device": str(device),
@@ -112,9 +109,6 @@ class HFGenerator:
                 "batch_size": self.batch_size, "share_prompt_cache": self.share_prompt_cache}
 
     def generate(self, prompts, *, n, temperature, top_p, max_new_tokens, seed, progress=True):
-        import torch
-        from tqdm.auto import tqdm
-
         tok, model = self.tokenizer, self.model
         config = sampling_config(model, tok, n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
         eos = set(config.eos_token_id)
@@ -146,15 +140,18 @@ class HFGenerator:
     def _generate(self, enc, config, n: int):
         """`model.generate` of n samples per prompt (rows grouped by prompt). With n > 1 each prompt is encoded
         once and its key/value cache repeated for its n samples, as vLLM's prefix caching does: the encoding
-        of the prompt, most of the work for short answers, is not done n times over."""
+        of the prompt, most of the work for short answers, is not done n times over. The repeated cache is a
+        preallocated `StaticCache` (prompt + max_new_tokens positions), so a decoding step writes one position
+        instead of copying the whole growing cache (a DynamicCache's torch.cat, most of a CPU step)."""
         model, ids, mask = self.model, enc["input_ids"], enc["attention_mask"]
         if n == 1 or ids.shape[1] < 2 or not self.share_prompt_cache:
             return model.generate(**enc, generation_config=config)
         head = mask[:, :-1]  # every prompt token but the last; generate starts from the last one
         prefix = model(input_ids=ids[:, :-1], attention_mask=head, position_ids=(head.cumsum(-1) - 1).clamp(min=0),
-                       use_cache=True, logits_to_keep=1)
-        cache = prefix.cache
-        cache.batch_repeat_interleave(n)
+                       use_cache=True, logits_to_keep=1).cache
+        cache = StaticCache(config=model.config, max_cache_len=ids.shape[1] + config.max_new_tokens)
+        for i, layer in enumerate(prefix.layers):  # the prompt's keys and values, once per sample
+            cache.update(layer.keys.repeat_interleave(n, 0), layer.values.repeat_interleave(n, 0), i)
         single = copy.deepcopy(config)
         single.num_return_sequences = 1  # the rows are already repeated
         return model.generate(input_ids=ids.repeat_interleave(n, 0), attention_mask=mask.repeat_interleave(n, 0),
@@ -187,8 +184,6 @@ class VLLMGenerator:
 
     def __init__(self, path: str | os.PathLike, *, tensor_parallel_size: int = 1, seed: int = 0,
                  max_model_len: int | None = None):
-        from transformers import AutoTokenizer
-
         vllm = import_vllm()
         self.vllm, self.path, self.tensor_parallel_size = vllm, str(path), tensor_parallel_size
         self.tokenizer = AutoTokenizer.from_pretrained(self.path)
@@ -196,8 +191,6 @@ class VLLMGenerator:
                             max_model_len=max_model_len)
 
     def info(self) -> dict[str, Any]:
-        import torch
-
         return {"name": self.name, "version": f"vllm {self.vllm.__version__}", "device": "cuda",
                 "device_name": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
                 "dtype": str(self.llm.llm_engine.model_config.dtype).removeprefix("torch."),
@@ -221,7 +214,6 @@ def make_generator(path: str | os.PathLike, backend: str = "auto", *, batch_size
     if backend not in BACKENDS:
         raise EvaluationError(f"unknown backend {backend!r}; available: {', '.join(BACKENDS)}")
     if backend == "auto":
-        import torch
         backend = "vllm" if torch.cuda.is_available() and importlib.util.find_spec("vllm") else "hf"
     if backend == "vllm":
         return VLLMGenerator(path, tensor_parallel_size=tensor_parallel_size, seed=seed)

@@ -40,20 +40,19 @@ Conventions:
     vLLM importance-sampling correction does (grpo_trainer.py:3146-3147); denominators and metrics
     still count tokens by the mask alone.
   * Metrics (method §4; only with compute_metrics=True, as they cost a device sync) are Python floats
-    named in METRIC_KEYS, over the unmasked tokens with a finite log-ratio, for all of them and for A > 0
-    ("pos/") and A < 0 ("neg/"): tokens/count; ratio/{mean, std, var, min, max, p01, p99} (population
-    std and var; quantiles interpolated linearly as torch.quantile); ratio/outside_clip_frac (r < 1 -
-    eps_low or r > 1 + eps_high); gate_weight/mean and gate_weight/low_frac (f' < 0.5), f' being
-    g'(tau (r - 1)), or sapo_core.gates.clip_weight for clip (method §2.4); and, overall only,
-    tokens/nonfinite_count, the unmasked tokens whose log-ratio is not finite before the clamp (nan makes
-    the loss nan; +-inf is clamped like any large log-ratio); and `eur`, the effective update ratio of
-    method §4.1 (paper eq. 12): per prompt group (`groups`, the prompt of each completion; None: the B
-    completions are one prompt's group) the token mean of f'(r), then the mean over the groups that have
-    tokens (for "pos/" and "neg/": over the groups that have tokens of that sign, their tokens only). An
-    empty group has count 0 and nan statistics. At level="sequence" every token counts with its sequence's
-    ratio. `metric_tokens` returns the tokens behind the statistics so that a trainer can pool the
-    micro-batches and processes of a step and call `token_metrics` once on the union. Names and meanings:
-    `sapo_core.metrics`.
+    named in METRIC_KEYS (defined in sapo_core.metrics), over the unmasked tokens with a finite log-ratio,
+    for all of them and for A > 0 ("pos/") and A < 0 ("neg/"): tokens/count; ratio/{mean, std, var, min,
+    max, p01, p99} (population std and var; quantiles interpolated linearly as torch.quantile);
+    ratio/outside_clip_frac (r < 1 - eps_low or r > 1 + eps_high); gate_weight/mean and
+    gate_weight/low_frac (f' < 0.5), f' being g'(tau (r - 1)), or sapo_core.gates.clip_weight for clip
+    (method §2.4); eur, the effective update ratio of method §4.1 (paper eq. 12): per prompt group
+    (`groups`, the prompt of each completion; None: the B completions are one prompt's group) the token
+    mean of f', then the mean over the groups that have tokens (of the sign, for eur/pos and eur/neg);
+    and, overall only, tokens/nonfinite_count, the unmasked tokens whose log-ratio is not finite before
+    the clamp (nan makes the loss nan; +-inf is clamped like any large log-ratio). An empty group has
+    count 0 and nan statistics. At level="sequence" every token counts with its sequence's ratio.
+    `metric_tokens` returns the tokens behind the statistics so that a trainer can pool the micro-batches
+    and processes of a step and call `token_metrics` once on the union.
   * Refused (ValueError): a tau outside float32's positive range [1.2e-38, 3.4e38] (it would become 0 or
     inf) and a log_ratio_clamp above log(float32 max) = 88.72 (exp would overflow to inf). B = 0
     completions give loss 0 and tokens/count 0, as an all-masked batch does.

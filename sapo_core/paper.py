@@ -152,7 +152,7 @@ def _figure(data, number: int, what: str, arms, panels, by_tau: bool):
     seeds = frame.groupby("arm")["seed"].nunique()
     count = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
     fig.suptitle(f"Figure {number} ({PAPER}): {what}; mean over seeds, band = min-max over seeds "
-                 f"({count} seeds per arm)\n{_caption(data, frame)}", fontsize=8)
+                 f"({count} seed{'s' * bool(seeds.max() > 1)} per arm)\n{_caption(data, frame)}", fontsize=8)
     return fig
 
 

@@ -62,7 +62,7 @@ def read_json(path: str | os.PathLike, what: str) -> dict:
     except (OSError, ValueError) as err:  # ValueError: bad JSON or bad UTF-8
         raise UnreadableFileError(f"{path} ({what}) cannot be read: {' '.join(str(err).split())[:200]}") from None
     if not isinstance(data, dict):
-        raise UnreadableFileError(f"{path} ({what}) must hold a JSON object, got {type(data).__name__}")
+        raise UnreadableFileError(f"{path} ({what}) must hold a JSON object (a mapping), got {type(data).__name__}")
     return data
 
 

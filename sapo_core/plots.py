@@ -374,7 +374,7 @@ def accuracy_by_gate(data, benchmark: str = "synthetic"):
             ax.errorbar(x, e["mean"], yerr=[[e["mean"] - ci[0]], [ci[1] - e["mean"]]], fmt="o", color=color,
                         ms=4, capsize=2, lw=1)
     n = next((e["n"] for entries in acc.values() for e in entries), None)
-    ax.set(xticks=range(len(acc)), xticklabels=list(acc), ylim=(0, 1.02), ylabel=f"{benchmark} mean@{n}",
+    ax.set(xticks=range(len(acc)), xticklabels=list(acc), ylim=(0, 1.02), xlabel=None, ylabel=f"{benchmark} mean@{n}",
            title="bar: mean over seeds; dots: each seed with its 95% bootstrap interval over problems")
     ax.title.set_fontsize(8)
     ax.grid(axis="y", alpha=0.3)

@@ -23,7 +23,6 @@ Build (refuses to overwrite without --force)::
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -49,6 +48,7 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
+from sapo_core.cli import ArgumentParser, fail
 from sapo_core.data import SyntheticTask, synthetic_arithmetic
 from sapo_core.prompts import TAGS
 from sapo_core.rewards import extract_answer, format_reward
@@ -423,8 +423,8 @@ def base_model_path() -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m sapo_core.tiny build [--out DIR] [--seed N] [--force]`."""
-    parser = argparse.ArgumentParser(prog="python -m sapo_core.tiny", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = ArgumentParser(prog="python -m sapo_core.tiny", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=ArgumentParser)
     p_build = sub.add_parser("build", help="build and warm-start the tiny model")
     p_build.add_argument("--out", type=Path, default=DEFAULT_DIR, help="checkpoint directory (default data/tiny/)")
     p_build.add_argument("--seed", type=int, default=TinyBuildConfig.seed, help="build seed")
@@ -433,8 +433,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         out = build(args.out, TinyBuildConfig(seed=args.seed), force=args.force)
-    except FileExistsError as err:
-        parser.exit(2, f"error: {err}\n")
+    except (FileExistsError, ValueError) as err:  # ValueError: a build setting refused by TinyBuildConfig
+        return fail(str(err))
     info = json.loads((out / BUILD_INFO).read_text())
     size = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
     print(f"{out}: {info['n_parameters']:,} params, stopped at update {info['stop']['step']} "

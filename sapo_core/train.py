@@ -19,7 +19,9 @@ The run directory (default `runs/<config name>/<gate>-<tau convention>-seed<seed
                        in summary.base.json, so that a resumed run still reports its gain)
     status.json        {"state": "running" | "interrupted" | "failed" | "finished", "error": ..., ...}
 
-A finished run directory is never overwritten; an unfinished one is continued only with --resume.
+A finished run directory is never overwritten; an unfinished one is continued only with --resume. A refused
+command changes no file of it, and a resume that fails before its first step (a damaged checkpoint, Ctrl-C while it
+loads) puts back the files it had written (RunFiles), leaving the run byte-identical.
 """
 
 from __future__ import annotations
@@ -379,7 +381,7 @@ def dry_run(run: RunConfig) -> int:
     try:
         with offline():
             train_ds = datasets_for(run.script, run.training.data_seed)
-    except FileNotFoundError as err:
+    except (FileNotFoundError, ValueError) as err:  # a missing file; a bad or too small one (train_size)
         raise ConfigError(f"dataset={run.script.dataset!r}: {err}") from None
     text, refusals = plan_text(run, path, train_ds)
     print(text)
@@ -548,6 +550,7 @@ def train(run: RunConfig, *, callbacks: list | None = None) -> dict:
     except BaseException as err:  # recorded for whoever looks at the run directory next; never swallowed
         if state.is_main_process and resuming and not started.taken:  # a resume that failed: the run as it was
             before.restore()
+            log.warning("the resume failed before its first step; %s is left as it was", run_dir)
         elif state.is_main_process:
             write_json(run_dir / "status.json", {
                 "state": "interrupted" if isinstance(err, KeyboardInterrupt) else "failed",

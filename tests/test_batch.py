@@ -70,8 +70,7 @@ def test_running_again_completes_only_what_was_missing_through_submitit(two_gate
     assert all(r["eval/synthetic/mean@n"] is not None for r in completed["runs"])
     assert files(out / "sigmoid-equal-seed0") == finished  # byte-identical
     assert (out / "softsign-equal-seed0" / "02_train.attempt1.ipynb").exists()  # the failed attempt is kept
-    (job,) = (out / "slurm").iterdir()  # one submitit job folder with its logs: the missing run only
-    assert list(job.iterdir())
+    assert len(list((out / "slurm").rglob("*_log.out"))) == 1  # one submitit job, with its log: the missing run
     assert main(["--config", "configs/tiny-cpu.yaml", "--out", str(out), "--gates", "sigmoid,softsign", "--seeds",
                  "0", "--eval_n", "2", "--eval_limit", "4", "--jobs", "2", *FLAGS]) == 0  # nothing left to do
     assert files(out / "sigmoid-equal-seed0") == finished
@@ -111,10 +110,9 @@ def test_bad_batch_arguments_are_one_line_and_exit_2(tmp_path, capsys, argv, mes
 
 
 def test_a_run_whose_kernel_is_killed_is_resumed_by_the_next_invocation(tmp_path):
+    """The batch records the dead kernel and its next invocation resumes the run from a checkpoint to the end. (That
+    a run resumed after kill -9 equals the uninterrupted run is sapo_core.train's property: test_train checks it.)"""
     flags = [*FLAGS[:1], "8", *FLAGS[2:]]  # 8 steps: checkpoints at 2, 4, 6 to resume from, and time to kill
-    whole = run_batch(args(tmp_path / "whole", gates="sigmoid", jobs=1), flags)
-    assert whole["runs"][0]["status"] == "finished", whole["runs"][0]["error"]
-
     out = tmp_path / "b"
     run_dir = out / "sigmoid-equal-seed0"
     killed = []
@@ -138,12 +136,6 @@ def test_a_run_whose_kernel_is_killed_is_resumed_by_the_next_invocation(tmp_path
     again = run_batch(args(out, gates="sigmoid", jobs=1), flags)
     assert again["runs"][0]["status"] == "finished"
     assert json.loads((run_dir / "status.json").read_text())["resumed_from"].endswith(("checkpoint-2", "checkpoint-4"))
-    timing = ("step_time",)
-    rows_whole = read_metrics(tmp_path / "whole" / "sigmoid-equal-seed0")
-    rows_run = read_metrics(run_dir)
-    assert [r["step"] for r in rows_run] == list(range(1, 9))
-    for a, b in zip(rows_whole, rows_run):
-        assert {k: v for k, v in a.items() if k not in timing} == {k: v for k, v in b.items() if k not in timing}
-    final_a = load_file(str(tmp_path / "whole" / "sigmoid-equal-seed0" / "final" / "model.safetensors"))
-    final_b = load_file(str(run_dir / "final" / "model.safetensors"))
-    assert all((final_a[k] == final_b[k]).all() for k in final_a)
+    assert [r["step"] for r in read_metrics(run_dir)] == list(range(1, 9))  # each step once, none lost
+    assert load_file(str(run_dir / "final" / "model.safetensors"))
+    assert again["runs"][0]["eval/synthetic/mean@n"] is not None

@@ -180,8 +180,8 @@ def test_every_boolean_takes_each_spelling(parser, name):
     (["--heldout_greedy=false"], "heldout_greedy", False),
     (["--no_heldout_greedy"], "heldout_greedy", False),
     (["--heldout_greedy"], "heldout_greedy", True),
-    (["--gradient_checkpointing"], "gradient_checkpointing", True),  # bool | None: a bare flag is True
-    (["--no_gradient_checkpointing"], "gradient_checkpointing", False),
+    (["--ddp_find_unused_parameters"], "ddp_find_unused_parameters", True),  # bool | None: a bare flag is True
+    (["--no_ddp_find_unused_parameters"], "ddp_find_unused_parameters", False),
     (["--no_use_vllm"], "use_vllm", False),
     (["--log_completions", "true"], "log_completions", True),
 ])

@@ -122,6 +122,17 @@ def test_convention_redraws_width_matched(explorer):
     assert "width_matched tau" in explorer.halfmax.value
 
 
+def test_halfmax_table_is_the_packages_gate_table(explorer):
+    """The explorer prints gates.gate_table, as notebook 01 does: one computation of tau used and half-max."""
+    explorer.tau.value = 2.0
+    explorer.convention.value = "width_matched"
+    rows = G.gate_table(list(E.DEFAULT_GATES), tau=2.0, convention="width_matched")
+    cells = explorer.halfmax.value
+    for row in rows:
+        assert f">{row['tau_used']:.4g}</td>" in cells and f">{row['halfmax_x']:.4f}</td>" in cells, row
+    assert cells.count(f">{rows[0]['halfmax_x']:.4f}</td>") == 4  # width-matched: every half-max aligned
+
+
 def test_epsilon_slider_moves_the_hard_clip(explorer):
     explorer.epsilon.value = 0.3
     ax_w = explorer.figure.axes[1]
@@ -152,6 +163,7 @@ def test_admissible_user_gprime_is_drawn_with_its_tables(explorer):
     x, w = _weight_line(explorer, name)
     np.testing.assert_allclose(w, 1 / (1 + (2 * (x - 1)) ** 2) ** 2, rtol=1e-12)
     assert "0.6436" in explorer.halfmax.value  # its half-max z, found by bisection in the worker
+    assert explorer._user["1 / (1 + z**2) ** 2"]["gate"].g_prime_text == "1 / (1 + z**2) ** 2"  # as typed
     assert explorer.admissibility.value.count("pass") == 5 * 4
 
 

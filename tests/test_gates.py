@@ -492,3 +492,38 @@ def test_bad_arguments_are_refused_by_name(call, error, argument):
 def test_gate_table_of_no_names_is_empty_and_none_is_all():
     assert G.gate_table([]) == []
     assert [r["gate"] for r in G.gate_table()] == G.available_gates()
+
+
+def test_figure_1_has_the_papers_layout():
+    """Top row f, bottom row f', one column per tau in {1, 5, 10}; clip, sigmoid, erf, arctan, softsign."""
+    import matplotlib.pyplot as plt  # after sapo_core.plots has chosen the backend
+
+    fig = plots.gate_figure(n_points=101)
+    assert "Figure 1" in fig.get_suptitle()
+    assert len(fig.axes) == 6 and [ax.get_title() for ax in fig.axes[:3]] == ["tau = 1", "tau = 5", "tau = 10"]
+    for col, tau in enumerate((1.0, 5.0, 10.0)):
+        ax_f, ax_w = fig.axes[col], fig.axes[3 + col]
+        for name in BUILTIN:
+            (f_line,) = [line for line in ax_f.lines if line.get_label().startswith(f"{name} (")]
+            (w_line,) = [line for line in ax_w.lines if line.get_label().startswith(f"{name} (")]
+            x = torch.as_tensor(f_line.get_xdata())
+            np.testing.assert_allclose(f_line.get_ydata(), G.get_gate(name).value(x, tau).numpy(), rtol=1e-12)
+            np.testing.assert_allclose(w_line.get_ydata(), G.get_gate(name).weight(x, tau).numpy(), rtol=1e-12)
+        assert sum(line.get_label().startswith("hard clip") for line in ax_w.lines) == 2
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "erf: g'(z) = exp(-z**2/2) (gaussian tail)" in legend
+    plt.close(fig)
+    with pytest.raises(ValueError, match="non-empty list"):
+        plots.gate_figure(tau=[])
+    with pytest.raises(TypeError, match="tau must be"):
+        plots.gate_figure(tau=[1.0, "5"])
+
+
+def test_run_provenance_records_the_gate_formulas():
+    from sapo_core.config import parse_args
+    from sapo_core.train import provenance
+
+    tiny = ["--config", "configs/tiny-cpu.yaml", "--run_dir", "unused"]
+    assert provenance(parse_args([*tiny, "--gate", "softsign"]))["gate_formulas"]["g_prime"] == "(1 + z**2)**(-3/2)"
+    clip = provenance(parse_args([*tiny, "--gate", "clip", "--epsilon", "0.2", "--epsilon_high", "0.28"]))
+    assert clip["gate_formulas"]["name"] == "clip" and clip["gate_formulas"]["epsilon_high"] == 0.28

@@ -73,7 +73,7 @@ def test_dry_run_tiny_recipe_plan_and_memory(tmp_path, capsys):
     run = parse_args(argv)
     config = preflight.model_config("tiny", train.model_path(run.script))
     params, layer = qwen2_parameters(64, 4, 256, 4, 4, 266, tied=True)
-    assert preflight.parameter_counts(config) == (params, 266 * 64)  # the embedding is larger than a layer here
+    assert preflight.parameter_counts(config) == (params, max(layer, 266 * 64)) == (280_512, layer)
     mem = preflight.memory_estimate(config, run, preflight.read_launch(None), 80.0)
     s, b = 32, 64  # no max_prompt_length in tiny-cpu: completions only
     expected = {"weights": 4 * params, "gradients": 4 * params, "optimizer": 8 * params,  # float32, plain AdamW
@@ -101,7 +101,7 @@ def test_dry_run_paper_preset_on_a_local_7b_config(qwen7b, data_dir, tmp_path, c
     config = preflight.model_config(str(qwen7b), str(qwen7b))
     params, layer = qwen2_parameters(3584, 28, 18944, 28, 4, 152064, tied=False)
     assert params == 7_615_616_512  # Qwen2.5-7B's published count
-    assert preflight.parameter_counts(config) == (params, 152064 * 3584)
+    assert preflight.parameter_counts(config) == (params, max(layer, 152064 * 3584)) == (params, 152064 * 3584)
     mem = preflight.memory_estimate(config, run, preflight.read_launch(accel), 80.0)
     s, b, h, n = 1536 + 512, 1, 3584, 8
     expected = {"weights": 2 * params / n, "gradients": 2 * params / n, "optimizer": 12 * params / n,  # ZeRO-3
@@ -139,17 +139,19 @@ def test_dry_run_counts_the_prompts_over_max_prompt_length(qwen7b, data_dir, tmp
 
 def test_missing_data_file_and_model_config_are_refused_by_name(qwen7b, data_dir, tmp_path, capsys):
     run_dir = tmp_path / "run"
-    (data_dir / "deepmath" / "train.jsonl").unlink()
+    deepmath = data_dir / "deepmath" / "train.jsonl"
+    rows = deepmath.read_text()
+    deepmath.unlink()
     assert train.main(paper_argv(qwen7b, data_dir, run_dir)) == 2
-    assert str(data_dir / "deepmath" / "train.jsonl") in capsys.readouterr().err
-    (data_dir / "deepmath" / "train.jsonl").write_text(json.dumps({"question": "q", "final_answer": "1"}) + "\n")
+    assert str(deepmath) in capsys.readouterr().err
+    deepmath.write_text(rows)
 
     (qwen7b / "config.json").unlink()
-    assert train.main(paper_argv(qwen7b, data_dir, run_dir, "--train_size", "2")) == 2
+    assert train.main(paper_argv(qwen7b, data_dir, run_dir)) == 2
     err = capsys.readouterr().err
     assert "no config.json in the directory" in err and str(qwen7b) in err
     hub_id = "sapo-tests/no-such-model"
-    assert train.main(paper_argv(hub_id, data_dir, run_dir, "--train_size", "2")) == 2
+    assert train.main(paper_argv(hub_id, data_dir, run_dir)) == 2
     err = capsys.readouterr().err
     assert hub_id in err and "hub cache" in err and "downloads nothing" in err
     assert not run_dir.exists()
@@ -182,7 +184,7 @@ def test_paper_preset_is_table_2():
               "per_device_train_batch_size": 1, "gradient_accumulation_steps": 16, "num_generations": 8,
               "max_completion_length": 512, "max_prompt_length": 1536, "num_iterations": 2,
               "sapo_temperature_pos": 10.0, "sapo_temperature_neg": 12.0, "tau_convention": "equal",
-              "epsilon": 0.2, "epsilon_high": 0.2}
+              "epsilon": 0.2, "epsilon_high": 0.2, "format_reward": "graded"}
     assert {k: recipe.get(k) for k in table2} == table2
     run = parse_args(["--config", "configs/paper-7b.yaml", "--use_cpu", "true", "--run_dir", "x"])
     assert run.training.gate_taus() == (10.0, 12.0) and run.script.max_prompt_length == 1536

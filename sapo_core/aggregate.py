@@ -129,14 +129,19 @@ def _iqm(scores: np.ndarray) -> np.ndarray:
 def arm_statistics(scores, baseline=None, *, confidence: float = CONFIDENCE, n_resamples: int = N_RESAMPLES,
                    seed: int = 0) -> dict:
     """Mean and IQM of an S[seed, problem] matrix with their intervals, and with `baseline` (another matrix) the
-    probability of improvement over it with its interval."""
+    probability of improvement over it with its interval; an interval is (nan, nan) when an arm has one seed."""
     scores = _matrix("scores", scores)
+    matrices = [scores] if baseline is None else [scores, _matrix("baseline", baseline)]
     kw = {"confidence": confidence, "n_resamples": n_resamples, "seed": seed}
+
+    def ci(statistic, *ms):
+        return interval(statistic, *ms, **kw) if min(m.shape[0] for m in ms) >= 2 else (math.nan, math.nan)
+
     out = {"seeds": scores.shape[0], "problems": scores.shape[1], "mean": float(_mean(scores)),
-           "mean_ci": interval(_mean, scores, **kw), "iqm": float(_iqm(scores)), "iqm_ci": interval(_iqm, scores, **kw)}
+           "mean_ci": ci(_mean, scores), "iqm": float(_iqm(scores)), "iqm_ci": ci(_iqm, scores)}
     if baseline is not None:
         out["p_improvement"] = probability_of_improvement(scores, baseline)
-        out["p_improvement_ci"] = interval(_poi, scores, _matrix("baseline", baseline), **kw)
+        out["p_improvement_ci"] = ci(_poi, *matrices)
     return out
 
 

@@ -6,6 +6,9 @@
 
 An arm `GATE@POS:NEG` in --gates runs GATE at (tau_pos, tau_neg) = (POS, NEG) instead of the recipe's
 (e.g. `--gates erf,erf@5:6`); its runs are named `<gate>-tau<POS>_<NEG>-<convention>-seed<k>`.
+GATE is any gate spec (`sapo_core.gates.resolve_spec`: `student_t:nu=3`, `mypkg.gates:cauchy2`,
+`1/(1+z**2)**2`) and `<gate>` its safe name (`gates.spec_slug`: `student_t-nu3`, `expr-<hash>`); when a spec
+holds a comma, separate all the arms with `;` (`--gates "erf;torch.clamp(1 - z**2, 0, 1)"`).
 Each run lives in `<out>/<gate>-<convention>-seed<k>/`: the run directory of `sapo_core.train` (config,
 provenance, metrics, checkpoints, final model) with the executed notebooks `02_train.ipynb` and
 `03_evaluate.ipynb` beside it and the evaluation in `eval/batch/`. `<out>/batch.json` and `<out>/summary.csv`
@@ -63,7 +66,9 @@ class BatchArguments:
 
     config: str = field(metadata={"help": "training recipe (a TRL config file, as for sapo_core.train)"})
     out: str = field(metadata={"help": "batch directory (created; re-running the same command continues it)"})
-    gates: str = field(default="clip,sigmoid,erf,arctan,softsign", metadata={"help": "comma-separated gates"})
+    gates: str = field(default="clip,sigmoid,erf,arctan,softsign", metadata={
+        "help": "comma-separated gate specs (erf, student_t:nu=3, mypkg.gates:cauchy2, 1/(1+z**2)**2); when a spec "
+                "holds a comma, separate them all with ';' instead"})
     seeds: str = field(default="0,1,2", metadata={"help": "comma-separated RL seeds"})
     tau_conventions: str = field(default="equal", metadata={
         "help": "comma-separated: equal, width_matched (clip has no temperature: it runs once, as 'equal')"})
@@ -119,8 +124,8 @@ class RunSpec:
         return run_name(self.gate, self.tau_convention, self.seed, self.taus)
 
 
-def _split(text: str, what: str) -> list[str]:
-    items = [x.strip() for x in text.split(",") if x.strip()]
+def _split(text: str, what: str, sep: str = ",") -> list[str]:
+    items = [x.strip() for x in text.split(sep) if x.strip()]
     if not items:
         raise BatchError(f"{what} is empty")
     if len(set(items)) != len(items):
@@ -135,7 +140,7 @@ def plan(args: BatchArguments, flags: list[str], gate_flags: dict[str, list[str]
     except ValueError:
         raise BatchError(f"seeds={args.seeds!r} must be comma-separated integers") from None
     specs = []
-    for arm in _split(args.gates, "gates"):
+    for arm in _split(args.gates, "gates", ";" if ";" in args.gates else ","):  # ';' when a gate spec has a comma
         gate, taus = _arm(arm)
         tau_flags = () if taus is None else ("--sapo_temperature_pos", f"{taus[0]:g}",
                                              "--sapo_temperature_neg", f"{taus[1]:g}")
@@ -145,6 +150,10 @@ def plan(args: BatchArguments, flags: list[str], gate_flags: dict[str, list[str]
             specs.extend(RunSpec(gate, seed, convention,
                                  tuple(flags) + tuple((gate_flags or {}).get(gate, ())) + tau_flags, taus)
                          for seed in seeds)
+    names = [spec.name for spec in specs]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:  # e.g. one expression written twice with other spacing: one run directory for two arms
+        raise BatchError(f"gates={args.gates!r} names the same run twice ({', '.join(twice)}): give each gate once")
     return specs
 
 
@@ -152,7 +161,7 @@ def _arm(text: str) -> tuple[str, tuple[float, float] | None]:
     """`GATE` (the recipe's temperatures) or `GATE@POS:NEG` (this arm's tau_pos and tau_neg, method §2)."""
     if "@" not in text:
         return text, None
-    gate, _, taus = text.partition("@")
+    gate, _, taus = text.rpartition("@")
     try:
         pos, neg = (float(t) for t in taus.split(":"))
     except ValueError:

@@ -29,12 +29,12 @@ from scipy import integrate, stats
 
 __all__ = ["ALPHA", "MIN_SEEDS", "PAPER_TAUS", "VERDICTS", "Arm", "Run", "Claim", "CLAIMS", "QUESTIONS", "STATISTICS",
            "SIDES", "pair_verdict", "correlation_verdict", "combine", "false_positive_rate", "judge", "table",
-           "collapsed", "steps_to", "mean_over", "reference_taus"]
+           "collapsed", "steps_to", "mean_over", "reference_taus", "METRIC_KEYS", "GPU_BENCHMARKS"]
 
 ALPHA = 0.05  # one-sided level in each direction (method §5.1)
 MIN_SEEDS = 3  # fewer seeds in an arm: "too few seeds"
 PAPER_TAUS = (10.0, 12.0)  # the paper's (tau_pos, tau_neg) for every smooth gate (v2, Table 2)
-ERF_LOW, ERF_COLLAPSE, ERF_HIGH = (5.0, 6.0), (1.0, 1.05), (13.0, 15.0)  # v2 §5.2: tau = 5 (read as (5, 6)), 1, 13
+ERF_LOW, ERF_COLLAPSE = (5.0, 6.0), (1.0, 1.05)  # v2 §5.2: erf at tau = 5 (run as (5, 6)) and tau = 1
 FORMAT_LEVEL = 0.9  # "format learned": the format reward's batch mean reaches this level (method §5.1)
 COLLAPSE_FRACTION = 0.5  # collapse: the reward stays below this share of its earlier peak (method §5.1)
 
@@ -210,14 +210,28 @@ class Claim:
 
     section: str
     text: str
-    statistic: str
+    statistic: str | None  # None: the sentence names nothing measurable (verdict "not measured")
     higher: str
     lower: str | None = None
     convention: str = "equal"
     x: str | None = None  # correlation claims: "tau_pos" or a statistic name
     sign: int = 0
-    tail_shape: bool = False  # judged at width_matched, shown at equal tau beside it
-    judged: bool = True  # False: the paper's sentence has no measurable statistic (verdict: not measured)
+    tail_shape: bool = False  # about tail shape: judged at width_matched (its convention), shown at equal tau too
+
+    def __post_init__(self):
+        for name, value, allowed in (("statistic", self.statistic, [*STATISTICS, None]),
+                                     ("higher", self.higher, SIDES), ("lower", self.lower, [*SIDES, None]),
+                                     ("x", self.x, [*STATISTICS, "tau_pos", None]),
+                                     ("convention", self.convention, ("equal", "width_matched"))):
+            if value not in allowed:
+                raise ValueError(f"claim {self.text!r}: unknown {name} {value!r}; allowed: "
+                                 f"{', '.join(map(str, allowed))}")
+        if self.statistic is not None and (self.lower is None) == (self.x is None):
+            raise ValueError(f"claim {self.text!r}: give either a lower side (pairs) or x (a correlation)")
+        if self.x is not None and self.sign not in (-1, 1):
+            raise ValueError(f"claim {self.text!r}: a correlation claim needs sign -1 or 1, got {self.sign!r}")
+        if self.tail_shape and self.convention != "width_matched":
+            raise ValueError(f"claim {self.text!r}: a tail-shape claim is judged at width_matched tau")
 
 
 # The paper's claims (PAPER_V2 "claims by section"; v1 §4, §5.2), paraphrased.
@@ -226,11 +240,11 @@ CLAIMS = (
           "entropy_decay", "clip", "smooth"),
     Claim("1, 2", "Smooth gates give more stable updates: GRPO collapses more often", "collapse", "clip", "smooth"),
     Claim("4 (v1, v2)", "Heavier (polynomial) tails widen the region of tokens that contribute (larger mean f')",
-          "gate_weight_mean", "polynomial", "gaussian", tail_shape=True),
+          "gate_weight_mean", "polynomial", "gaussian", convention="width_matched", tail_shape=True),
     Claim("4 (v1, v2)", "Heavier (polynomial) tails raise exploration (higher token entropy)",
-          "entropy", "polynomial", "gaussian", tail_shape=True),
+          "entropy", "polynomial", "gaussian", convention="width_matched", tail_shape=True),
     Claim("4; 5.2 (v1)", "Gaussian attenuation gives more localised updates (larger share of tokens with f' < 0.5)",
-          "gate_weight_low_frac", "gaussian", "polynomial", tail_shape=True),
+          "gate_weight_low_frac", "gaussian", "polynomial", convention="width_matched", tail_shape=True),
     Claim("5.2", "Every smooth gate raises the reward faster early in training than GRPO",
           "reward_auc_first_half", "smooth", "clip"),
     Claim("5.2", "Every smooth gate learns the format faster than GRPO (the paper: about 4x; the steps are shown)",
@@ -241,7 +255,7 @@ CLAIMS = (
     Claim("5.2", "For erf, a higher temperature lowers EUR", "eur", "erf at every tau", x="tau_pos", sign=-1),
     Claim("5.2", "For erf, a lower temperature (tau = 5) raises entropy", "entropy", "erf low", "erf paper"),
     Claim("5.2", "For erf at tau = 1 training becomes unstable and collapses", "collapse", "erf collapse", "erf paper"),
-    Claim("5.2", "(10, 12) is the best trade-off for every gate", "reward_auc", "smooth", judged=False),
+    Claim("5.2", "(10, 12) is the best trade-off for every gate", None, "smooth"),
     Claim("5.2", "Even a high temperature prevents the entropy decay seen with GRPO", "entropy_decay",
           "clip", "every smooth arm"),
     Claim("5.2 / Table 1", "erf beats the sigmoid on GSM8K", "gsm8k", "erf", "sigmoid"),
@@ -255,7 +269,7 @@ QUESTIONS = (
     Claim("project", "Smooth gates reach higher held-out accuracy than hard clipping", "accuracy", "smooth", "clip"),
     Claim("project", "Smooth gates keep entropy higher than hard clipping", "entropy", "smooth", "clip"),
     Claim("project", "Heavier tails give a larger variance of the importance ratios (v1 names the variance, not "
-          "its direction)", "ratio_var", "polynomial", "gaussian", tail_shape=True),
+          "its direction)", "ratio_var", "polynomial", "gaussian", convention="width_matched", tail_shape=True),
 )
 
 
@@ -345,11 +359,11 @@ def _side(values: dict[Arm, list[float]], side: str, ref, convention: str) -> li
 def judge(claim: Claim, runs: Sequence[Run], convention: str | None = None) -> dict:
     """One claim on a batch's runs at `convention` (default the claim's): verdict, arms and what was measured."""
     convention = convention or claim.convention
+    row = {"verdict": NOT_MEASURED, "arms": "-", "measured": "-"}
+    if claim.statistic is None:
+        return {**row, "measured": "the sentence names nothing this batch measures"}
     values = _values(runs, claim.statistic)
     ref = reference_taus(list(values))
-    row = {"verdict": NOT_MEASURED, "arms": "-", "measured": "-"}
-    if not claim.judged:
-        return {**row, "measured": "the paper defines no statistic for a 'trade-off'"}
     if claim.statistic in GPU_BENCHMARKS and not any(not math.isnan(v) for vs in values.values() for v in vs):
         return {**row, "verdict": GPU_SCALE, "measured": f"no {claim.statistic} evaluation in this batch"}
     high = _side(values, claim.higher, ref, convention)
@@ -383,12 +397,12 @@ def table(claims: Sequence[Claim], runs: Sequence[Run]) -> list[dict]:
     claim is judged at width_matched tau and also shown at equal tau (labelled, not its verdict)."""
     rows = []
     for claim in claims:
-        convention = "width_matched" if claim.tail_shape else claim.convention
-        judged = judge(claim, runs, convention)
+        judged = judge(claim, runs)
         shown = judge(claim, runs, "equal") if claim.tail_shape else None
         rows.append({"section": claim.section, "claim": claim.text,
-                     "statistic": f"{claim.statistic}: {STATISTICS[claim.statistic][0]}",
-                     "arms": judged["arms"], "convention": convention, "verdict": judged["verdict"],
+                     "statistic": "-" if claim.statistic is None else
+                     f"{claim.statistic}: {STATISTICS[claim.statistic][0]}",
+                     "arms": judged["arms"], "convention": claim.convention, "verdict": judged["verdict"],
                      "measured": judged["measured"],
                      "at equal tau (shown, not the verdict)": "-" if shown is None else
                      f"{shown['verdict']}: {shown['measured']}"})

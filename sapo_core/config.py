@@ -60,9 +60,10 @@ class ConfigError(ValueError):
 
 def run_name(gate: str, tau_convention: str, seed: int, taus: tuple[float, float] | None = None) -> str:
     """A run directory's name: `<gate>[-tau<pos>_<neg>]-<tau convention>-seed<seed>` (inside runs/<config name>/
-    or a batch; the taus only for a run at other temperatures than its recipe's, e.g. a batch arm GATE@POS:NEG)."""
+    or a batch; the taus only for a run at other temperatures than its recipe's, e.g. a batch arm GATE@POS:NEG).
+    `<gate>` is the spec's safe name, `gates.spec_slug` (e.g. student_t-nu3, expr-<hash>)."""
     tau = "" if taus is None else f"-tau{taus[0]:g}_{taus[1]:g}"
-    return f"{gate}{tau}-{tau_convention}-seed{seed}"
+    return f"{G.spec_slug(gate)}{tau}-{tau_convention}-seed{seed}"
 
 
 def _check_trackers(report_to: list[str]) -> None:
@@ -154,8 +155,10 @@ class GatedGRPOConfig(GRPOConfig):
     """TRL's GRPOConfig plus the gate. `loss_type` is derived from `gate` and `aggregation` (TRL's warnings
     read it); the loss itself is `sapo_core.loss.policy_loss`."""
 
-    gate: str = field(default="sigmoid", metadata={"help": "a registered gate name (sapo_core.gates), or 'clip' "
-                                                            "for GRPO's hard clipping"})
+    gate: str = field(default="sigmoid", metadata={"help": "a gate spec (sapo_core.gates.resolve_spec): a name (erf), "
+                                                            "a family (student_t:nu=3), an import path (mypkg.gates:"
+                                                            "cauchy2) or an expression of g'(z) (1/(1+z**2)**2); or "
+                                                            "'clip' for GRPO's hard clipping"})
     tau_convention: str = field(default="equal", metadata={
         "help": "'equal': the gate runs at sapo_temperature_pos/neg; 'width_matched': at tau * halfmax_gate / "
                 "halfmax_sigmoid (method §2)"})
@@ -175,8 +178,8 @@ class GatedGRPOConfig(GRPOConfig):
     def __post_init__(self):
         if self.gate != CLIP:
             try:
-                G.get_gate(self.gate)
-            except ValueError as err:
+                G.resolve_spec(self.gate)  # a gate spec (method §2.6), checked for admissibility before any run dir
+            except (TypeError, ValueError) as err:
                 raise ConfigError(f"gate={self.gate!r}: {err}; or 'clip'") from None
         if self.tau_convention not in G.TAU_CONVENTIONS:
             raise ConfigError(f"tau_convention={self.tau_convention!r} is not allowed; choose one of "

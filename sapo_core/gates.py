@@ -26,14 +26,21 @@ run as tests:  .venv/bin/python -m pytest --doctest-modules sapo_core/gates.py
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
+import importlib
+import inspect
 import math
+import re
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from sapo_core import admissibility
+from sapo_core import admissibility, expressions
 from sapo_core.admissibility import PROPERTIES, TAILS, AdmissibilityReport, InadmissibleGateError
 from sapo_core.checks import check_positive, is_real
 
@@ -43,16 +50,22 @@ __all__ = [
     "TAU_CONVENTIONS",
     "AdmissibilityReport",
     "Gate",
+    "FAMILIES",
+    "GateSpec",
     "InadmissibleGateError",
     "available_gates",
     "check_admissible",
     "clip_weight",
     "describe",
+    "expression_report",
     "gate_table",
     "get_gate",
     "make_gate",
+    "parse_spec",
     "register_gate",
+    "resolve_spec",
     "resolve_tau",
+    "spec_slug",
     "student_t",
     "width_matched_tau",
 ]
@@ -121,6 +134,7 @@ class Gate:
     g_text: str = field(default=USER_FUNCTION, repr=False)
     g_prime_text: str = field(default=USER_FUNCTION, repr=False)
     params: tuple[tuple[str, float], ...] = field(default=(), repr=False)
+    spec: str = field(default="", repr=False)  # the spec it was resolved from (resolve_spec); "" when built in code
 
     def __post_init__(self):
         _check_name(self.name)
@@ -203,7 +217,8 @@ def available_gates() -> list[str]:
 
 
 def get_gate(name: str | Gate) -> Gate:
-    """The registered gate called `name` (a Gate passes through unchanged).
+    """The gate a spec names (`resolve_spec`: a registered name, family, import path or g' expression); a Gate
+    passes through unchanged.
 
     >>> get_gate("erf")
     Gate(name='erf', halfmax=1.1774100225154747, tail='gaussian')
@@ -220,11 +235,18 @@ def _lookup(gate: str | Gate, what: str) -> Gate:
     if isinstance(gate, Gate):
         return gate
     if not isinstance(gate, str):
-        raise TypeError(f"{what} must be a registered gate name (str) or a Gate, got {type(gate).__name__} {gate!r}")
-    if gate not in _REGISTRY:
-        where = "" if what == "gate" else f" for {what}"
-        raise ValueError(f"unknown gate {gate!r}{where}; available gates: {', '.join(available_gates())}")
-    return _REGISTRY[gate]
+        raise TypeError(f"{what} must be a gate spec (str, e.g. 'erf' or 'student_t:nu=3') or a Gate, got "
+                        f"{type(gate).__name__} {gate!r}")
+    if gate in _REGISTRY:
+        return _REGISTRY[gate]
+    try:
+        return resolve_spec(gate)
+    except InadmissibleGateError:
+        raise
+    except ValueError as err:
+        if what == "gate":
+            raise
+        raise ValueError(f"{what}: {err}") from None
 
 
 def register_gate(gate: Gate, *, overwrite: bool = False) -> Gate:
@@ -540,6 +562,226 @@ def describe(gate: str | Gate, *, epsilon_low: float | None = None, epsilon_high
     if epsilon_low is not None or epsilon_high is not None:
         raise ValueError("epsilon_low and epsilon_high describe hard clipping only (gate 'clip'); a smooth gate "
                          "takes neither")
+    spec = parse_spec(gate).text if isinstance(gate, str) else (gate.spec or gate.name)
     gate = get_gate(gate)
-    return {"name": gate.name, "f": "1 + g(tau*(x - 1))/tau", "g": gate.g_text, "g_prime": gate.g_prime_text,
-            "halfmax": gate.halfmax, "tail": gate.tail, "params": dict(gate.params)}
+    return {"name": gate.name, "spec": spec, "f": "1 + g(tau*(x - 1))/tau", "g": gate.g_text,
+            "g_prime": gate.g_prime_text, "halfmax": gate.halfmax, "tail": gate.tail, "params": dict(gate.params)}
+
+
+
+# ---------------------------------------------------------------------------------------------
+# Gate specs (method §2.6): one string names a gate in recipes, flags, batches, notebooks and provenance.
+#   erf                     a registered name
+#   student_t:nu=3          a parametrised family, FAMILY:KEY=VALUE[,KEY=VALUE...]
+#   mypkg.gates:cauchy2     an import path MODULE:NAME to a Gate or to a g' function (made with make_gate)
+#   1/(1+z**2)**2           an expression of g'(z) (sapo_core.expressions: restricted, run first in a
+#                           worker with time and memory limits)
+# "clip" (hard clipping, method §2.4) is a spec but not a gate.
+# ---------------------------------------------------------------------------------------------
+
+FAMILIES: dict[str, tuple[Callable[..., Gate], tuple[str, ...]]] = {"student_t": (student_t, ("nu",))}
+SPEC_FORMS = ("a registered name (erf), a family (student_t:nu=3), an import path to a Gate or a g' function "
+              "(mypkg.gates:cauchy2) or an expression of g'(z) (1/(1+z**2)**2)")
+SPEC_TIMEOUT_S = 20.0  # the worker's time limit for an expression spec (start-up excluded; its admissibility check)
+_FAMILY = re.compile(r"([A-Za-z_]\w*):(\w+=[^,=:]+(?:,\w+=[^,=:]+)*)")
+_IMPORT = re.compile(r"([A-Za-z_][\w.]*):([A-Za-z_][\w.]*)")
+_SAFE = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+class GateSpec(NamedTuple):
+    """A parsed spec: `kind` (clip, name, family, import, expression), `text` (the spec written one way) and
+    `parts` (family: name and params; import: module and attribute; expression: the canonical g' text)."""
+
+    kind: str
+    text: str
+    parts: dict
+
+
+def parse_spec(spec: str) -> GateSpec:
+    """The kind and parts of a gate spec, checked but not run (no import, no evaluation).
+
+    >>> parse_spec("student_t:nu=3.0")
+    GateSpec(kind='family', text='student_t:nu=3', parts={'family': 'student_t', 'params': {'nu': 3.0}})
+    >>> parse_spec("1/(1 + z**2)**2").text
+    '1 / (1 + z ** 2) ** 2'
+    >>> parse_spec("__import__('os')")
+    Traceback (most recent call last):
+    ...
+    ValueError: gate spec "__import__('os')" is not a gate: name '__import__' is not allowed: g'(z) may use ...
+    """
+    if not isinstance(spec, str):
+        raise TypeError(f"a gate spec must be a string ({SPEC_FORMS}), got {type(spec).__name__} {spec!r}")
+    text = spec.strip()
+    if not text:
+        raise ValueError(f"a gate spec must be non-empty: {SPEC_FORMS}")
+    if text == "clip":
+        return GateSpec("clip", text, {})
+    if text in _REGISTRY:
+        return GateSpec("name", text, {"name": text})
+    if text.isidentifier():
+        raise ValueError(f"unknown gate {text!r}; available gates: {', '.join(available_gates())}; or a spec: "
+                         f"{SPEC_FORMS}")
+    family = _FAMILY.fullmatch(text)
+    if family and "." not in family.group(1):
+        name = family.group(1)
+        if name not in FAMILIES:
+            raise ValueError(f"gate spec {text!r}: unknown family {name!r}; families: {', '.join(FAMILIES)}")
+        params = {}
+        for item in family.group(2).split(","):
+            key, _, value = item.partition("=")
+            if key not in FAMILIES[name][1] or key in params:
+                raise ValueError(f"gate spec {text!r}: parameter {key!r} is unknown or given twice; {name} takes "
+                                 f"{', '.join(FAMILIES[name][1])}")
+            try:
+                params[key] = float(value)
+            except ValueError:
+                raise ValueError(f"gate spec {text!r}: {key}={value!r} is not a number") from None
+        missing = [key for key in FAMILIES[name][1] if key not in params]
+        if missing:
+            raise ValueError(f"gate spec {text!r}: {name} needs {', '.join(missing)}")
+        canonical = f"{name}:" + ",".join(f"{key}={value!r}" if not float(value).is_integer() else f"{key}={value:g}"
+                                          for key, value in params.items())
+        return GateSpec("family", canonical, {"family": name, "params": params})
+    target = _IMPORT.fullmatch(text)
+    if target:
+        return GateSpec("import", text, {"module": target.group(1), "attribute": target.group(2)})
+    try:
+        canonical = expressions.canonical_text(text)
+    except ValueError as err:
+        raise ValueError(f"gate spec {text!r} is not a gate: {err} (a spec is {SPEC_FORMS})") from None
+    return GateSpec("expression", canonical, {"g_prime": canonical})
+
+
+def spec_slug(spec: str) -> str:
+    """A file-name-safe name for a spec, used in run-directory names.
+
+    >>> spec_slug("erf"), spec_slug("student_t:nu=3"), spec_slug("mypkg.gates:cauchy2")
+    ('erf', 'student_t-nu3', 'mypkg.gates-cauchy2')
+    >>> spec_slug("1/(1+z**2)**2") == spec_slug("1 / (1 + z**2) ** 2")
+    True
+    """
+    parsed = parse_spec(spec)
+    if parsed.kind in ("clip", "name"):
+        slug = parsed.text
+    elif parsed.kind == "family":
+        slug = "-".join([parsed.parts["family"], *(f"{k}{v:g}" for k, v in parsed.parts["params"].items())])
+    elif parsed.kind == "import":
+        slug = f"{parsed.parts['module']}-{parsed.parts['attribute']}"
+    else:
+        return f"expr-{hashlib.sha256(parsed.text.encode()).hexdigest()[:10]}"
+    if _SAFE.fullmatch(slug) and not slug.startswith("."):
+        return slug
+    return f"{parsed.kind}-{hashlib.sha256(parsed.text.encode()).hexdigest()[:10]}"
+
+
+def resolve_spec(spec: str) -> Gate:
+    """The gate a spec names, checked for admissibility (method §2.2) before it is returned.
+
+    An inadmissible gate raises `InadmissibleGateError` naming the failed property; an expression is run first
+    in a worker with time and memory limits (`sapo_core.expressions`). Resolved gates are kept per process.
+
+    >>> resolve_spec("student_t:nu=1").halfmax
+    1.0
+    >>> resolve_spec("clip")
+    Traceback (most recent call last):
+    ...
+    ValueError: 'clip' is hard clipping (method §2.4), not a gate: it has no g'
+    """
+    parsed = parse_spec(spec)
+    if parsed.kind == "clip":
+        raise ValueError("'clip' is hard clipping (method §2.4), not a gate: it has no g'")
+    if parsed.kind == "name":
+        return _REGISTRY[parsed.text]
+    return _resolve(parsed.text)
+
+
+@functools.lru_cache(maxsize=64)
+def _resolve(text: str) -> Gate:
+    """The gate of a family, import or expression spec (as parse_spec writes it), built once per process."""
+    parsed = parse_spec(text)
+    if parsed.kind == "family":
+        build, _ = FAMILIES[parsed.parts["family"]]
+        try:
+            gate = build(**parsed.parts["params"])
+        except InadmissibleGateError:
+            raise
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"gate spec {text!r}: {err}") from None
+    elif parsed.kind == "import":
+        gate = _imported_gate(parsed)
+    else:
+        gate = _expression_gate(parsed.text)
+    return dataclasses.replace(gate, spec=parsed.text)
+
+
+def _imported_gate(parsed: GateSpec) -> Gate:
+    """MODULE:NAME -> the Gate there (checked as register_gate does), or make_gate of the g' function there."""
+    module, attribute = parsed.parts["module"], parsed.parts["attribute"]
+    try:
+        obj = importlib.import_module(module)
+    except ImportError as err:
+        raise ValueError(f"gate spec {parsed.text!r}: module {module!r} cannot be imported ({err}); the import-path "
+                         "form needs the module importable in every process that runs it (install it, or put its "
+                         "folder on PYTHONPATH)") from None
+    for name in attribute.split("."):
+        if not hasattr(obj, name):
+            raise ValueError(f"gate spec {parsed.text!r}: {module} has no attribute {attribute!r}")
+        obj = getattr(obj, name)
+    if isinstance(obj, Gate):
+        report = check_admissible(obj)
+        if not report.passed:
+            raise InadmissibleGateError(report)
+        admissibility.check_halfmax(obj.g_prime, obj.halfmax)
+        return obj
+    if not callable(obj):
+        raise ValueError(f"gate spec {parsed.text!r} names a {type(obj).__name__}; it must name a Gate or a g' "
+                         "function of z")
+    return make_gate(parsed.text, obj, g_prime_text=_source_text(obj))
+
+
+def _source_text(fn) -> str:
+    """A g' function's source as text (provenance), else its dotted name."""
+    try:
+        return textwrap.dedent(inspect.getsource(fn)).strip() or _fn_text(fn)
+    except (OSError, TypeError):
+        return _fn_text(fn)
+
+
+def expression_gate_name(text: str) -> str:
+    """The name of the gate made from a g' expression."""
+    return f"g'(z) = {text.strip()}"
+
+
+def expression_report(text: str) -> dict:
+    """In a limited worker: the admissibility of a g' expression (method §2.2), as a dict of plain values:
+    {"problem": ...}, or {"rows": ...} (inadmissible), or {"rows", "halfmax", "tail"} (admissible)."""
+    try:
+        g_prime = expressions.compile_gprime(text)
+        z = torch.linspace(-40.0, 40.0, 8001, dtype=torch.float64)
+        values = g_prime(z)
+        bad = ~torch.isfinite(values)
+        if bool(bad.any()):
+            return {"problem": f"g'(z) is {float(values[bad][0])} at z = {float(z[bad][0]):g} ({int(bad.sum())} of "
+                               f"{len(z)} points in [-40, 40]): a gradient weight must be a finite number for every z"}
+        gate = make_gate(expression_gate_name(text), g_prime, g_prime_text=text.strip())
+    except InadmissibleGateError as err:
+        return {"rows": err.report.rows()}
+    except Exception as err:  # noqa: BLE001  (whatever the user's expression raised is reported)
+        return {"problem": f"g'(z) could not be evaluated: {type(err).__name__}: {err}"}
+    return {"rows": check_admissible(gate).rows(), "halfmax": gate.halfmax, "tail": gate.tail}
+
+
+def _expression_gate(text: str) -> Gate:
+    """The gate of a checked g' expression: run first in a limited worker, then built here."""
+    evaluator = expressions.LimitedEvaluator(expression_report, timeout_s=SPEC_TIMEOUT_S)
+    try:
+        result = evaluator(text)
+    finally:
+        evaluator.close()
+    if "problem" in result:
+        raise ValueError(f"gate spec {text!r}: {result['problem']}")
+    if "halfmax" not in result:
+        raise InadmissibleGateError(AdmissibilityReport(
+            expression_gate_name(text), {row["property"]: (row["passed"], row["evidence"]) for row in result["rows"]}))
+    return make_gate(expression_gate_name(text), expressions.compile_gprime(text), halfmax=result["halfmax"],
+                     tail=result["tail"], g_prime_text=text)

@@ -128,9 +128,11 @@ _LOOKUP = [(re.compile(re.escape(n) + r"\Z") if "{" not in n else _pattern(n), n
 
 def get(name: str) -> Metric:
     """The registered metric a logged name belongs to (an `eval_` prefix is that of evaluation); ValueError if none."""
-    bare = name.removeprefix("eval_") if isinstance(name, str) else name
+    if not isinstance(name, str):
+        raise TypeError(f"a metric name is a str, got {type(name).__name__} {name!r}")
+    bare = name.removeprefix("eval_")
     for regex, _, metric in _LOOKUP:
-        if isinstance(bare, str) and regex.match(bare):
+        if regex.match(bare):
             return metric
     raise ValueError(f"metric {name!r} is not in sapo_core.metrics.METRICS; registered: "
                      f"{', '.join(n for _, n, _ in _LOOKUP)}")
@@ -169,13 +171,7 @@ def summary_names(reward_names: tuple[str, ...]) -> tuple[str, ...]:
 
 def unlisted(row: dict) -> list[str]:
     """The names in a logged row that the registry does not define."""
-    out = []
-    for name in row:
-        try:
-            get(name)
-        except ValueError:
-            out.append(name)
-    return out
+    return [name for name in row if not any(regex.match(name.removeprefix("eval_")) for regex, _, _ in _LOOKUP)]
 
 
 def absent(row: dict, reward_names: tuple[str, ...]) -> list[str]:

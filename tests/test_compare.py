@@ -209,3 +209,14 @@ def test_project_questions_are_apart_and_metrics_registered(tmp_path):
     assert not {r["claim"] for r in questions} & {c.text for c in C.CLAIMS}
     for key in C.METRIC_KEYS:
         M.get(key)  # raises for a name the registry does not know
+
+
+def test_a_malformed_claim_is_refused_by_name():
+    with pytest.raises(ValueError, match="unknown statistic 'speed'"):
+        C.Claim("5.2", "x", "speed", "smooth", "clip")
+    with pytest.raises(ValueError, match="unknown higher 'heavy'"):
+        C.Claim("5.2", "x", "entropy", "heavy", "clip")
+    with pytest.raises(ValueError, match="judged at width_matched"):
+        C.Claim("4", "x", "entropy", "polynomial", "gaussian", tail_shape=True)
+    with pytest.raises(ValueError, match="sign -1 or 1"):
+        C.Claim("5.2", "x", "eur", "all arms", x="entropy")

@@ -93,7 +93,7 @@ def test_find_cycle_finds_a_planted_cycle(graph, expected):
     assert find_cycle(graph) == expected
 
 
-def test_function_level_imports_count(tmp_path):
+def test_function_level_imports_count():
     tree = ast.parse("def f():\n    from sapo_core import config\n\nfrom sapo_core.paths import runs_dir\n")
     known = {"sapo_core", "sapo_core.config", "sapo_core.paths", "sapo_core.evaluate"}
     assert imported(tree, "sapo_core.evaluate", False, known) == {"sapo_core.config", "sapo_core.paths"}

@@ -52,6 +52,8 @@ def test_lookup_fills_patterns_and_refuses_unknown_names():
         with pytest.raises(ValueError, match=re.escape(repr(bad)) + " is not in sapo_core.metrics.METRICS"):
             M.get(bad)
     assert M.unlisted({"eur": 1.0, "loss": 0.0, "clip_ratio/region_mean": 0.1}) == ["clip_ratio/region_mean"]
+    with pytest.raises(TypeError, match="a metric name is a str, got int 3"):
+        M.get(3)
 
 
 def test_the_histogram_logs_its_registered_bins():

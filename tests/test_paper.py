@@ -177,8 +177,9 @@ def test_batch_arms_with_temperatures():
 
 
 def test_compare_groups_a_gate_by_temperature(data):
-    assert data.groups == ["clip", "sigmoid", "erf (tau 10/12)", "arctan", "softsign", "erf (tau 1/1.05)",
-                           "erf (tau 5/6)", "erf (tau 13/15)"]
+    assert data.groups == ["clip", "sigmoid (equal, tau 10/12)", "erf (equal, tau 10/12)", "arctan (equal, tau 10/12)",
+                           "softsign (equal, tau 10/12)", "erf (equal, tau 1/1.05)", "erf (equal, tau 5/6)",
+                           "erf (equal, tau 13/15)"]
 
 
 def test_bad_inputs_are_named():

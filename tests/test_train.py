@@ -466,3 +466,15 @@ def test_a_corrupt_metrics_file_on_resume_leaves_the_status_as_it_was(tmp_path):
     with pytest.raises(RunDirError, match="metrics.jsonl, line 2 is not a JSON object"):
         train(smoke(run_dir, resume=True, max_steps=4))
     assert json.loads((run_dir / "status.json").read_text())["state"] == "interrupted"
+
+
+def test_missing_metrics_and_the_printed_summary():
+    from sapo_core.train import missing_metrics, summary_text
+
+    assert missing_metrics([]) == list(REQUIRED_METRICS)
+    row = {key: 0.0 for key in REQUIRED_METRICS}
+    assert missing_metrics([{"step": 1}, row]) == []
+    last = {"step": 2, "loss": 1.0}
+    assert missing_metrics([row, last]) == [k for k in REQUIRED_METRICS if k not in last]
+    assert json.loads(summary_text({"gate": "erf", "train_metrics": {"x": 1}, "run_dir": Path("r")})) == \
+        {"gate": "erf", "run_dir": "r"}

@@ -19,7 +19,7 @@ import torch
 from sapo_core.checks import check_positive
 
 __all__ = ["PROPERTIES", "TAILS", "AdmissibilityReport", "InadmissibleGateError", "check", "check_fn",
-           "check_halfmax", "estimate_tail", "halfmax"]
+           "check_halfmax", "estimate_tail", "halfmax", "readings_iv", "READINGS_IV"]
 
 TAILS = ("exponential", "gaussian", "polynomial")
 BaseFn = Callable[[torch.Tensor], torch.Tensor]
@@ -117,10 +117,13 @@ def _jump_in(fn: BaseFn, a: float, b: float) -> tuple[float, float]:
 
 def _largest_jump(g_prime: BaseFn, dense_steps: torch.Tensor, far: torch.Tensor) -> tuple[float, float] | None:
     """A discontinuity of g' larger than _JUMP_TOL, on the dense grid or between far-grid points; else None."""
-    intervals = []
-    j = int(torch.argmax(dense_steps))
-    if float(dense_steps[j]) > _JUMP_TOL:
-        intervals.append((float(_DENSE[j]), float(_DENSE[j + 1])))
+    # candidates: the largest step, and every step above the tolerance that is more than twice both its
+    # neighbours' (a jump stands out of a continuous slope, however steep; the largest alone can hide one)
+    padded = torch.nn.functional.pad(dense_steps, (1, 1))
+    isolated = (dense_steps > _JUMP_TOL) & (dense_steps > 2 * torch.maximum(padded[:-2], padded[2:]))
+    candidates = {int(torch.argmax(dense_steps)), *torch.nonzero(isolated).flatten().tolist()[:64]}
+    intervals = [(float(_DENSE[j]), float(_DENSE[j + 1])) for j in sorted(candidates)
+                 if float(dense_steps[j]) > _JUMP_TOL]
     n = len(_FAR)
     for sign, side in ((1.0, far[:n]), (-1.0, far[n:])):  # +z, then -z, each outward from |z| = 40
         steps = (side[1:] - side[:-1]).abs()
@@ -228,11 +231,9 @@ def check(name: str, g: BaseFn, g_prime: BaseFn, g_label: str = "g", g_prime_lab
     # beside it, f' -> 0 on both sides. Pass when z g'(z) is small at 1e6 or still falls like a power of z.
     tails = evaluate(g_prime, torch.tensor([_DECAY_AT, -_DECAY_AT], dtype=torch.float64))
     t_plus, t_minus = float(tails[0]), float(tails[1])
-    z3, z6 = 1e3, _DECAY_AT
-    zg3, zg6 = (abs(z * float(evaluate(g_prime, torch.tensor([z], dtype=torch.float64))[0])) for z in (z3, z6))
-    slope = math.log(zg6 / zg3) / math.log(z6 / z3) if zg3 > 0 and zg6 > 0 else -math.inf
+    x_ok, zg3, zg6 = _x_decay(g_prime)
     decays = finite and max(abs(t_plus), abs(t_minus)) < _DECAY_TOL
-    x_decays = finite and (zg6 < _DECAY_TOL or slope <= _SLOW_DECAY)
+    x_decays = finite and x_ok
     verdict = f"< {_DECAY_TOL:g}: f' -> 0" if decays else f"not < {_DECAY_TOL:g}: does not decay to 0"
     evidence = f"g'(+1e6) = {t_plus:.3g}, g'(-1e6) = {t_minus:.3g} ({verdict})"
     if not finite:
@@ -244,6 +245,33 @@ def check(name: str, g: BaseFn, g_prime: BaseFn, g_label: str = "g", g_prime_lab
         evidence += f"; z g'(z) = {zg3:.3g} at z = 1e3, {zg6:.3g} at z = 1e6 (x f'(x) -> 0)"
     results["(iv)"] = (decays and x_decays, evidence)
     return AdmissibilityReport(name, results)
+
+
+def _x_decay(g_prime: BaseFn) -> tuple[bool, float, float]:
+    """(z g'(z) -> 0 as z -> +infinity, |z g'(z)| at 1e3, at 1e6): small at 1e6 or still falling like z^-0.01."""
+    z3, z6 = 1e3, _DECAY_AT
+    zg3, zg6 = (abs(z * float(evaluate(g_prime, torch.tensor([z], dtype=torch.float64))[0])) for z in (z3, z6))
+    slope = math.log(zg6 / zg3) / math.log(z6 / z3) if zg3 > 0 and zg6 > 0 else -math.inf
+    return bool(zg6 < _DECAY_TOL or slope <= _SLOW_DECAY), zg3, zg6
+
+
+READINGS_IV = {"(iv) f'": "f'(x) -> 0 as x -> infinity", "(iv) x f'": "x f'(x) -> 0 as x -> infinity"}
+
+
+def readings_iv(g_prime: BaseFn) -> dict[str, tuple[bool, str]]:
+    """Property (iv) read both ways as x -> +infinity (method §2.2): f' -> 0, and x f'(x) -> 0 (via z g'(z)).
+
+    >>> {k: ok for k, (ok, _) in readings_iv(lambda z: 1 / (1 + z.abs())).items()}
+    {"(iv) f'": True, "(iv) x f'": False}
+    """
+    check_fn("g_prime", g_prime)
+    far = float(evaluate(g_prime, torch.tensor([_DECAY_AT], dtype=torch.float64))[0])
+    x_ok, zg3, zg6 = _x_decay(g_prime)
+    f_ok = abs(far) < _DECAY_TOL  # false for nan
+    x_ok = x_ok and math.isfinite(zg3) and math.isfinite(zg6)
+    return {"(iv) f'": (f_ok, f"g'(1e6) = {far:.3g} ({'<' if f_ok else 'not <'} {_DECAY_TOL:g})"),
+            "(iv) x f'": (x_ok, f"z g'(z) = {zg3:.3g} at z = 1e3, {zg6:.3g} at z = 1e6 ("
+                                f"{'falls to 0' if x_ok else 'does not fall to 0'})")}
 
 
 def halfmax(g_prime: BaseFn) -> float:

@@ -4,6 +4,7 @@
         --seeds 0,1,2 [--tau_conventions equal,width_matched] [--jobs N] [--executor local|slurm] --out runs/NAME \
         [any training flag, e.g. --max_steps 30]
 
+With `--dry_run`, every arm's plan and memory estimate is printed and nothing is created (docs/gpu.md).
 An arm `GATE@POS:NEG` in --gates runs GATE at (tau_pos, tau_neg) = (POS, NEG) instead of the recipe's
 (e.g. `--gates erf,erf@5:6`); its runs are named `<gate>-tau<POS>_<NEG>-<convention>-seed<k>`.
 GATE is any gate spec (`sapo_core.gates.resolve_spec`: `student_t:nu=3`, `mypkg.gates:cauchy2`,

@@ -87,17 +87,18 @@ def main(argv: list[str] | None = None) -> int:
     demo_dir = (args.out or runs_dir() / time.strftime(f"{name}-%Y%m%d-%H%M%S")).resolve()
     if demo_dir.exists():
         raise FileExistsError(f"--out {demo_dir} exists; a demo writes into a new directory (choose another)")
-    demo_dir.mkdir(parents=True)
-    start = time.perf_counter()
-    run_notebook("01_gate_properties.ipynb", demo_dir / "01_gate_properties.ipynb", {"interactive": False})
-    log.info("Figure 1 written to %s", figures_dir())
     # notebook 03 evaluates every trained model; the base model is evaluated once below, so the runs skip their own
     # before/after check (it would generate the same samples twice more per run)
     flags = ["--heldout_benchmarks", "", "--max_steps", str(args.max_steps)]
     batch_dir = demo_dir / "batch"
     gates = f"{args.gates},{SWEEP_ARMS}" if args.paper else args.gates
-    result = batch.run_batch(batch.BatchArguments(config=RECIPE, out=str(batch_dir), gates=gates, seeds=args.seeds,
-                                                  jobs=args.jobs), flags)
+    batch_args = batch.BatchArguments(config=RECIPE, out=str(batch_dir), gates=gates, seeds=args.seeds, jobs=args.jobs)
+    batch.plan(batch_args, flags)  # a bad arm or seed list is refused before anything runs
+    demo_dir.mkdir(parents=True)
+    start = time.perf_counter()
+    run_notebook("01_gate_properties.ipynb", demo_dir / "01_gate_properties.ipynb", {"interactive": False})
+    log.info("Figure 1 written to %s", figures_dir())
+    result = batch.run_batch(batch_args, flags)
     failed = [r for r in result["runs"] if r["status"] != "finished"]
     for r in failed:
         log.error("%s failed: %s", r["run"], r["error"])

@@ -60,6 +60,7 @@ __all__ = [
     "expression_report",
     "gate_table",
     "get_gate",
+    "integral_of",
     "make_gate",
     "parse_spec",
     "register_gate",
@@ -401,6 +402,12 @@ class _NumericBase:
 
     def __call__(self, z: torch.Tensor) -> torch.Tensor:
         return _IntegralFn.apply(z, self)
+
+
+def integral_of(g_prime: BaseFn) -> BaseFn:
+    """g(z) = int_0^z g'(s) ds, numerical and differentiable (method §2.6), for a g' given as a torch function."""
+    admissibility.check_fn("g_prime", g_prime)
+    return _NumericBase(g_prime)
 
 
 class _IntegralFn(torch.autograd.Function):

@@ -24,6 +24,7 @@ import csv
 import json
 import math
 import statistics
+import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -145,14 +146,16 @@ def _figure(data, number: int, what: str, arms, panels, by_tau: bool):
     frame.attrs["path"] = str(data.path)
     frame = _select(frame, arms)
     palette = _palette(frame, by_tau)
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.0), constrained_layout=True,
-                             squeeze=False)
+    width = max(7.5, 5.2 * len(panels))
+    fig, axes = plt.subplots(1, len(panels), figsize=(width, 4.4), constrained_layout=True, squeeze=False)
     for ax, (key, title) in zip(axes[0], panels):
         _band(ax, frame, key, title, palette)
     seeds = frame.groupby("arm")["seed"].nunique()
     count = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
-    fig.suptitle(f"Figure {number} ({PAPER}): {what}; mean over seeds, band = min-max over seeds "
-                 f"({count} seed{'s' * bool(seeds.max() > 1)} per arm)\n{_caption(data, frame)}", fontsize=8)
+    lines = [f"Figure {number} ({PAPER}): {what}",
+             f"mean over seeds, band = min-max over seeds ({count} seed{'s' * bool(seeds.max() > 1)} per arm)",
+             _caption(data, frame)]
+    fig.suptitle("\n".join(textwrap.fill(line, int(17 * width)) for line in lines), fontsize=8)
     return fig
 
 

@@ -22,6 +22,7 @@ The run directory (default `runs/<config name>/<gate>-<tau convention>-seed<seed
 A finished run directory is never overwritten; an unfinished one is continued only with --resume. A refused
 command changes no file of it, and a resume that fails before its first step (a damaged checkpoint, Ctrl-C while it
 loads) puts back the files it had written (RunFiles), leaving the run byte-identical.
+`--dry_run` prints the plan and a per-GPU memory estimate instead, and writes nothing (sapo_core.preflight).
 """
 
 from __future__ import annotations

@@ -9,6 +9,10 @@ Four kinds of case, one parametrized test each:
     ACCEPTED  an input that looks odd but is legitimate is taken, and `expect(result)` checks the result
     NOTEBOOK  (slow) papermill with a bad parameter fails in the first code cell after the parameters, naming it
 
+Beside the table: a refused command on a finished or damaged run, and a resume with a failure injected after each of
+its steps (lock, checks, every file write, the trainer, the checkpoint load), leave every file of the run
+byte-identical (sha256 of each file before and after).
+
 A case whose refusal belongs to a module being changed elsewhere is marked `xfail(strict=True)` with what is
 wrong: it turns into a failure the moment the defect is fixed, so that the mark is removed with the fix.
 

@@ -311,7 +311,8 @@ def test_gate_table_rows():
 
 
 def test_gates_carry_their_formulas_as_text():
-    assert G.describe("erf") == {"name": "erf", "f": "1 + g(tau*(x - 1))/tau", "g": "sqrt(pi/2)*erf(z/sqrt(2))",
+    assert G.describe("erf") == {"name": "erf", "spec": "erf", "f": "1 + g(tau*(x - 1))/tau",
+                                 "g": "sqrt(pi/2)*erf(z/sqrt(2))",
                                  "g_prime": "exp(-z**2/2)", "halfmax": math.sqrt(2 * math.log(2)),
                                  "tail": "gaussian", "params": {}}
     assert G.describe("softsign")["g_prime"] == "(1 + z**2)**(-3/2)"
@@ -319,6 +320,8 @@ def test_gates_carry_their_formulas_as_text():
     assert G.describe("softsign_rational")["g_prime"] == "1/(1 + abs(z))**2"
     assert G.describe(G.student_t(3))["params"] == {"nu": 3.0}
     assert G.describe(G.student_t(3))["g_prime"] == "(1 + z**2/3.0)**(-(3.0 + 1)/2)"
+    assert G.describe(G.student_t(3))["spec"] == "student_t(nu=3)"  # a Gate built in code: its name
+    assert G.describe("student_t:nu=3.0")["spec"] == "student_t:nu=3"  # a spec: as parse_spec writes it
     clip = G.describe("clip", epsilon_low=0.2, epsilon_high=0.28)
     assert clip["epsilon_low"] == 0.2 and clip["epsilon_high"] == 0.28 and "1 + epsilon_high" in clip["g_prime"]
     with pytest.raises(ValueError, match="hard clipping only"):
@@ -433,7 +436,7 @@ def test_check_admissible_takes_a_name_like_get_gate():
     assert G.check_admissible("erf").rows() == G.check_admissible(G.get_gate("erf")).rows()
     with pytest.raises(ValueError, match="unknown gate 'tanh'"):
         G.check_admissible("tanh")
-    with pytest.raises(TypeError, match="gate must be a registered gate name"):
+    with pytest.raises(TypeError, match="gate must be a gate spec"):
         G.check_admissible(3)
 
 

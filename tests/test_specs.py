@@ -14,7 +14,8 @@ import pytest
 import torch
 import yaml
 
-from sapo_core import expressions, gates as G
+from sapo_core import expressions
+from sapo_core import gates as G
 from sapo_core.batch import BatchArguments, BatchError, plan
 from sapo_core.config import ConfigError, notebook_args, parse_args
 from sapo_core.paths import REPO_ROOT

@@ -10,6 +10,8 @@
 # entries and what they pull in) minus torch (the GPU machine keeps its own CUDA build), and downloads each wheel
 # without dependencies. vLLM is excluded: it pins its own torch, and the checks generate with transformers.
 # Python on the GPU machine: $PYTHON (default python3), the same minor version as the .venv that filled the folder.
+# SAPO_SKIP_INSTALL=1: no wheel folder, no install: $PYTHON already has every package (the checks import sapo_core
+# from the repository root).
 #
 # Checks, each with its time limit; one line per check, `PASS|FAIL <name> (<seconds> s)`, and a log under $OUT_DIR:
 #   pytest -m gpu           tests/test_gpu.py: loss and trainer parity with TRL on CUDA
@@ -42,6 +44,8 @@ case "$MODE" in
 esac
 
 # --- the wheel folder: one wheel per pinned requirement ---------------------------------------------------------
+SKIP_INSTALL="${SAPO_SKIP_INSTALL:-0}"
+if [ "$SKIP_INSTALL" != 1 ]; then
 [ -d "$WHEELS" ] || die "no wheel folder $WHEELS (set SAPO_WHEELS, or fill it with \`tools/gpu_check.sh --fill\`)"
 [ -f "$WHEELS/requirements.txt" ] || die "$WHEELS/requirements.txt is missing: fill the folder with \`tools/gpu_check.sh --fill\`"
 count=0
@@ -62,6 +66,7 @@ while IFS= read -r line; do
   count=$((count + 1))
 done < "$WHEELS/requirements.txt"
 echo "wheels: $count pinned requirements found in $WHEELS"
+fi
 
 # --- the checks: name, time limit (s), command ------------------------------------------------------------------
 CHECKS=()
@@ -77,6 +82,7 @@ add "bench_trainer" 100 "$PYTHON benchmarks/bench_trainer.py --device cuda --max
 add "bench_memory" 60 "$PYTHON benchmarks/bench_memory.py --device cuda"
 
 if [ "$MODE" = "--dry" ]; then
+  [ "$SKIP_INSTALL" = 1 ] && echo "would install: nothing (SAPO_SKIP_INSTALL=1)" || \
   echo "would install: $PYTHON -m pip install --no-index --no-deps --find-links $WHEELS -r $WHEELS/requirements.txt" \
        "&& $PYTHON -m pip install --no-index --no-deps --no-build-isolation -e $ROOT"
   echo "would run (logs in $OUT_DIR):"
@@ -91,9 +97,11 @@ fi
 mkdir -p "$OUT_DIR" || die "cannot create $OUT_DIR"
 "$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" 2>/dev/null \
   || die "$PYTHON has no torch with CUDA (this check runs on a GPU machine whose Python already has torch)"
-"$PYTHON" -m pip install --quiet --no-index --no-deps --find-links "$WHEELS" -r "$WHEELS/requirements.txt" \
-  || die "installing the wheels from $WHEELS failed"
-"$PYTHON" -m pip install --quiet --no-index --no-deps --no-build-isolation -e "$ROOT" || die "installing $ROOT failed"
+if [ "$SKIP_INSTALL" != 1 ]; then
+  "$PYTHON" -m pip install --quiet --no-index --no-deps --find-links "$WHEELS" -r "$WHEELS/requirements.txt" \
+    || die "installing the wheels from $WHEELS failed"
+  "$PYTHON" -m pip install --quiet --no-index --no-deps --no-build-isolation -e "$ROOT" || die "installing $ROOT failed"
+fi
 cd "$ROOT" || die "cannot enter $ROOT"
 failed=0
 for check in "${CHECKS[@]}"; do

@@ -1,0 +1,106 @@
+"""Trust-region methods as functions of the ratio r, through the gates' admissibility checker (method §2.8).
+
+For a gate, the gradient of f(r) A is f'(r) r grad log pi A (eq. 4): the weight on grad log pi is r f'(r), and
+the checker tests f' (method §2.2). Each method below is written the same way: `log_weight(r)` is its weight on
+grad log pi per unit advantage, phi(r), and its f' is phi(r) / r, the slope of the surrogate it differentiates
+like (for a stop-gradient weight sg(phi(r)) log pi, d/d theta = phi(r) grad log pi = (phi(r) / r) grad r). So
+f' is what the checker tests, at tau = 1 (z = r - 1), and the two readings of (iv) are f' -> 0 and
+r f'(r) = phi(r) -> 0 as r -> infinity. A method's weight can depend on the sign of A: each sign is one row.
+
+r <= 0 is not a ratio; the checker's grids reach z = -40, so f' there is continued by its value at r = R_FLOOR.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from sapo_core import admissibility
+from sapo_core import gates as G
+
+__all__ = ["METHODS", "PROPERTY_COLUMNS", "R_FLOOR", "Method", "method_rows", "method_table_markdown"]
+
+R_FLOOR = 1e-3
+WeightFn = Callable[[torch.Tensor], torch.Tensor]
+EPS = 0.2           # GRPO's epsilon (TRL's default), both sides
+DELTA = 4.0         # two-sided clipping's bound on r for A < 0 (INTELLECT-2's value; TRL: delta > 1 + epsilon)
+CISPO_MAX = 5.0     # TRL's epsilon_high for loss_type="cispo" (ScaleRL's recommended eps_max), a bound on r itself
+VESPO = {"A > 0": (2.0, 3.0), "A < 0": (3.0, 2.0)}  # (k, lambda): TRL 1.16's vespo_k/lambda_pos and _neg defaults
+
+
+@dataclass(frozen=True)
+class Method:
+    """One row: a method at one advantage sign, its weight phi(r) on grad log pi (per unit A) and that as text."""
+
+    name: str
+    sign: str
+    phi_text: str
+    phi: WeightFn
+
+    def f_prime(self, z: torch.Tensor) -> torch.Tensor:
+        """f'(r) = phi(r) / r at r = 1 + z (tau = 1), continued as f'(R_FLOOR) below R_FLOOR."""
+        r = (1.0 + z).clamp(min=R_FLOOR)
+        return self.phi(r) / r
+
+
+def _step(condition: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    return torch.where(condition, r, torch.zeros_like(r))
+
+
+def _vespo(k: float, lam: float) -> WeightFn:
+    return lambda r: torch.exp(lam + k * torch.log(r) - lam * r)  # e^lambda r^k e^(-lambda r), phi(1) = 1
+
+
+METHODS = (
+    Method("clip (GRPO/PPO)", "A > 0", f"r if r <= 1 + eps else 0 (eps = {EPS:g})", lambda r: _step(r <= 1 + EPS, r)),
+    Method("clip (GRPO/PPO)", "A < 0", f"r if r >= 1 - eps else 0 (eps = {EPS:g})", lambda r: _step(r >= 1 - EPS, r)),
+    Method("two-sided clip (TRL delta)", "A > 0", f"as clip: r if r <= 1 + eps else 0 (eps = {EPS:g})",
+           lambda r: _step(r <= 1 + EPS, r)),
+    Method("two-sided clip (TRL delta)", "A < 0", f"r if 1 - eps <= r <= delta else 0 (delta = {DELTA:g})",
+           lambda r: _step((r >= 1 - EPS) & (r <= DELTA), r)),
+    Method("CISPO", "both", f"sg(min(r, r_max)) (r_max = {CISPO_MAX:g})", lambda r: r.clamp(max=CISPO_MAX)),
+    Method("CE-GPPO (beta1 = beta2 = 1)", "A > 0", "r if r <= 1 + eps else beta2 (1 + eps)",
+           lambda r: torch.where(r <= 1 + EPS, r, torch.full_like(r, 1.0 * (1 + EPS)))),
+    Method("CE-GPPO (beta1 = beta2 = 1)", "A < 0", "r if r >= 1 - eps else beta1 (1 - eps)",
+           lambda r: torch.where(r >= 1 - EPS, r, torch.full_like(r, 1.0 * (1 - EPS)))),
+    Method("CE-GPPO (beta1 = 0.5, beta2 = 1)", "A < 0", "r if r >= 1 - eps else beta1 (1 - eps)",
+           lambda r: torch.where(r >= 1 - EPS, r, torch.full_like(r, 0.5 * (1 - EPS)))),
+    *(Method("VESPO (TRL 1.16 defaults)", sign, f"sg(e^lambda w^k e^(-lambda w)), k = {k:g}, lambda = {lam:g}",
+             _vespo(k, lam)) for sign, (k, lam) in VESPO.items()),
+)
+GATES = ("sigmoid", "erf", "arctan", "softsign")
+PROPERTY_COLUMNS = ("(i)", "(ii)", "(iii)", *admissibility.READINGS_IV)
+
+
+def _row(name: str, sign: str, phi_text: str, g: WeightFn, g_prime: WeightFn) -> dict:
+    results = admissibility.check(name, g, g_prime).results
+    results = {prop: results[prop] for prop in ("(i)", "(ii)", "(iii)")} | admissibility.readings_iv(g_prime)
+    return {"method": name, "sign": sign, "weight": phi_text,
+            **{prop: ok for prop, (ok, _) in results.items()},
+            "evidence": {prop: evidence for prop, (_, evidence) in results.items()}}
+
+
+def method_rows() -> list[dict]:
+    """One row per method and sign, then the paper's gates (tau = 1): pass/fail per property and its evidence."""
+    rows = [_row(m.name, m.sign, m.phi_text, G.integral_of(m.f_prime), m.f_prime) for m in METHODS]
+    for name in GATES:
+        gate = G.get_gate(name)
+        rows.append(_row(f"{name} gate", "both", f"r g'(r - 1), g'(z) = {gate.g_prime_text}", gate.g, gate.g_prime))
+    return rows
+
+
+def method_table_markdown(rows: list[dict] | None = None) -> str:
+    """The rows as the markdown table of docs/method.md §2.8, then the evidence of every failure."""
+    rows = method_rows() if rows is None else rows
+    mark = {True: "pass", False: "**FAIL**"}
+    lines = ["| method | A | weight on grad log pi, phi(r) | " + " | ".join(PROPERTY_COLUMNS) + " |",
+             "|---|---|---|" + "---|" * len(PROPERTY_COLUMNS)]
+    lines += [f"| {row['method']} | {row['sign']} | `{row['weight']}` | "
+              + " | ".join(mark[row[prop]] for prop in PROPERTY_COLUMNS) + " |" for row in rows]
+    lines += ["", "Evidence of each failure (z = r - 1, g'(z) = f'(1 + z)):", ""]
+    lines += [f"- {row['method']}, {row['sign']}, {prop}: {row['evidence'][prop]}"
+              for row in rows for prop in PROPERTY_COLUMNS if not row[prop]]
+    return "\n".join(lines)
+

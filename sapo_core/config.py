@@ -107,6 +107,9 @@ class ScriptArguments:
     heldout_temperature: float = field(default=0.7, metadata={
         "help": "held-out check: sampling temperature (a greedy pass is added when heldout_greedy)"})
     heldout_greedy: bool = field(default=True, metadata={"help": "held-out check: also evaluate greedily (n = 1)"})
+    heldout_eval_steps: int = field(default=0, metadata={
+        "help": "accuracy over training: every this many optimizer steps (and at the last) the held-out check's "
+                "sampled mean@n is appended to metrics.jsonl as heldout/<benchmark>/* (method §6); 0: off"})
     run_dir: str | None = field(default=None, metadata={
         "help": "run directory (default runs/<config name>/<gate>-<tau convention>-seed<seed>)"})
     resume: bool = field(default=False, metadata={"help": "continue an unfinished run from its last checkpoint"})
@@ -135,6 +138,12 @@ class ScriptArguments:
         if self.heldout_n < 1 or not self.heldout_temperature > 0:
             raise ConfigError(f"heldout_n={self.heldout_n} must be >= 1 and heldout_temperature="
                               f"{self.heldout_temperature} > 0 (the greedy pass is heldout_greedy)")
+        if isinstance(self.heldout_eval_steps, bool) or not isinstance(self.heldout_eval_steps, int) \
+                or self.heldout_eval_steps < 0:
+            raise ConfigError(f"heldout_eval_steps={self.heldout_eval_steps!r} must be an integer >= 0 (0: off)")
+        if self.heldout_eval_steps and not self.heldout_benchmarks.strip():
+            raise ConfigError(f"heldout_eval_steps={self.heldout_eval_steps} evaluates heldout_benchmarks, which is "
+                              "empty; name the benchmarks (e.g. heldout_benchmarks: synthetic) or set it to 0")
         unknown = [b for b in self.heldout_benchmarks.split(",") if b.strip() and b.strip() not in BENCHMARKS]
         if unknown:
             raise ConfigError(f"heldout_benchmarks: unknown benchmark {unknown[0]!r}; choose from "
@@ -166,8 +175,9 @@ class GatedGRPOConfig(GRPOConfig):
         "help": "seq_mean_token_mean (SAPO/GRPO) | token_mean (DAPO) | seq_mean_token_sum_norm (Dr. GRPO)"})
     log_ratio_clamp: float = field(default=20.0, metadata={"help": "|log r| is clamped to this before exp"})
     data_seed: int | None = field(default=0, metadata={
-        "help": "which prompts the task holds, and TRL's sampler order; fixed across RL seeds so that runs differ "
-                "only by RL noise"})
+        "help": "which prompts the task holds and the order TRL's sampler draws them in (method §3.3); fixed "
+                "across RL seeds, so that runs of different `seed` see the same prompts in the same order and "
+                "differ by their sampling noise (rollouts, vLLM's engine seed) only"})
     vllm_importance_sampling_correction: bool = field(default=False, metadata={
         "help": "TRL's vLLM-vs-trainer IS correction; off by default: a second weight on top of the gate"})
     # transformers 5 renamed gradient checkpointing to activation_checkpointing and warns on the old name, which

@@ -247,7 +247,7 @@ def _lookup(gate: str | Gate, what: str) -> Gate:
     except ValueError as err:
         if what == "gate":
             raise
-        raise ValueError(f"{what}: {err}") from None
+        raise ValueError(f"{err} (for {what})") from None
 
 
 def register_gate(gate: Gate, *, overwrite: bool = False) -> Gate:

@@ -12,15 +12,18 @@ r <= 0 is not a ratio; the checker's grids reach z = -40, so f' there is continu
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from sapo_core import admissibility
 from sapo_core import gates as G
 
-__all__ = ["METHODS", "PROPERTY_COLUMNS", "R_FLOOR", "Method", "method_rows", "method_table_markdown"]
+__all__ = ["METHODS", "PROPERTY_COLUMNS", "R_FLOOR", "Method", "main", "method_rows", "method_table_markdown",
+           "with_table"]
 
 R_FLOOR = 1e-3
 WeightFn = Callable[[torch.Tensor], torch.Tensor]
@@ -104,3 +107,33 @@ def method_table_markdown(rows: list[dict] | None = None) -> str:
               for row in rows for prop in PROPERTY_COLUMNS if not row[prop]]
     return "\n".join(lines)
 
+
+
+START, END = "<!-- method-table:start -->", "<!-- method-table:end -->"
+
+
+def with_table(text: str, table: str) -> str:
+    """`text` (docs/method.md) with `table` between its START and END markers."""
+    if text.count(START) != 1 or text.count(END) != 1 or text.index(START) > text.index(END):
+        raise ValueError(f"the text must hold one {START} ... {END} block")
+    head, rest = text.split(START)
+    _, tail = rest.split(END)
+    return f"{head}{START}\n{table}\n{END}{tail}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m sapo_core.trust_region [docs/method.md]`: print the table, or write it into that file."""
+    argv = sys.argv[1:] if argv is None else argv
+    table = method_table_markdown()
+    if not argv:
+        print(table)
+        return 0
+    path = Path(argv[0])
+    text = path.read_text(encoding="utf-8")
+    path.write_text(with_table(text, table), encoding="utf-8")
+    print(f"wrote the method table into {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

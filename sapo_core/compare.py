@@ -22,12 +22,13 @@ import pandas as pd
 
 from sapo_core import claims as C
 from sapo_core import gates as G
+from sapo_core import metrics as M
 from sapo_core.batch import EVAL_DIR, read_batch
 from sapo_core.paths import read_json
 from sapo_core.train import read_metrics
 
 __all__ = ["BatchData", "load_batch", "arm_of", "group_label", "claim_runs", "per_seed", "curves", "metric_frame",
-           "accuracy", "accuracy_table", "claims", "project_questions", "caption"]
+           "accuracy", "accuracy_table", "heldout_curves", "heldout_table", "claims", "project_questions", "caption"]
 
 
 @dataclass
@@ -158,6 +159,42 @@ def accuracy_table(data: BatchData, benchmark: str = "synthetic") -> pd.DataFram
              "min": min(e["mean"] for e in entries), "max": max(e["mean"] for e in entries)}
             for group, entries in accuracy(data, benchmark).items() if entries]
     return pd.DataFrame(rows, columns=["gate", "seeds", "mean", "min", "max"])
+
+
+def _heldout_key(benchmark: str) -> str:
+    if not isinstance(benchmark, str):
+        raise TypeError(f"benchmark must be a benchmark name (str), got {type(benchmark).__name__} {benchmark!r}")
+    return M.key(f"heldout/{benchmark}/mean@n")
+
+
+def heldout_curves(data: BatchData, benchmark: str = "synthetic") -> dict[str, dict[str, list[float]]]:
+    """Held-out accuracy over training per arm (the rows of heldout_eval_steps, method §6): steps, and the mean,
+    min and max over seeds of mean@n at each step (step 0 is the base model)."""
+    return {group: curve for group, curve in curves(data, _heldout_key(benchmark)).items() if curve["step"]}
+
+
+def heldout_table(data: BatchData, benchmark: str = "synthetic", last: int = 3) -> pd.DataFrame:
+    """Held-out accuracy per arm from the rows of heldout_eval_steps: the final evaluation and the mean of each
+    seed's `last` evaluations (fewer when a run has fewer), each as the mean over seeds with its min and max."""
+    key = _heldout_key(benchmark)
+    if isinstance(last, bool) or not isinstance(last, int) or last < 1:
+        raise ValueError(f"last must be an integer >= 1 (the number of final evaluations averaged), got {last!r}")
+    final_label, last_label = "final (mean over seeds)", f"mean of the last {last} evaluations (mean over seeds)"
+    columns = ["arm", "seeds", "evaluations", final_label, "final min", "final max", last_label, f"last-{last} min",
+               f"last-{last} max"]
+    rows = []
+    for group in data.groups:
+        series = [[m[key] for m in sorted(data.metrics[r["run"]], key=lambda m: m["step"]) if m.get(key) is not None]
+                  for r in _runs_of(data, group)]
+        series = [s for s in series if s]  # runs that logged held-out rows
+        if not series:
+            continue
+        finals, lasts = [s[-1] for s in series], [statistics.fmean(s[-last:]) for s in series]
+        rows.append({"arm": group, "seeds": len(series), "evaluations": min(map(len, series)),
+                     final_label: statistics.fmean(finals), "final min": min(finals), "final max": max(finals),
+                     last_label: statistics.fmean(lasts), f"last-{last} min": min(lasts),
+                     f"last-{last} max": max(lasts)})
+    return pd.DataFrame(rows, columns=columns)
 
 
 def claims(data: BatchData) -> list[dict]:

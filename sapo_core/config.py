@@ -63,7 +63,11 @@ def run_name(gate: str, tau_convention: str, seed: int, taus: tuple[float, float
     or a batch; the taus only for a run at other temperatures than its recipe's, e.g. a batch arm GATE@POS:NEG).
     `<gate>` is the spec's safe name, `gates.spec_slug` (e.g. student_t-nu3, expr-<hash>)."""
     tau = "" if taus is None else f"-tau{taus[0]:g}_{taus[1]:g}"
-    return f"{G.spec_slug(gate)}{tau}-{tau_convention}-seed{seed}"
+    try:
+        slug = G.spec_slug(gate)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"gate={gate!r}: {err}") from None
+    return f"{slug}{tau}-{tau_convention}-seed{seed}"
 
 
 def _check_trackers(report_to: list[str]) -> None:
@@ -108,8 +112,9 @@ class ScriptArguments:
         "help": "held-out check: sampling temperature (a greedy pass is added when heldout_greedy)"})
     heldout_greedy: bool = field(default=True, metadata={"help": "held-out check: also evaluate greedily (n = 1)"})
     heldout_eval_steps: int = field(default=0, metadata={
-        "help": "accuracy over training: every this many optimizer steps (and at the last) the held-out check's "
-                "sampled mean@n is appended to metrics.jsonl as heldout/<benchmark>/* (method §6); 0: off"})
+        "help": "accuracy over training: every this many optimizer steps (a multiple of logging_steps) and at the "
+                "last, the held-out check's sampled mean@n (seed = the step) joins the step's row of metrics.jsonl "
+                "as heldout/<benchmark>/* (method §6); 0: off"})
     run_dir: str | None = field(default=None, metadata={
         "help": "run directory (default runs/<config name>/<gate>-<tau convention>-seed<seed>)"})
     resume: bool = field(default=False, metadata={"help": "continue an unfinished run from its last checkpoint"})
@@ -175,7 +180,7 @@ class GatedGRPOConfig(GRPOConfig):
         "help": "seq_mean_token_mean (SAPO/GRPO) | token_mean (DAPO) | seq_mean_token_sum_norm (Dr. GRPO)"})
     log_ratio_clamp: float = field(default=20.0, metadata={"help": "|log r| is clamped to this before exp"})
     data_seed: int | None = field(default=0, metadata={
-        "help": "which prompts the task holds and the order TRL's sampler draws them in (method §3.3); fixed "
+        "help": "which prompts the task holds and the order TRL's sampler draws them in (method §7.8); fixed "
                 "across RL seeds, so that runs of different `seed` see the same prompts in the same order and "
                 "differ by their sampling noise (rollouts, vLLM's engine seed) only"})
     vllm_importance_sampling_correction: bool = field(default=False, metadata={
@@ -491,6 +496,9 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
         name = Path(config_path).stem if config_path else "custom"
         script.run_dir = str(runs_dir() / name / run_name(training.gate, training.tau_convention, training.seed))
     training.output_dir = str(Path(script.run_dir) / "checkpoints")
+    if script.heldout_eval_steps % training.logging_steps:  # its values join the logged row of their step
+        raise ConfigError(f"heldout_eval_steps={script.heldout_eval_steps} must be a multiple of logging_steps="
+                          f"{training.logging_steps}: the held-out accuracy is written into that step's logged row")
     return RunConfig(script=script, training=training, recipe=values, config_path=config_path)
 
 

@@ -2,7 +2,8 @@
 
 Notebook 01 calls `gate_explorer(...)`; in a live JupyterLab session (`make lab`) it shows ipywidgets
 controls for the gates drawn, tau (log slider), the tau convention, hard clipping's epsilon, the
-Student-t nu and a text box for a user g'(z). Each change redraws the value and weight panels
+Student-t nu, the trust-region methods (method §2.8: each ticked one drawn dashed in the weight panel, its
+verdicts in a table) and a text box for a user g'(z). Each change redraws the value and weight panels
 (`sapo_core.plots.gate_figure`) and the admissibility and half-max tables beside them. Batch runs
 (papermill, nbval) skip it: the parameters cell alone drives them. Run it with `make lab`, then open
 notebooks/01_gate_properties.ipynb and Run All Cells.
@@ -26,10 +27,12 @@ import os
 
 import ipywidgets as widgets
 import matplotlib.pyplot as plt
+import torch
 
 from sapo_core import expressions as X
 from sapo_core import gates as G
 from sapo_core import plots
+from sapo_core import trust_region as TR
 from sapo_core.expressions import EXAMPLE, compile_gprime, parse_gprime
 
 __all__ = ["GateExplorer", "GprimeEvaluator", "compile_gprime", "gate_explorer", "in_live_session",
@@ -116,6 +119,28 @@ def _admissibility_html(reports: list) -> str:
     return _table(header, rows, "Admissibility (method §2.2)") + notes
 
 
+METHOD_LABELS = {f"{m.name}, {m.sign}": m for m in TR.METHODS}  # the trust-region methods' rows (method §2.8)
+
+
+@functools.lru_cache(maxsize=1)
+def _method_rows() -> dict[str, dict]:
+    """trust_region.method_rows() by label, computed once (the checker takes about a second)."""
+    return {f"{row['method']}, {row['sign']}": row for row in TR.method_rows()}
+
+
+def _methods_html(labels: list[str]) -> str:
+    """Method x property (i)-(iv, both readings): pass / FAIL, the evidence on hover (method §2.8)."""
+    rows = []
+    for label in labels:
+        row = _method_rows()[label]
+        cells = [html.escape(label)]
+        for prop in TR.PROPERTY_COLUMNS:
+            mark = "pass" if row[prop] else "<b style='color:#c00'>FAIL</b>"
+            cells.append(f"<span title='{html.escape(row['evidence'][prop], quote=True)}'>{mark}</span>")
+        rows.append(cells)
+    return _table(["method", *TR.PROPERTY_COLUMNS], rows, "Trust-region methods, f' = phi(r)/r (method §2.8)")
+
+
 def _halfmax_html(shown: list[G.Gate], tau: float, convention: str) -> str:
     rows = []
     for row in G.gate_table(shown, tau=tau, convention=convention):
@@ -177,22 +202,31 @@ class GateExplorer:
         self.figure_panel = widgets.HTML(layout=widgets.Layout(flex="3 1 0%"))
         self.admissibility = widgets.HTML()
         self.halfmax = widgets.HTML()
+        self.method_boxes = {label: widgets.Checkbox(value=False, description=label, indent=False,
+                                                     layout=widgets.Layout(width="auto"))
+                             for label in METHOD_LABELS}
+        self.methods = widgets.HTML()
         classes = {**{f"sapo-gate-{name}": box for name, box in self.gate_boxes.items()},
                    "sapo-tau": self.tau, "sapo-convention": self.convention, "sapo-epsilon": self.epsilon,
                    "sapo-nu": self.nu, "sapo-gprime": self.gprime, "sapo-figure": self.figure_panel,
                    "sapo-admissibility": self.admissibility, "sapo-halfmax": self.halfmax}
         for css, widget in classes.items():
             widget.add_class(css)
-        tables = widgets.VBox([self.admissibility, self.halfmax], layout=widgets.Layout(flex="2 1 0%"))
+        for label, box in self.method_boxes.items():
+            box.add_class("sapo-method-" + "".join(c if c.isalnum() else "-" for c in label))
+        tables = widgets.VBox([self.admissibility, self.methods, self.halfmax], layout=widgets.Layout(flex="2 1 0%"))
         self.widget = widgets.VBox([
             widgets.HBox([widgets.Label("gates:"), *self.gate_boxes.values()]),
             widgets.HBox([self.tau, self.convention]),
             widgets.HBox([self.epsilon, self.nu]),
             widgets.HBox([self.gprime, hint]),
+            widgets.HBox([widgets.Label("methods (dashed, f' only):"), *self.method_boxes.values()],
+                         layout=widgets.Layout(flex_flow="row wrap")),
             widgets.HBox([self.figure_panel, tables]),
         ])
         self.widget.add_class("sapo-explorer")
-        for control in (*self.gate_boxes.values(), self.tau, self.convention, self.epsilon, self.nu, self.gprime):
+        for control in (*self.gate_boxes.values(), self.tau, self.convention, self.epsilon, self.nu, self.gprime,
+                        *self.method_boxes.values()):
             control.observe(self.update, names="value")
         self.update()
 
@@ -237,7 +271,10 @@ class GateExplorer:
             reports.append(user["rows"])
         self.admissibility.value = _admissibility_html(reports) if reports else ""
         self.halfmax.value = _halfmax_html(shown, tau, convention) if shown else ""
-        self.drawn = {"gates": [gate.name for gate in shown], "tau": tau, "tau_convention": convention,
+        methods = [label for label, box in self.method_boxes.items() if box.value]
+        self.methods.value = _methods_html(methods) if methods else ""
+        self.drawn = {"gates": [gate.name for gate in shown], "methods": methods, "tau": tau,
+                      "tau_convention": convention,
                       "taus": {gate.name: G.resolve_tau(gate, tau, convention) for gate in shown},
                       "epsilon": epsilon, "nu": nu, "gprime": text}
         self.problem = user.get("problem")
@@ -246,6 +283,12 @@ class GateExplorer:
             self.figure_panel.value = _problem_html(text, self.problem, user.get("rows"))
             return
         fig = plots.gate_figure(shown, tau=tau, tau_convention=convention, x_range=self.x_range, epsilon=epsilon)
+        for ax in fig.axes[len(fig.axes) // 2:]:  # the f' row: each method's f'(r) = phi(r)/r (no tau)
+            x = torch.linspace(*self.x_range, 601, dtype=torch.float64)
+            for label in methods:
+                ax.plot(x, METHOD_LABELS[label].f_prime(x - 1.0), ls="--", lw=1.1, label=label)
+            if methods:
+                ax.legend(fontsize=6)
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=80)
         plt.close(fig)

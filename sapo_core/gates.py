@@ -37,10 +37,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-import numpy as np
 import torch
 
-from sapo_core import admissibility, expressions
+from sapo_core import admissibility, expressions, quadrature
 from sapo_core.admissibility import PROPERTIES, TAILS, AdmissibilityReport, InadmissibleGateError
 from sapo_core.checks import check_positive, is_real
 
@@ -60,7 +59,6 @@ __all__ = [
     "expression_report",
     "gate_table",
     "get_gate",
-    "integral_of",
     "make_gate",
     "parse_spec",
     "register_gate",
@@ -346,84 +344,6 @@ def clip_weight(x: torch.Tensor, advantage_sign: float | torch.Tensor, eps_low: 
     sign = torch.as_tensor(advantage_sign, dtype=x.dtype, device=x.device)
     return torch.where(sign > 0, x <= 1.0 + eps_high, x >= 1.0 - eps_low).to(x.dtype)
 
-# ---------------------------------------------------------------------------------------------
-# User gates from g' alone: g(z) = int_0^z g'(s) ds by Gauss-Legendre on geometric panels.
-# Panels [0, 2^-8], [2^-8, 2^-7], ..., [2^39, 2^40] on each side; the cumulative integral at the
-# panel edges is tabulated once and the last partial panel is integrated per element, so any
-# |z| up to 2^40 costs one 32-point quadrature and keeps ~1e-14 relative accuracy for smooth g'.
-# ---------------------------------------------------------------------------------------------
-
-_GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(32)
-_EDGES = np.concatenate([[0.0], 2.0 ** np.arange(-8, 41)])
-
-
-def _gl(fn: BaseFn, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """int_a^b fn(s) ds elementwise (float64, on a's device), 32-point Gauss-Legendre."""
-    nodes = torch.as_tensor(_GL_NODES, dtype=torch.float64, device=a.device)
-    weights = torch.as_tensor(_GL_WEIGHTS, dtype=torch.float64, device=a.device)
-    mid, half = (a + b) / 2.0, (b - a) / 2.0
-    s = mid.unsqueeze(-1) + half.unsqueeze(-1) * nodes
-    return half * (fn(s) * weights).sum(-1)
-
-
-class _NumericBase:
-    """g(z) = int_0^z g'(s) ds for a g' given as a torch function, differentiable (d g / dz = g')."""
-
-    def __init__(self, g_prime: BaseFn):
-        self.g_prime = g_prime
-        self._tables: dict[torch.device, tuple[torch.Tensor, dict[float, torch.Tensor]]] = {}
-
-    def _table(self, device: torch.device) -> tuple[torch.Tensor, dict[float, torch.Tensor]]:
-        """Panel edges and the cumulative integral at them, per side, tabulated once per device."""
-        if device not in self._tables:
-            edges = torch.as_tensor(_EDGES, dtype=torch.float64, device=device)
-            cum = {}
-            for sign in (1.0, -1.0):
-                fn = lambda s, sign=sign: self.g_prime(sign * s)
-                panels = _gl(fn, edges[:-1], edges[1:])
-                cum[sign] = torch.cat([torch.zeros(1, dtype=torch.float64, device=device), torch.cumsum(panels, 0)])
-            self._tables[device] = (edges, cum)
-        return self._tables[device]
-
-    def _integral(self, z: torch.Tensor) -> torch.Tensor:
-        z64 = z.detach().to(torch.float64)
-        edges, cum = self._table(z64.device)
-        mag = z64.abs().clamp(max=float(edges[-1]))
-        k = (torch.searchsorted(edges, mag, right=True) - 1).clamp(0, len(edges) - 2)
-        out = torch.full_like(z64, math.nan)  # nan in, nan out
-        for sign in (1.0, -1.0):
-            sel = z64 >= 0 if sign > 0 else z64 < 0
-            if not sel.any():
-                continue
-            lo = edges[k[sel]]
-            partial = _gl(lambda s, sign=sign: self.g_prime(sign * s), lo, mag[sel])
-            out[sel] = sign * (cum[sign][k[sel]] + partial)
-        return out.to(z.dtype)
-
-    def __call__(self, z: torch.Tensor) -> torch.Tensor:
-        return _IntegralFn.apply(z, self)
-
-
-def integral_of(g_prime: BaseFn) -> BaseFn:
-    """g(z) = int_0^z g'(s) ds, numerical and differentiable (method §2.6), for a g' given as a torch function."""
-    admissibility.check_fn("g_prime", g_prime)
-    return _NumericBase(g_prime)
-
-
-class _IntegralFn(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, z, base):
-        ctx.save_for_backward(z)
-        ctx.base = base
-        return base._integral(z)
-
-    @staticmethod
-    def backward(ctx, grad):
-        (z,) = ctx.saved_tensors
-        return grad * ctx.base.g_prime(z).to(grad.dtype), None
-
-
-
 def check_admissible(gate: str | Gate) -> AdmissibilityReport:
     """Check properties (i)-(iv) of method §2.2 (`sapo_core.admissibility`); each result carries its evidence.
 
@@ -484,7 +404,7 @@ def make_gate(name: str, weight_fn: BaseFn, value_fn: BaseFn | None = None, *, t
     if g_text is None:
         g_text = _fn_text(value_fn) if value_fn is not None else f"integral_0^z of {g_prime_text} (numerical)"
     _check_text("g_text", g_text)
-    g = value_fn if value_fn is not None else _NumericBase(weight_fn)
+    g = value_fn if value_fn is not None else quadrature.integral_of(weight_fn)
     report = admissibility.check(name, g, weight_fn, "value_fn" if value_fn is not None else "g", "weight_fn")
     if not report.passed:
         raise InadmissibleGateError(report)

@@ -9,7 +9,8 @@ what is logged is `markdown_table()`:
 
 A metric marked `by_sign` is logged three times: over all tokens, over the tokens with A > 0 and over those
 with A < 0 (`ratio/var`, `ratio/pos/var`, `ratio/neg/var`; `eur`, `eur/pos`, `eur/neg`; method §7.4). A name
-with a `{field}` is a pattern: `{reward}` is a reward function's name, `{bin}` a two-digit histogram bin.
+with a `{field}` is a pattern: `{reward}` is a reward function's name, `{bin}` a two-digit histogram bin,
+`{benchmark}` a held-out benchmark's name (group heldout: accuracy over training, on some steps only).
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from typing import NamedTuple
 __all__ = ["GROUPS", "METRICS", "RATIO_HIST_EDGES", "SIGNS", "Metric", "absent", "by_sign", "get", "key",
            "markdown_table", "names", "required", "summary_names", "unlisted"]
 
-GROUPS = ("run", "optimizer", "rollout", "policy", "tokens", "ratio", "gate", "eur", "histogram", "sampling", "tools")
+GROUPS = ("run", "optimizer", "rollout", "policy", "tokens", "ratio", "gate", "eur", "histogram", "sampling", "tools",
+          "heldout")
 SIGNS = ("pos", "neg")  # A > 0, A < 0 (method §7.4: A == 0 counts overall only)
 
 # The distribution of the ratios the gate saw (logged as shares of tokens, `ratio/hist/NN`): 60 bins of width 0.05
@@ -40,6 +42,7 @@ class Metric(NamedTuple):
     summary: str = ""            # copied into a batch's summary row (sapo_core.batch): "all" tokens, or all "signs"
 
 
+_HELDOUT = "heldout_eval_steps > 0: every heldout_eval_steps steps and the last"
 _EUR = ("effective update ratio (paper eq. 12): per prompt, the token mean of f'(r) over its G completions; "
         "then the mean over prompts (method §4.1)")
 
@@ -95,6 +98,15 @@ METRICS: tuple[Metric, ...] = (
            when="vLLM generation"),
     Metric("tools/call_frequency", "tools", "tool calls per completion", when="tool calling"),
     Metric("tools/failure_frequency", "tools", "share of tool calls that failed", when="tool calling"),
+    # Accuracy over training (method §6): added to the logged row of the step by sapo_core.train.HeldoutCurve.
+    Metric("heldout/{benchmark}/mean@n", "heldout", "held-out mean@n at heldout_temperature (sampled with seed = "
+           "the step)", source="train", when=_HELDOUT),
+    Metric("heldout/{benchmark}/mean@n_low", "heldout", "lower end of its 95% bootstrap interval over problems",
+           source="train", when=_HELDOUT),
+    Metric("heldout/{benchmark}/mean@n_high", "heldout", "upper end of its 95% bootstrap interval over problems",
+           source="train", when=_HELDOUT),
+    Metric("heldout/{benchmark}/format_rate", "heldout", "share of the held-out samples fully formatted",
+           source="train", when=_HELDOUT),
 )
 
 
@@ -187,5 +199,5 @@ def markdown_table() -> str:
         meaning = m.meaning.replace("|", "\\|")  # a literal bar inside a table cell
         lines.append(f"| {shown} | {m.group} | {meaning} | {m.when or 'every logged step'} |")
     lines.append("\nA name with `pos/` (`neg/`) is the same statistic over the tokens with A > 0 (A < 0) only; "
-                 "`{reward}` is a reward function's name, `{bin}` a two-digit bin.")
+                 "`{reward}` is a reward function's name, `{bin}` a two-digit bin, `{benchmark}` a held-out benchmark.")
     return "\n".join(lines) + "\n"

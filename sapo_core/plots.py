@@ -382,4 +382,30 @@ def accuracy_by_gate(data, benchmark: str = "synthetic"):
     return fig
 
 
-__all__ += ["COMPARE_PANELS", "seed_band_curves", "ratio_distribution", "accuracy_by_gate"]
+def heldout_accuracy_curves(data, benchmark: str = "synthetic"):
+    """Held-out accuracy over training per arm (the rows of heldout_eval_steps, method §6): the mean over seeds of
+    mean@n against step, with the min-max band over seeds."""
+    from sapo_core import compare
+
+    _check_batch(data)
+    curves = compare.heldout_curves(data, benchmark)  # checks the benchmark name
+    if not curves:
+        raise ValueError(f"no run of {data.path} logged held-out accuracy on {benchmark!r} during training; train "
+                         "with heldout_eval_steps > 0 (the tiny recipes do)")
+    key = f"heldout/{benchmark}/mean@n"
+    frame = compare.metric_frame(data, [key]).dropna(subset=[key])
+    palette = {group: _color(_gate_of(group), i) for i, group in enumerate(data.groups)}
+    fig, ax = plt.subplots(figsize=(6.5, 4.0), constrained_layout=True)
+    sns.lineplot(data=frame, x="step", y=key, hue="group", hue_order=list(curves), palette=palette,
+                 style="convention", dashes={"equal": "", "width_matched": (4, 2)}, estimator="mean",
+                 errorbar=lambda v: (v.min(), v.max()), marker="o", ms=4, ax=ax, lw=1.5)
+    ax.set(xlabel="step", ylabel=f"held-out {benchmark} mean@n", ylim=(0, 1.02),
+           title="held-out accuracy over training: mean over seeds, band = min-max over seeds")
+    ax.title.set_fontsize(9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.suptitle(compare.caption(data), fontsize=8)
+    return fig
+
+
+__all__ += ["COMPARE_PANELS", "seed_band_curves", "ratio_distribution", "accuracy_by_gate", "heldout_accuracy_curves"]

@@ -59,7 +59,8 @@ from sapo_core.preflight import offline, plan_text, prompt_lengths
 from sapo_core.provenance import git_commit, package_versions
 
 __all__ = ["REQUIRED_METRICS", "RunDirError", "RunFiles", "RunLock", "check_run_dir", "launch", "missing_metrics",
-           "prepare_run_dir", "provenance", "train", "read_metrics", "summary_text", "main"]
+           "prepare_run_dir", "provenance", "HeldoutCurve", "heldout_metrics", "train", "read_metrics", "summary_text",
+           "main"]
 
 log = logging.getLogger(__name__)
 
@@ -389,19 +390,21 @@ def dry_run(run: RunConfig) -> int:
     return fail("; ".join(refusals)) if refusals else 0
 
 
-def heldout_check(model, tokenizer, run: RunConfig) -> dict:
+def heldout_check(model, tokenizer, run: RunConfig, *, seed: int = 0, greedy: bool | None = None) -> dict:
     """The recipe's held-out check (method §6) of an in-memory model: per benchmark, mean@n at
-    heldout_temperature with its interval, and greedy accuracy when heldout_greedy. Sampling seed 0, so the base
-    and the trained model (and every gate) are sampled alike; the caller's RNG is left as it was."""
+    heldout_temperature with its interval, and greedy accuracy when `greedy` (default heldout_greedy). Sampling
+    seed 0 before and after training, so the base and the trained model (and every gate) are sampled alike; during
+    training (HeldoutCurve) the seed is the step. The caller's RNG is left as it was."""
     from sapo_core.evaluate import evaluate
 
     script = run.script
+    greedy = script.heldout_greedy if greedy is None else greedy
     names = [b.strip() for b in script.heldout_benchmarks.split(",") if b.strip()]
     common = {"tokenizer": tokenizer, "backend": "hf", "synthetic": run.synthetic_task("test"),
-              "data_dir": script.data_dir, "max_new_tokens": run.training.max_completion_length, "seed": 0,
+              "data_dir": script.data_dir, "max_new_tokens": run.training.max_completion_length, "seed": seed,
               "progress": False}
     sampled = evaluate(model, names, n=script.heldout_n, temperature=script.heldout_temperature, **common).results
-    greedy = evaluate(model, names, temperature=0.0, **common).results if script.heldout_greedy else None
+    greedy = evaluate(model, names, temperature=0.0, **common).results if greedy else None
     out = {}
     for name in names:
         m = sampled["benchmarks"][name]
@@ -411,6 +414,49 @@ def heldout_check(model, tokenizer, run: RunConfig) -> dict:
         if greedy is not None:
             out[name]["greedy"] = greedy["benchmarks"][name]["mean@n"]
     return out
+
+
+def heldout_metrics(check: dict) -> dict:
+    """A held-out check as metrics: per benchmark heldout/<name>/mean@n with its 95% interval and the format rate
+    (names registered in sapo_core.metrics, group "heldout")."""
+    out = {}
+    for name, m in check.items():
+        low, high = m["mean@n_ci95"] or (None, None)
+        out.update({f"heldout/{name}/mean@n": m["mean@n"], f"heldout/{name}/mean@n_low": low,
+                    f"heldout/{name}/mean@n_high": high, f"heldout/{name}/format_rate": m["format_rate"]})
+    return out
+
+
+class HeldoutCurve(TrainerCallback):
+    """Accuracy over training (method §6): at every heldout_eval_steps-th optimizer step and at the last, the
+    held-out check's sampled mean@n (heldout_n samples at heldout_temperature, no greedy pass) joins that step's
+    logged row (heldout_metrics; a multiple of logging_steps, so the step is logged), on the main process. Seeded
+    with the step, so that a resumed run draws the same samples; logged before the step's checkpoint, so that a
+    resume from it keeps the row (_truncate_metrics). Like the before/after check, it evaluates the main process's
+    whole model with the hf backend (not for ZeRO-3 or FSDP, whose main process holds a shard). Placed before
+    MetricsFile, whose row it completes."""
+
+    def __init__(self, run: RunConfig, tokenizer):
+        self.run, self.tokenizer = run, tokenizer
+        self.every = run.script.heldout_eval_steps
+        self.pending: tuple[int, dict] | None = None
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        step = state.global_step
+        if not state.is_world_process_zero or not (step % self.every == 0 or step >= state.max_steps):
+            return
+        start = time.perf_counter()
+        check = heldout_check(model, self.tokenizer, self.run, seed=step, greedy=False)
+        log.info("held-out check at step %d: %s (%.1f s)", step,
+                 ", ".join(f"{name} mean@n {m['mean@n']:.3f}" for name, m in check.items()),
+                 time.perf_counter() - start)
+        self.pending = (step, heldout_metrics(check))
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self.pending is not None and logs is not None and "train_runtime" not in logs \
+                and self.pending[0] == state.global_step:
+            logs.update(self.pending[1])
+            self.pending = None
 
 
 class StepTaken(TrainerCallback):
@@ -520,9 +566,11 @@ def train(run: RunConfig, *, callbacks: list | None = None) -> dict:
         # R_format is eq. 10's graded reward or the binary one (recipe key format_reward); either is logged
         # as rewards/format_reward/mean
         format_reward = FORMAT_REWARDS[script.format_reward]
+        curve = [HeldoutCurve(run, tokenizer)] if script.heldout_eval_steps else []
         trainer = GatedGRPOTrainer(model=path, reward_funcs=[format_reward, correctness_reward], args=args,
                                    train_dataset=train_ds, processing_class=tokenizer,
-                                   callbacks=[started, MetricsFile(run_dir / "metrics.jsonl"), *(callbacks or [])])
+                                   callbacks=[started, *curve, MetricsFile(run_dir / "metrics.jsonl"),
+                                              *(callbacks or [])])
         summary: dict = {"run_dir": str(run_dir), "gate": args.gate, "seed": args.seed}
         check = bool(script.heldout_benchmarks.strip())
         if check and state.is_main_process and checkpoint is None:  # the trainer holds the base model

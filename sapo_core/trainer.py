@@ -24,11 +24,15 @@ shape differently per run); turn it on explicitly when sampler/trainer mismatch 
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 
 import torch
+import trl.generation.vllm_generation as trl_vllm
+from accelerate import PartialState
 from transformers import TrainerCallback
 from trl import GRPOTrainer
+from trl.trainer.utils import RepeatSampler
 
 from sapo_core import gates as G
 from sapo_core import metrics as M
@@ -43,7 +47,7 @@ from sapo_core.loss import (
     token_metrics,
 )
 
-__all__ = ["GatedGRPOConfig", "GatedGRPOTrainer", "RATIO_HIST_EDGES", "ratio_histogram"]
+__all__ = ["GatedGRPOConfig", "GatedGRPOTrainer", "RATIO_HIST_EDGES", "ratio_histogram", "vllm_engine_seed"]
 
 # TRL 1.16 reads the model's `is_gradient_checkpointing`, which transformers 5 renamed and warns about on every
 # step; the caller is TRL's, so a user can do nothing about it. Silenced by message, category and module only.
@@ -59,6 +63,17 @@ def ratio_histogram(ratio: torch.Tensor) -> dict[str, float]:
     counts = torch.bincount(torch.bucketize(ratio, edges, right=True), minlength=len(RATIO_HIST_EDGES) - 1)
     shares = (counts / max(ratio.numel(), 1)).tolist() if ratio.numel() else [float("nan")] * len(counts)
     return {f"ratio/hist/{i:02d}": v for i, v in enumerate(shares)}
+
+
+def vllm_engine_seed(seed: int, process_index: int, num_processes: int, tensor_parallel_size: int) -> int:
+    """The colocated vLLM engine's sampling seed (method §7.8): seed * groups + group, where group =
+    process_index // tensor_parallel_size of `groups` (the ranks of one tensor-parallel group share a seed)."""
+    groups, group = num_processes // tensor_parallel_size, process_index // tensor_parallel_size
+    engine_seed = seed * groups + group
+    if engine_seed >= 2**32:  # vLLM seeds numpy, whose seeds are below 2**32
+        raise ValueError(f"seed={seed} with {groups} vLLM engines gives engine seed {engine_seed}, above numpy's "
+                         f"limit 2**32 - 1; choose seed < {(2**32 - group) // groups}")
+    return engine_seed
 
 
 def _is_rollout_metric(name: str) -> bool:
@@ -89,7 +104,8 @@ class GatedGRPOTrainer(GRPOTrainer):
     }
 
     def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+        with self._seeded_vllm_engine(kwargs.get("args", args[2] if len(args) > 2 else None)):
+            super().__init__(*args, **kwargs)
         if not isinstance(self.args, GatedGRPOConfig):
             raise TypeError(f"GatedGRPOTrainer needs a GatedGRPOConfig, got {type(self.args).__name__}")
         for option, active in self._UNSUPPORTED.items():
@@ -110,6 +126,43 @@ class GatedGRPOTrainer(GRPOTrainer):
                              f"logging_strategy={self.args.logging_strategy!r}, "
                              f"logging_steps={self.args.logging_steps}")
         self.add_callback(_LogLastStep())
+
+    # -- seeds (method §7.8) ----------------------------------------------------------------------------
+    @staticmethod
+    @contextlib.contextmanager
+    def _seeded_vllm_engine(args):
+        """While GRPOTrainer.__init__ builds its colocated vLLM engine, TRL's `LLM(..., seed=process_index // tp)`
+        gets `seed=vllm_engine_seed(args.seed, ...)` instead, so that runs of different `seed` draw different
+        rollouts (TRL 1.16 seeds the engine from the process index alone). `LLM` is replaced in TRL's module, the
+        name TRL calls, for the duration of the constructor only."""
+        build = getattr(trl_vllm, "LLM", None)  # absent without vLLM (TRL then refuses use_vllm itself)
+        if build is None or not isinstance(args, GatedGRPOConfig) or not args.use_vllm or args.vllm_mode != "colocate":
+            yield
+            return
+
+        def seeded_llm(*llm_args, **llm_kwargs):
+            state = PartialState()
+            llm_kwargs["seed"] = vllm_engine_seed(args.seed, state.process_index, state.num_processes,
+                                                  llm_kwargs["tensor_parallel_size"])
+            return build(*llm_args, **llm_kwargs)
+
+        trl_vllm.LLM = seeded_llm
+        try:
+            yield
+        finally:
+            trl_vllm.LLM = build
+
+    def _get_train_sampler(self, dataset=None):
+        """TRL's prompt sampler (RepeatSampler), its shuffle drawn from `data_seed` instead of `seed`, so that the
+        prompts come in the same order for every RL seed (method §7.8)."""
+        sampler = super()._get_train_sampler(dataset)
+        if not isinstance(sampler, RepeatSampler):
+            raise TypeError(f"TRL's train sampler is a {type(sampler).__name__}, not the RepeatSampler of TRL 1.16 "
+                            "whose seed GatedGRPOTrainer sets; update _get_train_sampler")
+        if sampler.shuffle:  # reseeded before it draws anything
+            sampler.seed = self.args.data_seed
+            sampler.generator.manual_seed(self.args.data_seed)
+        return sampler
 
     # -- logging ------------------------------------------------------------------------------------
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:

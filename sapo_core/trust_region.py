@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from sapo_core import admissibility
+from sapo_core import admissibility, quadrature
 from sapo_core import gates as G
 
 __all__ = ["METHODS", "PROPERTY_COLUMNS", "R_FLOOR", "Method", "main", "method_rows", "method_table_markdown",
@@ -87,7 +87,7 @@ def _row(name: str, sign: str, phi_text: str, g: WeightFn, g_prime: WeightFn) ->
 
 def method_rows() -> list[dict]:
     """One row per method and sign, then the paper's gates (tau = 1): pass/fail per property and its evidence."""
-    rows = [_row(m.name, m.sign, m.phi_text, G.integral_of(m.f_prime), m.f_prime) for m in METHODS]
+    rows = [_row(m.name, m.sign, m.phi_text, quadrature.integral_of(m.f_prime), m.f_prime) for m in METHODS]
     for name in GATES:
         gate = G.get_gate(name)
         rows.append(_row(f"{name} gate", "both", f"r g'(r - 1), g'(z) = {gate.g_prime_text}", gate.g, gate.g_prime))

@@ -312,6 +312,14 @@ REFUSED = [
          "half-max in x divides by tau"),
     Case("gate-table-unknown", lambda c: gates.gate_table(["tanh"]), ValueError, ("tanh", "names"),
          "the argument holding the bad name is named"),
+    Case("gate-spec-dunder", lambda c: gates.resolve_spec("__import__('os')"), ValueError,
+         ("'__import__' is not allowed",), "an expression spec is parsed, never run, before its names are checked"),
+    Case("gate-spec-family-param", lambda c: gates.resolve_spec("student_t:mu=3"), ValueError, ("'mu'", "nu"),
+         "a family names the parameters it takes"),
+    Case("gate-spec-import-missing", lambda c: gates.resolve_spec("no_such_pkg_x.gates:g"), ValueError,
+         ("cannot be imported", "importable"), "the import-path form says the module must be importable"),
+    Case("gate-spec-huge-constant", lambda c: gates.resolve_spec("z * 0 + 10**10**9"), ValueError,
+         ("cannot be computed",), "a big-int power is refused before it runs (it would take minutes)"),
     # --- loss (method §1, §2.7, §7) ---
     Case("loss-gate-unknown", lambda c: policy(gate="tanh"), ValueError, ("unknown gate 'tanh'", "clip"),
          "the loss lists what it accepts, 'clip' included"),
@@ -674,6 +682,8 @@ def corrupt_checkpoint(c: Ctx):
 EXITS = [
     # --- training CLI (python -m sapo_core.train), in-process ---
     Case("train-gate-unknown", t("--gate", "tanh"), 2, ("gate='tanh'", "available gates"), "a typo in the gate"),
+    Case("train-gate-spec-inadmissible", t("--gate", "student_t:nu=0.001"), 2, ("not admissible", "(iv)"),
+         "an inadmissible spec is refused by its property before any run directory"),
     Case("train-recipe-not-yaml", t_recipe("gate: [erf\n"), 2, ("recipe.yaml", "not valid YAML"),
          "the file is named with the parser's reason"),
     Case("train-recipe-not-utf8", t_recipe("gate: \xe9rf\n".encode("latin-1")), 2, ("recipe.yaml", "not UTF-8"),

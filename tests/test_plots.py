@@ -49,30 +49,37 @@ def test_training_curves_plot_the_logged_keys_per_run_and_refuse_empty_runs():
         plots.training_curves({"erf": []})
 
 
+def _small(n=5):
+    """A one-line 1 x 1 inch figure: save_figure does not look inside, and small figures save fast."""
+    fig, ax = plt.subplots(figsize=(1, 1))
+    ax.plot(range(n))
+    return fig
+
+
 def test_save_figure_writes_png_and_pdf_and_is_byte_stable(tmp_path):
-    paths = plots.save_figure(plots.training_curves(_rows()), "curves", tmp_path)
+    paths = plots.save_figure(_small(), "curves", tmp_path)
     assert [p.name for p in paths] == ["curves.png", "curves.pdf"]
     assert paths[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and paths[1].read_bytes()[:5] == b"%PDF-"
     before = [p.read_bytes() for p in paths]
-    plots.save_figure(plots.training_curves(_rows()), "curves", tmp_path)  # same figure again: no error
+    plots.save_figure(_small(), "curves", tmp_path)  # same figure again: no error
     assert [p.read_bytes() for p in paths] == before
 
 
 def test_save_figure_never_replaces_a_different_figure_silently(tmp_path):
-    paths = plots.save_figure(plots.training_curves(_rows()), "curves", tmp_path)
+    paths = plots.save_figure(_small(), "curves", tmp_path)
     before = [p.read_bytes() for p in paths]
     with pytest.raises(FileExistsError, match="curves.png.*different content.*overwrite=True"):
-        plots.save_figure(plots.training_curves(_rows(7)), "curves", tmp_path)
+        plots.save_figure(_small(7), "curves", tmp_path)
     assert [p.read_bytes() for p in paths] == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["curves.pdf", "curves.png"]  # no temp files left
-    plots.save_figure(plots.training_curves(_rows(7)), "curves", tmp_path, overwrite=True)
+    plots.save_figure(_small(7), "curves", tmp_path, overwrite=True)
     assert all(p.read_bytes() != b for p, b in zip(paths, before))
 
 
 @pytest.mark.parametrize("name", ["", "a/b", "a b", "a\\b"])
 def test_save_figure_refuses_names_that_are_not_plain_stems(tmp_path, name):
     with pytest.raises(ValueError, match="plain file stem"):
-        plots.save_figure(plots.training_curves(_rows()), name, tmp_path)
+        plots.save_figure(_small(), name, tmp_path)
 
 
 @pytest.mark.slow

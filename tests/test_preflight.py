@@ -166,6 +166,7 @@ def test_dry_run_flags_never_enter_the_recipe_and_need_dry_run():
         parse_args(["--config", "configs/tiny-cpu.yaml", "--gpu_memory_gb", "40", "--run_dir", "x"])
 
 
+@pytest.mark.slow
 def test_batch_dry_run_plans_every_arm_and_creates_nothing(tmp_path, capsys):
     out = tmp_path / "batch"
     assert batch.main(["--config", "configs/tiny-cpu.yaml", "--out", str(out), "--gates", "clip,erf", "--seeds", "0,1",

@@ -228,6 +228,7 @@ def _grade_hang_then_more(grader):
     return scores, time.monotonic() - start
 
 
+@pytest.mark.slow
 def test_hanging_answer_scores_zero_within_limit_and_the_pool_goes_on(grader):
     assert threading.current_thread() is threading.main_thread()
     before = grader.stats
@@ -239,6 +240,7 @@ def test_hanging_answer_scores_zero_within_limit_and_the_pool_goes_on(grader):
     assert grader.stats.timeouts == before.timeouts + 2
 
 
+@pytest.mark.slow
 def test_hanging_answer_from_a_worker_thread(grader):
     out = {}
     thread = threading.Thread(target=lambda: out.update(result=_grade_hang_then_more(grader)))
@@ -250,6 +252,7 @@ def test_hanging_answer_from_a_worker_thread(grader):
     assert elapsed < TIMEOUT_S + RESTART_S, elapsed
 
 
+@pytest.mark.slow
 def test_pathological_answers_all_score_zero(grader):
     scores = CorrectnessReward(grader)([ok(a) for a in PATHOLOGICAL] + [ok("\\sqrt{9}")], answer=["5"] * 5 + ["3"])
     assert scores == [0.0] * len(PATHOLOGICAL) + [1.0]
@@ -269,6 +272,7 @@ def test_concurrent_calls_from_threads(grader):
     assert results == [[1.0, 1.0]] * 4
 
 
+@pytest.mark.slow
 def test_stuck_worker_is_killed_and_replaced():
     # SIGSTOP: a worker stuck where no signal handler runs (e.g. deep in C code); the pool kills it.
     before = {p.pid for p in multiprocessing.active_children()}
@@ -289,6 +293,7 @@ def test_stuck_worker_is_killed_and_replaced():
         assert g.grade(["\\sqrt{9}"], ["3"]) == [1.0]
 
 
+@pytest.mark.slow
 def test_worker_crash_scores_zero_and_is_counted():
     before = {p.pid for p in multiprocessing.active_children()}
     with Grader(num_workers=1, timeout_s=60.0, warm_up=False) as g:
@@ -306,6 +311,7 @@ def test_worker_crash_scores_zero_and_is_counted():
         assert g.grade(["\\sqrt{16}"], ["4"]) == [1.0]
 
 
+@pytest.mark.slow
 def test_worker_dead_while_idle_does_not_cost_an_item():
     # pebble gives up on a pool whose worker dies while no task runs; the grader starts a new pool
     before = {p.pid for p in multiprocessing.active_children()}
@@ -319,6 +325,7 @@ def test_worker_dead_while_idle_does_not_cost_an_item():
         assert g.stats.worker_failures == 0 and g.stats.items == 2
 
 
+@pytest.mark.slow
 def test_close_while_another_thread_grades():
     # The waiting thread must not hang on the stopped pool's tasks: it is told the grader is closed.
     g = Grader(num_workers=1, timeout_s=60.0, warm_up=False)
@@ -339,6 +346,7 @@ def test_close_while_another_thread_grades():
     assert not thread.is_alive() and out == {"error": "this Grader is closed"}
 
 
+@pytest.mark.slow
 def test_forked_child_gets_its_own_workers(grader):
     parent_pids = {p.pid for p in multiprocessing.active_children()}
     read_end, write_end = os.pipe()
@@ -357,6 +365,7 @@ def test_forked_child_gets_its_own_workers(grader):
     assert grader.grade(["\\sqrt{36}"], ["6"]) == [1.0]
 
 
+@pytest.mark.slow
 def test_memory_limit_is_set_in_the_worker():
     # The limit counts from the end of start-up: 64 MiB more may be mapped, 256 MiB fails with MemoryError.
     code = ("import resource; from sapo_core.rewards.worker import init_worker, _mapped_bytes\n"
@@ -370,6 +379,7 @@ def test_memory_limit_is_set_in_the_worker():
     assert result.stdout.strip() == "refused"
 
 
+@pytest.mark.slow
 def test_importing_the_rewards_starts_nothing_heavy():
     code = ("import sys, multiprocessing, sapo_core.rewards\n"
             "print(sorted(m for m in ('sympy', 'math_verify', 'torch', 'transformers') if m in sys.modules),"

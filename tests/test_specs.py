@@ -132,6 +132,7 @@ def test_a_dangerous_expression_is_refused_without_running_it(monkeypatch, spec,
         parse_args(["--config", TINY, "--gate", spec])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("spec, prop", [
     ("1/(1+z.abs())", "\\(iv\\) .*z g'\\(z\\)"),   # f' -> 0 but x f'(x) does not
     ("student_t:nu=0.001", "\\(iv\\)"),
@@ -188,23 +189,39 @@ def test_batch_arms_take_every_spec_form_with_either_separator(user_module, tmp_
         plan(BatchArguments(config=TINY, out=str(tmp_path), gates=f"{EXPR};1 / (1 + z**2) ** 2", seeds="0"), [])
 
 
+@pytest.mark.slow
 def test_a_run_repeats_from_its_config_yaml_in_a_fresh_process(user_module, tmp_path):
-    for spec in (EXPR, f"{MODULE}:cauchy2", "student_t:nu=3"):
+    specs = (EXPR, f"{MODULE}:cauchy2", "student_t:nu=3")
+    saved = []
+    for i, spec in enumerate(specs):
         run = parse_args(["--config", TINY, "--gate", spec, "--max_steps", "3"])
-        saved = tmp_path / "config.yaml"
-        saved.write_text(yaml.safe_dump(run.recipe, sort_keys=False))
-        code = ("from sapo_core.config import parse_args; from sapo_core import gates as G; "
-                f"r = parse_args(['--config', {str(saved)!r}, '--run_dir', 'x']); "
-                "print(r.training.gate); print(G.describe(r.training.gate)['g_prime'])")
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(user_module), str(REPO_ROOT)]),
-               "OMP_NUM_THREADS": "1"}
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO_ROOT,
-                             timeout=240)
-        assert out.returncode == 0, out.stderr[-2000:]
-        assert out.stdout.splitlines()[0] == spec
-        assert out.stdout.split("\n", 1)[1].strip() == G.describe(spec)["g_prime"]
+        saved.append(tmp_path / f"config{i}.yaml")
+        saved[-1].write_text(yaml.safe_dump(run.recipe, sort_keys=False))
+    code = ("import sys; from sapo_core.config import parse_args; from sapo_core import gates as G\n"
+            "for path in sys.argv[1:]:\n"
+            "    gate = parse_args(['--config', path, '--run_dir', 'x']).training.gate\n"
+            "    print(repr((gate, G.describe(gate)['g_prime'])))")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(user_module), str(REPO_ROOT)]), "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", code, *map(str, saved)], capture_output=True, text=True, env=env,
+                         cwd=REPO_ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines() == [repr((spec, G.describe(spec)["g_prime"])) for spec in specs]
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}  # the import-path form without its module
-    out = subprocess.run([sys.executable, "-m", "sapo_core.train", "--config", str(saved), "--gate",
-                          f"{MODULE}:cauchy2", "--dry_run"], capture_output=True, text=True, env=env, cwd=REPO_ROOT,
-                         timeout=240)
+    out = subprocess.run([sys.executable, "-m", "sapo_core.train", "--config", str(saved[1]), "--dry_run"],
+                         capture_output=True, text=True, env=env, cwd=REPO_ROOT, timeout=300)
     assert out.returncode == 2 and "importable in every process" in out.stderr
+
+
+@pytest.mark.slow
+def test_an_expression_spec_trains_two_steps_and_records_its_text(tmp_path):
+    from sapo_core.train import train
+
+    run = parse_args(["--config", TINY, "--gate", EXPR, "--run_dir", str(tmp_path / "run"), "--max_steps", "2",
+                      "--train_size", "32", "--eval_size", "8", "--per_device_train_batch_size", "16",
+                      "--max_completion_length", "24", "--save_steps", "2", "--heldout_n", "2"])
+    train(run)
+    record = json.loads((tmp_path / "run" / "provenance.json").read_text())
+    assert record["gate"] == EXPR and record["gate_formulas"]["g_prime"] == "1 / (1 + z ** 2) ** 2"
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["gate"] == EXPR
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == [1, 2]

@@ -74,7 +74,7 @@ add() { CHECKS+=("$1|$2|$3"); }
 add "pytest -m gpu" 60 "$PYTHON -m pytest -q -p no:cacheprovider -m gpu tests/test_gpu.py"
 for gate in "${GATES[@]}"; do
   add "train $gate" 45 "$PYTHON -m sapo_core.train --config configs/tiny-cpu.yaml --gate $gate --max_steps 20 \
---bf16 true --heldout_benchmarks '' --save_steps 20 --run_dir $OUT_DIR/train-$gate \
+--bf16 true --heldout_benchmarks '' --heldout_eval_steps 0 --save_steps 20 --run_dir $OUT_DIR/train-$gate \
 && $PYTHON -c \"import json, math, sys; rows = [json.loads(l) for l in open('$OUT_DIR/train-$gate/metrics.jsonl')]; \
 sys.exit(0 if rows[-1]['step'] == 20 and all(math.isfinite(r['loss']) for r in rows if 'loss' in r) else 1)\""
 done

@@ -79,7 +79,7 @@ for gate in "${GATES[@]}"; do
 sys.exit(0 if rows[-1]['step'] == 20 and all(math.isfinite(r['loss']) for r in rows if 'loss' in r) else 1)\""
 done
 add "bench_trainer" 100 "$PYTHON benchmarks/bench_trainer.py --device cuda --max-seconds 60"
-add "bench_memory" 60 "$PYTHON benchmarks/bench_memory.py --device cuda"
+add "bench_memory" 150 "$PYTHON benchmarks/bench_memory.py --device cuda"
 
 if [ "$MODE" = "--dry" ]; then
   [ "$SKIP_INSTALL" = 1 ] && echo "would install: nothing (SAPO_SKIP_INSTALL=1)" || \

@@ -85,7 +85,9 @@ def test_notebook_04_compares_the_batch(two_gates, completed, tmp_path):
     names = sorted(p.name for p in (out / "figures").iterdir())
     assert names == sorted(f"compare_{n}.{ext}" for n in ("training", "ratios", "accuracy") for ext in ("png", "pdf"))
     text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
-    assert "7 claims;" in text
+    from sapo_core.claims import CLAIMS
+
+    assert f"{len(CLAIMS)} claims;" in text
 
 
 def test_the_same_out_with_other_settings_is_refused(two_gates, capsys):

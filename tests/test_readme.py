@@ -109,3 +109,12 @@ def test_every_readme_command_names_what_exists():
             if not re.search(rf"--(?:no_)?{re.escape(flag)}\b", helps):
                 problems.append(f"{cmd!r}: {name} has no flag --{flag}")
     assert not problems, "\n".join(problems)
+
+
+def test_the_logged_metrics_table_in_docs_is_the_registry():
+    from sapo_core.metrics import markdown_table
+
+    text = (ROOT / "docs" / "usage.md").read_text()
+    table = text.split("<!-- metrics:begin -->\n", 1)[1].split("\n<!-- metrics:end -->", 1)[0]
+    assert table == markdown_table().rstrip(), "docs/usage.md's metric table differs from sapo_core.metrics: " \
+        "paste the output of markdown_table() between its markers"

@@ -47,6 +47,7 @@ from typing import Any
 
 from datasets import Dataset, concatenate_datasets, load_dataset
 
+from sapo_core.checks import check_int
 from sapo_core.cli import fail
 from sapo_core.paths import write_atomic
 from sapo_core.prompts import format_completion, make_prompt
@@ -107,14 +108,6 @@ SOURCES: dict[str, Source] = {s.name: s for s in (
     # AIME 2025 I (ids "0"-"14") and II ("15"-"29"); answers are integers in some copies.
     Source("aime25", "math-ai/aime25", None, {"test": "test"}, "problem", "answer", "id"),
 )}
-
-
-def _check_int(name: str, value: Any, minimum: int | None = None) -> None:
-    """An int (not a bool) >= minimum, else TypeError/ValueError naming `name`."""
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
 
 
 def _check_dir(name: str, value: Any) -> Path:
@@ -264,10 +257,10 @@ def aime(data_dir: str | os.PathLike | None = None) -> Dataset:
 
 def training_mix(n: int, seed: int = 0, data_dir: str | os.PathLike | None = None) -> Dataset:
     """method §3 training data: n/2 GSM8K-train and n/2 DeepMath rows, drawn and shuffled with `seed`."""
-    _check_int("n", n)
+    check_int("n", n)
     if n < 2 or n % 2:
         raise ValueError(f"n must be an even int >= 2 (equal halves), got {n!r}")
-    _check_int("seed", seed)
+    check_int("seed", seed)
     parts = [gsm8k("train", data_dir), deepmath(data_dir)]
     half = n // 2
     for part in parts:
@@ -406,13 +399,13 @@ def synthetic_arithmetic(n: int, seed: int = 0, *, min_steps: int = SyntheticTas
                          max_steps: int = SyntheticTask.max_steps, max_operand: int = SyntheticTask.max_operand,
                          split: str = "train") -> Dataset:
     """`n` integer word problems (min_steps..max_steps additions/subtractions), deterministic for a seed."""
-    _check_int("n", n, 1)
-    _check_int("seed", seed)
-    _check_int("min_steps", min_steps, 1)
-    _check_int("max_steps", max_steps, 1)
+    check_int("n", n, 1)
+    check_int("seed", seed)
+    check_int("min_steps", min_steps, 1)
+    check_int("max_steps", max_steps, 1)
     if min_steps > max_steps:
         raise ValueError(f"need min_steps <= max_steps, got min_steps={min_steps!r}, max_steps={max_steps!r}")
-    _check_int("max_operand", max_operand, 1)
+    check_int("max_operand", max_operand, 1)
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     # Distinct streams per split so a held-out set never reuses the training draws of the same seed.

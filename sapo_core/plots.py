@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import math
 import os
-from numbers import Real
 from pathlib import Path
 
 import matplotlib
@@ -21,6 +20,7 @@ import torch  # noqa: E402
 
 from sapo_core import gates as G  # noqa: E402
 from sapo_core import metrics as M  # noqa: E402
+from sapo_core.checks import is_real  # noqa: E402
 from sapo_core.paths import figures_dir, write_atomic  # noqa: E402
 
 __all__ = ["GATE_COLORS", "TRAINING_PANELS", "gate_figure", "training_curves", "save_figure"]
@@ -31,10 +31,6 @@ GATE_COLORS = {"clip": "0.35", "sigmoid": "#1f77b4", "erf": "#d62728", "arctan":
 
 def _color(name: str, i: int) -> str:
     return GATE_COLORS.get(name, f"C{(i + 4) % 10}")
-
-
-def _is_real(value) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool)
 
 
 def _check_names(gate_names) -> list:
@@ -65,15 +61,15 @@ def gate_figure(gate_names=("sigmoid", "erf", "arctan", "softsign"), tau: float 
     base_taus = list(tau) if isinstance(tau, (list, tuple)) else [tau]
     if not base_taus:
         raise ValueError("tau must be a number or a non-empty list of numbers > 0")
-    if isinstance(tau, torch.Tensor) or not all(map(_is_real, base_taus)):
+    if isinstance(tau, torch.Tensor) or not all(map(is_real, base_taus)):
         raise TypeError(f"tau must be a real number or a list of them, got {tau!r}")
     columns = [[G.resolve_tau(gate, t, tau_convention) for gate in gates] for t in base_taus]  # each tau checked
-    if not (isinstance(x_range, (list, tuple)) and len(x_range) == 2 and all(map(_is_real, x_range))
+    if not (isinstance(x_range, (list, tuple)) and len(x_range) == 2 and all(map(is_real, x_range))
             and all(map(math.isfinite, x_range))):
         raise TypeError(f"x_range must be a pair of finite numbers (x_min, x_max), got {x_range!r}")
     if not x_range[0] < x_range[1]:
         raise ValueError(f"x_range must be increasing, got {x_range}")
-    if not (_is_real(epsilon) and 0 <= epsilon < 1):  # false for nan
+    if not (is_real(epsilon) and 0 <= epsilon < 1):  # false for nan
         raise ValueError(f"epsilon must be a number in [0, 1) (hard clipping's trust region), got {epsilon!r}")
     if not (isinstance(n_points, int) and not isinstance(n_points, bool) and n_points >= 2):
         raise ValueError(f"n_points must be an int >= 2, got {n_points!r}")
@@ -303,7 +299,7 @@ def ratio_distribution(data, x_max: float = 3.0):
     from sapo_core import compare
 
     _check_batch(data)
-    if not (_is_real(x_max) and 0 < x_max < math.inf):
+    if not (is_real(x_max) and 0 < x_max < math.inf):
         raise ValueError(f"x_max must be a finite number > 0, got {x_max!r}")
 
     edges = np.asarray(M.RATIO_HIST_EDGES)

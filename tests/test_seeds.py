@@ -58,7 +58,10 @@ def test_the_colocated_vllm_engine_is_seeded_from_seed(tmp_path, monkeypatch, se
     monkeypatch.setattr(trl_vllm, "LLM", _FakeLLM, raising=False)
     monkeypatch.setattr(trl_vllm, "is_vllm_available", lambda *a, **k: True)
     for name in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):  # TRL sets them; put back after
-        monkeypatch.delenv(name, raising=False)
+        # setenv first: monkeypatch records nothing for delenv of an absent name, and would leave TRL's value behind
+        # (later subprocesses then inherit MASTER_PORT and try to join a process group on it)
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     _FakeLLM.made.clear()
     _trainer(_run(tmp_path, "--seed", str(seed), "--use_vllm", "true", "--vllm_mode", "colocate"))
     assert len(_FakeLLM.made) == 1

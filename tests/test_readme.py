@@ -2,15 +2,16 @@
 
 - the layout block (the code block under "## Layout") names every module of sapo_core and only files that exist;
 - every command in README's code blocks names an existing module, script, make target and flag.
-Flags are checked against each entry point's own `--help` (one subprocess per module named), so a renamed flag
-fails here, not in a reader's terminal.
+Flags are checked against each entry point's own `--help` (its `main`, called in this process), so a renamed
+flag fails here, not in a reader's terminal.
 """
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import io
 import re
-import subprocess
-import sys
 from functools import cache
 from pathlib import Path
 
@@ -70,10 +71,16 @@ def test_layout_names_every_module_and_only_existing_files():
 
 @cache
 def _help(module: str, command: str | None = None) -> str:
-    argv = [sys.executable, "-m", module] + ([command] if command else []) + ["--help"]
-    proc = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=120)
-    assert proc.returncode == 0, f"{' '.join(argv[1:])} failed: {proc.stderr[-500:]}"
-    return proc.stdout
+    """What `python -m module [command] --help` prints, from the module's own `main` in this process."""
+    argv = ([command] if command else []) + ["--help"]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        try:
+            code = importlib.import_module(module).main(argv)
+        except SystemExit as stop:  # argparse's --help
+            code = stop.code
+    assert code in (0, None), f"python -m {module} {' '.join(argv)} exited {code}"
+    return out.getvalue()
 
 
 def _make_targets() -> set[str]:

@@ -42,7 +42,7 @@ import yaml
 
 matplotlib.use("Agg")
 
-from sapo_core import batch, config, data, evaluate, gates, loss, plots, prompts, rewards, tiny, train  # noqa: E402
+from sapo_core import batch, config, data, evaluate, gates, loss, plots, prompts, rewards, rundir, tiny, train  # noqa: E402
 from sapo_core.config import ConfigError, parse_args  # noqa: E402
 from sapo_core.paths import REPO_ROOT  # noqa: E402
 
@@ -1115,8 +1115,10 @@ def after_write(number: int) -> Callable[[Ctx], None]:
                 return out
             return write
 
-        c.monkeypatch.setattr(train, "write_atomic", counted(train.write_atomic))
-        c.monkeypatch.setattr(train, "write_json", counted(train.write_json))
+        for module in (train, rundir):  # the run directory's files are written by sapo_core.rundir, the rest by train
+            for name in ("write_atomic", "write_json"):
+                if hasattr(module, name):
+                    c.monkeypatch.setattr(module, name, counted(getattr(module, name)))
     return inject
 
 

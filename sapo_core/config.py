@@ -124,8 +124,8 @@ class ScriptArguments:
     dry_run: bool = field(default=False, metadata={
         "help": "print the plan (recipe, model config, data, prompt lengths, steps, per-GPU memory estimate, "
                 "sapo_core.preflight) without loading weights; exit 0, or 2 when an input is missing"})
-    gpu_memory_gb: float = field(default=GPU_MEMORY_GB, metadata={
-        "help": "dry run: memory of one GPU (GB) the estimate is compared with"})
+    gpu_memory_gb: float | None = field(default=None, metadata={
+        "help": f"dry run: memory of one GPU (GB) the estimate is compared with (unset: {GPU_MEMORY_GB:g})"})
     accelerate_config: str | None = field(default=None, metadata={
         "help": "dry run: the accelerate config the run will be launched with (configs/accelerate/*.yaml); "
                 "unset: one process without DeepSpeed"})
@@ -157,9 +157,9 @@ class ScriptArguments:
             raise ConfigError("model is empty; give 'tiny', a hub id or a local directory")
         if self.max_prompt_length is not None and self.max_prompt_length < 1:
             raise ConfigError(f"max_prompt_length={self.max_prompt_length} must be >= 1 (or unset: no limit)")
-        if not (math.isfinite(self.gpu_memory_gb) and self.gpu_memory_gb > 0):
+        if self.gpu_memory_gb is not None and not (math.isfinite(self.gpu_memory_gb) and self.gpu_memory_gb > 0):
             raise ConfigError(f"gpu_memory_gb={self.gpu_memory_gb} must be a finite number > 0")
-        if (self.accelerate_config is not None or self.gpu_memory_gb != GPU_MEMORY_GB) and not self.dry_run:
+        if (self.accelerate_config is not None or self.gpu_memory_gb is not None) and not self.dry_run:
             raise ConfigError("accelerate_config and gpu_memory_gb are read by --dry_run only (a run is launched "
                               "with `accelerate launch --config_file FILE`)")
 

@@ -31,7 +31,7 @@ import torch
 import yaml
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from sapo_core.config import ConfigError, RunConfig
+from sapo_core.config import GPU_MEMORY_GB, ConfigError, RunConfig
 
 __all__ = ["GB", "LM_HEAD_TILE", "Launch", "memory_estimate", "model_config", "offline", "parameter_counts",
            "plan_text", "prompt_lengths", "read_launch", "step_plan"]
@@ -220,13 +220,14 @@ def plan_text(run: RunConfig, path: str, dataset) -> tuple[str, list[str]]:
                  f"{plan['optimizer_steps']} optimizer steps, {plan['generations']} generations of "
                  f"{plan['generation_batch']} completions, {plan['prompts_drawn']} prompts drawn "
                  f"({plan['epochs']:.2f} epochs)")
-    mem = memory_estimate(config, run, launch, script.gpu_memory_gb)
+    gpu_memory_gb = GPU_MEMORY_GB if script.gpu_memory_gb is None else script.gpu_memory_gb
+    mem = memory_estimate(config, run, launch, gpu_memory_gb)
     lines.append(f"memory per GPU ({launch.name}, {mem['parameters'] / 1e9:.3g}B parameters, sequence "
                  f"{mem['sequence_length']} tokens; docs/gpu.md), GB:")
     lines += [f"  {k:16s}{mem[k]:9.3f}" for k in ("weights", "gradients", "optimizer", "zero3_gathered",
                                                   "reference_model", "activations", "lm_head", "vllm", "total")]
-    if mem["total"] > script.gpu_memory_gb:
-        warnings.append(f"the estimate, {mem['total']:.1f} GB, exceeds the GPU's {script.gpu_memory_gb:g} GB "
+    if mem["total"] > gpu_memory_gb:
+        warnings.append(f"the estimate, {mem['total']:.1f} GB, exceeds the GPU's {gpu_memory_gb:g} GB "
                         "(--gpu_memory_gb): shard over more processes (ZeRO-3), lower vllm_gpu_memory_utilization "
                         "or the batch")
     if script.max_prompt_length is None:

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from transformers import TrainerCallback
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,3 +40,14 @@ def tiny_run(tmp_path_factory) -> Path:
     train(parse_args(["--config", str(REPO_ROOT / "configs" / "tiny-cpu.yaml"), "--run_dir", str(run_dir),
                       *TINY_RUN_FLAGS]))
     return run_dir
+
+
+class CrashAfterStep(TrainerCallback):
+    """Simulates a crash right after step `at` is logged (and before any checkpoint of that step)."""
+
+    def __init__(self, at):
+        self.at = at
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.global_step == self.at:
+            raise KeyboardInterrupt("simulated crash")

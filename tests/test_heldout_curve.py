@@ -5,7 +5,7 @@ import math
 from pathlib import Path
 
 import pytest
-from transformers import TrainerCallback
+from conftest import CrashAfterStep
 
 from sapo_core import metrics as M
 from sapo_core.compare import BatchData, heldout_curves, heldout_table
@@ -24,16 +24,6 @@ def _run(run_dir, *extra, every=2):
     return parse_args(["--config", str(REPO_ROOT / "configs" / "tiny-cpu.yaml"), "--run_dir", str(run_dir), *BUDGET,
                        "--heldout_eval_steps", str(every), *extra])
 
-
-class _Crash(TrainerCallback):
-    """Interrupts training right after step `at` is logged, before its checkpoint."""
-
-    def __init__(self, at):
-        self.at = at
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if state.global_step == self.at:
-            raise KeyboardInterrupt("simulated crash")
 
 
 def _untimed(rows, drop=TIMING):
@@ -56,7 +46,7 @@ def test_heldout_rows_are_written_every_interval_and_kept_by_a_resume(tmp_path):
     # interrupted after step 4 is logged (its held-out row written) but before its checkpoint: the resume from
     # checkpoint-2 cuts steps 3-4 and writes them again; the rows are those of the uninterrupted run
     with pytest.raises(KeyboardInterrupt):
-        train(_run(tmp_path / "run"), callbacks=[_Crash(4)])
+        train(_run(tmp_path / "run"), callbacks=[CrashAfterStep(4)])
     assert [r["step"] for r in read_metrics(tmp_path / "run") if HELDOUT in r] == [2, 4]
     train(_run(tmp_path / "run", "--resume"))
     assert _untimed(read_metrics(tmp_path / "run")) == _untimed(rows)

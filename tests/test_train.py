@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import CrashAfterStep
 from safetensors.torch import load_file
 from transformers import AutoTokenizer, TrainerCallback
 
@@ -171,16 +172,6 @@ def test_finished_run_is_never_overwritten(tmp_path):
     assert (tmp_path / "run" / "metrics.jsonl").read_text() == stamp
 
 
-class _Crash(TrainerCallback):
-    """Simulates a crash right after step `at` is logged (and before any checkpoint of that step)."""
-
-    def __init__(self, at):
-        self.at = at
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if state.global_step == self.at:
-            raise KeyboardInterrupt("simulated crash")
-
 
 @pytest.mark.slow
 def test_resume_after_interrupted_run_reproduces_the_uninterrupted_run(tmp_path):
@@ -188,7 +179,7 @@ def test_resume_after_interrupted_run_reproduces_the_uninterrupted_run(tmp_path)
     train(smoke(tmp_path / "whole", **budget))
     run = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        train(smoke(run, **budget), callbacks=[_Crash(3)])  # crashes after step 3; step 3's generation is lost
+        train(smoke(run, **budget), callbacks=[CrashAfterStep(3)])  # crashes after step 3; step 3's generation is lost
     status = json.loads((run / "status.json").read_text())
     assert status["state"] == "interrupted" and status["error"] == "KeyboardInterrupt: simulated crash"
     assert [r["step"] for r in read_metrics(run)] == [1, 2, 3]
@@ -425,7 +416,7 @@ def test_extreme_ratios_in_real_steps_stay_finite(tmp_path, gate):
 def test_resume_refuses_a_run_whose_config_is_missing_empty_or_not_a_mapping(tmp_path, capsys, config_text):
     run_dir = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        train(smoke(run_dir, max_steps=4), callbacks=[_Crash(3)])
+        train(smoke(run_dir, max_steps=4), callbacks=[CrashAfterStep(3)])
     if config_text is None:
         (run_dir / "config.yaml").unlink()
     else:
@@ -446,7 +437,7 @@ def test_resume_refuses_a_run_whose_config_is_missing_empty_or_not_a_mapping(tmp
 def test_a_damaged_run_file_is_refused_by_name(tmp_path, capsys, name, text):
     run_dir = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        train(smoke(run_dir, max_steps=4), callbacks=[_Crash(1)])
+        train(smoke(run_dir, max_steps=4), callbacks=[CrashAfterStep(1)])
     (run_dir / name).write_text(text)
     assert main(["--config", "configs/tiny-cpu.yaml", "--run_dir", str(run_dir), "--resume",
                  *flags({**SMOKE, "max_steps": 4})]) == 2
@@ -460,7 +451,7 @@ def test_a_damaged_run_file_is_refused_by_name(tmp_path, capsys, name, text):
 def test_a_corrupt_metrics_file_on_resume_leaves_the_status_as_it_was(tmp_path):
     run_dir = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
-        train(smoke(run_dir, max_steps=4), callbacks=[_Crash(3)])
+        train(smoke(run_dir, max_steps=4), callbacks=[CrashAfterStep(3)])
     lines = (run_dir / "metrics.jsonl").read_text().splitlines(True)
     (run_dir / "metrics.jsonl").write_text(lines[0] + "{broken\n" + "".join(lines[1:]))
     with pytest.raises(RunDirError, match="metrics.jsonl, line 2 is not a JSON object"):

@@ -10,6 +10,12 @@ An arm `GATE@POS:NEG` in --gates runs GATE at (tau_pos, tau_neg) = (POS, NEG) in
 GATE is any gate spec (`sapo_core.gates.resolve_spec`: `student_t:nu=3`, `mypkg.gates:cauchy2`,
 `1/(1+z**2)**2`) and `<gate>` its safe name (`gates.spec_slug`: `student_t-nu3`, `expr-<hash>`); when a spec
 holds a comma, separate all the arms with `;` (`--gates "erf;torch.clamp(1 - z**2, 0, 1)"`).
+`--sweep KEY=V1,V2,...` (repeatable) sweeps any recipe key, `--sweep K1,K2=a:b,c:d` keys jointly (K1=a, K2=b at
+the first point; `sapo_temperature_pos,sapo_temperature_neg=5:6` is the arm erf@5:6, so the two are not combined);
+the axes are crossed with gates, conventions and seeds, each value read by the training CLI's parser and every arm
+checked before any directory is made. A run's name carries its point (`config.run_name`: `erf-lr3e-05-equal-seed0`,
+`erf-tau5_6-equal-seed0`) and summary.csv one column per swept key; a method without temperatures (clip) runs once
+per point of the other axes.
 Each run lives in `<out>/<gate>-<convention>-seed<k>/`: the run directory of `sapo_core.train` (config,
 provenance, metrics, checkpoints, final model) with the executed notebooks `02_train.ipynb` and
 `03_evaluate.ipynb` beside it and the evaluation in `eval/batch/`. `<out>/batch.json` and `<out>/summary.csv`
@@ -30,6 +36,8 @@ through `accelerate launch` on all the GPUs of its job.
 from __future__ import annotations
 
 import csv
+import dataclasses
+import itertools
 import logging
 import multiprocessing
 import os
@@ -38,23 +46,27 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
+from sapo_core import gates as G
 from sapo_core import metrics as M
 from sapo_core.benchmarks import BENCHMARKS
 from sapo_core.cli import guarded
-from sapo_core.config import REWARDS, ConfigError, parse_args, run_name
+from sapo_core.config import REWARDS, ConfigError, flag_value, parse_args, run_name
 from sapo_core.data import DatasetFormatError, DataUnavailableError
 from sapo_core.paths import REPO_ROOT, UnreadableFileError, read_json, write_atomic, write_json
 from sapo_core.train import dry_run
 
-__all__ = ["BatchArguments", "BatchError", "RunSpec", "execute_notebook", "run_batch", "run_one", "read_batch", "main"]
+__all__ = ["Axis", "BatchArguments", "BatchError", "RunSpec", "execute_notebook", "parse_axis", "plan", "run_batch",
+           "run_one", "read_batch", "main"]
 
 log = logging.getLogger(__name__)
 NOTEBOOKS = REPO_ROOT / "notebooks"
 EVAL_DIR = "eval/batch"  # inside each run directory
 # Final training metrics copied into the summary (method §4), read from the last row of metrics.jsonl.
 SUMMARY_METRICS = M.summary_names(REWARDS)  # the registry's `summary` metrics (sapo_core.metrics)
+TAU_KEYS = ("sapo_temperature_pos", "sapo_temperature_neg")  # the base temperatures an arm GATE@POS:NEG sets
+OWN_AXES = {"gate": "--gates", "seed": "--seeds", "tau_convention": "--tau_conventions"}  # not for --sweep
 
 
 class BatchError(ValueError):
@@ -73,6 +85,9 @@ class BatchArguments:
     seeds: str = field(default="0,1,2", metadata={"help": "comma-separated RL seeds"})
     tau_conventions: str = field(default="equal", metadata={
         "help": "comma-separated: equal, width_matched (clip has no temperature: it runs once, as 'equal')"})
+    sweep: list[str] = field(default_factory=list, metadata={
+        "help": "repeatable: an axis KEY=V1,V2,... over any recipe key, or a joint axis K1,K2=a:b,c:d (K1=a and K2=b "
+                "at its first point); crossed with gates, conventions, seeds and the other axes"})
     jobs: int = field(default=1, metadata={"help": "local executor: runs at once (CPU threads are split)"})
     executor: Literal["local", "slurm"] = field(default="local", metadata={"help": "local or slurm (submitit)"})
     eval_benchmarks: str = field(default="synthetic", metadata={"help": "benchmarks notebook 03 evaluates"})
@@ -90,6 +105,9 @@ class BatchArguments:
         "help": "submitit cluster: unset = detect (slurm), 'local' = run the array locally (tests)"})
 
     def __post_init__(self):
+        if not (isinstance(self.sweep, (list, tuple)) and all(isinstance(a, str) for a in self.sweep)):
+            raise BatchError(f"sweep must be a list of axes (strings KEY=V1,V2,...), got {type(self.sweep).__name__} "
+                             f"{self.sweep!r}")
         if self.jobs < 1:
             raise BatchError(f"jobs={self.jobs} must be >= 1")
         if self.eval_n < 1:
@@ -118,11 +136,20 @@ class RunSpec:
     tau_convention: str
     flags: tuple[str, ...] = ()
     taus: tuple[float, float] | None = None  # (tau_pos, tau_neg) of an arm `GATE@POS:NEG`; None: the recipe's
+    axes: tuple[tuple[str, object], ...] = ()  # (recipe key, parsed value) this run's point of the --sweep axes sets
 
     @property
     def name(self) -> str:
         """The run directory's name inside the batch."""
-        return run_name(self.gate, self.tau_convention, self.seed, self.taus)
+        return run_name(self.gate, self.tau_convention, self.seed, self.taus, dict(self.axes))
+
+
+class Axis(NamedTuple):
+    """One --sweep axis: its recipe keys and its points, each one value per key, as given and as parsed."""
+
+    keys: tuple[str, ...]
+    texts: tuple[tuple[str, ...], ...]
+    values: tuple[tuple, ...]
 
 
 def _split(text: str, what: str, sep: str = ",") -> list[str]:
@@ -140,22 +167,85 @@ def plan(args: BatchArguments, flags: list[str], gate_flags: dict[str, list[str]
         seeds = [int(s) for s in _split(args.seeds, "seeds")]
     except ValueError:
         raise BatchError(f"seeds={args.seeds!r} must be comma-separated integers") from None
+    axes = sweep_axes(args.sweep, flags)
+    swept = {key for axis in axes for key in axis.keys}
     specs = []
     for arm in _split(args.gates, "gates", ";" if ";" in args.gates else ","):  # ';' when a gate spec has a comma
         gate, taus = _arm(arm)
+        if taus is not None and swept & set(TAU_KEYS):
+            raise BatchError(f"gates: arm {arm!r} sets the temperatures that --sweep sweeps; give the gate without "
+                             "@POS:NEG (the sweep's points are its temperatures)")
         tau_flags = () if taus is None else ("--sapo_temperature_pos", f"{taus[0]:g}",
                                              "--sapo_temperature_neg", f"{taus[1]:g}")
         for convention in _split(args.tau_conventions, "tau_conventions"):
-            if gate == "clip" and convention != "equal":
-                continue  # hard clipping has no temperature to match
-            specs.extend(RunSpec(gate, seed, convention,
-                                 tuple(flags) + tuple((gate_flags or {}).get(gate, ())) + tau_flags, taus)
-                         for seed in seeds)
+            if G.is_method(gate) and convention != "equal":
+                continue  # a trust-region method (clip, cispo, ...) has no temperature to match
+            for point in dict.fromkeys(_points(axes, gate)):  # a method without temperatures: each other point once
+                axis_flags = tuple(token for key, text, value in point
+                                   for token in (f"--{key}", *(text.split() if isinstance(value, tuple) else [text])))
+                specs.extend(RunSpec(gate, seed, convention, tuple(flags) + tuple((gate_flags or {}).get(gate, ()))
+                                     + tau_flags + axis_flags, taus, tuple((key, value) for key, _, value in point))
+                             for seed in seeds)
     names = [spec.name for spec in specs]
     twice = sorted({name for name in names if names.count(name) > 1})
     if twice:  # e.g. one expression written twice with other spacing: one run directory for two arms
         raise BatchError(f"gates={args.gates!r} names the same run twice ({', '.join(twice)}): give each gate once")
     return specs
+
+
+def _points(axes: list[Axis], gate: str) -> list[tuple[tuple[str, str, object], ...]]:
+    """The cross product of the axes' points, each point as (key, text, value) per key; for a method without
+    temperatures (clip, cispo, ...) the temperature keys are left out, so its points repeat (the caller keeps one)."""
+    points = []
+    for combo in itertools.product(*(zip(axis.texts, axis.values) for axis in axes)):
+        point = tuple((key, text, value) for axis, (texts, values) in zip(axes, combo)
+                      for key, text, value in zip(axis.keys, texts, values))
+        points.append(tuple(p for p in point if not (G.is_method(gate) and p[0] in TAU_KEYS)))
+    return points
+
+
+def parse_axis(text: str) -> Axis:
+    """One --sweep axis: `KEY=V1,V2,...`, or `K1,K2=a:b,c:d` (a joint axis: K1=a and K2=b at its first point);
+    each value is read by the training CLI's parser (`config.flag_value`: the key's type and choices)."""
+    keys_text, eq, values_text = text.partition("=")
+    if not eq or not keys_text.strip():
+        raise BatchError(f"sweep {text!r} must be KEY=V1,V2,... or K1,K2=a:b,c:d (e.g. learning_rate=1e-5,3e-5)")
+    keys = tuple(_split(keys_text, f"sweep {text!r}: its keys"))
+    for key in keys:
+        if key in OWN_AXES:
+            raise BatchError(f"sweep {text!r}: {key} is the batch's own axis; use {OWN_AXES[key]}")
+    texts = []
+    for point in _split(values_text, f"sweep {text!r}: its values"):
+        parts = tuple(p.strip() for p in point.split(":")) if len(keys) > 1 else (point,)
+        if len(parts) != len(keys) or not all(parts):
+            raise BatchError(f"sweep {text!r}: point {point!r} must give {len(keys)} values separated by ':', one per "
+                             f"key ({', '.join(keys)})")
+        texts.append(parts)
+    try:
+        values = [tuple(_hashable(flag_value(k, t, f"--sweep {text}")) for k, t in zip(keys, p)) for p in texts]
+    except ConfigError as err:
+        raise BatchError(f"sweep {text!r}: {err}") from None
+    twice = [p for p, v in zip(texts, values) if values.count(v) > 1]
+    if twice:
+        raise BatchError(f"sweep {text!r} gives the same point twice ({' and '.join(':'.join(p) for p in twice)})")
+    return Axis(keys, tuple(texts), tuple(values))
+
+
+def _hashable(value):
+    return tuple(value) if isinstance(value, list) else value
+
+
+def sweep_axes(sweep: list[str], flags: list[str]) -> list[Axis]:
+    """The --sweep axes, each key swept once and not also given as a training flag."""
+    axes = [parse_axis(text) for text in sweep]
+    keys = [key for axis in axes for key in axis.keys]
+    given = {f.split("=", 1)[0] for f in flags if f.startswith("--")}
+    for key in keys:
+        if keys.count(key) > 1:
+            raise BatchError(f"sweep: {key} is swept by two axes; sweep it once (a joint axis sets keys together)")
+        if {f"--{key}", f"--no_{key}", f"--no-{key.replace('_', '-')}"} & given:
+            raise BatchError(f"sweep: {key} is swept and also given as the flag --{key}; drop one")
+    return axes
 
 
 def _arm(text: str) -> tuple[str, tuple[float, float] | None]:
@@ -167,8 +257,9 @@ def _arm(text: str) -> tuple[str, tuple[float, float] | None]:
         pos, neg = (float(t) for t in taus.split(":"))
     except ValueError:
         raise BatchError(f"gates: arm {text!r} must be GATE@TAU_POS:TAU_NEG, e.g. erf@5:6") from None
-    if gate == "clip" or not (0 < pos < float("inf") and 0 < neg < float("inf")):
-        raise BatchError(f"gates: arm {text!r} needs a smooth gate and finite temperatures > 0 (clip has none)")
+    if G.is_method(gate) or not (0 < pos < float("inf") and 0 < neg < float("inf")):
+        raise BatchError(f"gates: arm {text!r} needs a smooth gate and finite temperatures > 0 (a trust-region "
+                         "method such as clip has none)")
     return gate, (pos, neg)
 
 
@@ -256,12 +347,14 @@ def record(spec: RunSpec, run_dir: Path, *, wall_s: float | None = None, error: 
     except UnreadableFileError as err:  # the summary names it; the batch goes on
         prov, status, summary, results, error = {}, {}, {}, {}, error or str(err)
     finished = status.get("state") == "finished" and bool(results.get("complete")) and error is None
-    row = {"run": spec.name, "gate": spec.gate, "tau_convention": None if spec.gate == "clip" else spec.tau_convention,
+    convention = None if G.is_method(spec.gate) else spec.tau_convention  # a method has no temperature
+    row = {"run": spec.name, "gate": spec.gate, "tau_convention": convention,
            "seed": spec.seed, "status": "finished" if finished else "failed",
            "error": error or status.get("error") or (None if finished else "evaluation missing"),
            "wall_s": None if wall_s is None else round(wall_s, 1)}
+    row.update((key, list(value) if isinstance(value, tuple) else value) for key, value in spec.axes)  # as planned
     for key in ("tau_pos_base", "tau_neg_base", "tau_pos", "tau_neg", "num_iterations"):
-        row[key] = prov.get(key)
+        row.setdefault(key, prov.get(key))  # a swept num_iterations keeps its planned value
     rows = []
     if (run_dir / "metrics.jsonl").exists():
         from sapo_core.train import read_metrics
@@ -309,10 +402,15 @@ def _gpus() -> list[str]:
 
 
 def _settings(args: BatchArguments, flags: list[str]) -> dict:
-    return {"config": str(Path(args.config).resolve()) if Path(args.config).exists() else args.config,
-            "flags": flags, "eval_benchmarks": args.eval_benchmarks, "eval_n": args.eval_n,
-            "eval_temperature": args.eval_temperature, "eval_limit": args.eval_limit, "timeout_min": args.timeout_min,
-            "accelerate_config": args.accelerate_config}
+    settings = {"config": str(Path(args.config).resolve()) if Path(args.config).exists() else args.config,
+                "flags": flags, "eval_benchmarks": args.eval_benchmarks, "eval_n": args.eval_n,
+                "eval_temperature": args.eval_temperature, "eval_limit": args.eval_limit,
+                "timeout_min": args.timeout_min, "accelerate_config": args.accelerate_config}
+    if args.sweep:  # the axes as parsed (sapo_core.compare reads the swept keys here); absent in a batch without
+        settings["sweep"] = [{"keys": list(axis.keys), "values": [[list(v) if isinstance(v, tuple) else v for v in p]
+                                                                  for p in axis.values]}
+                             for axis in sweep_axes(args.sweep, flags)]
+    return settings
 
 
 def _write_summary(out: Path, settings: dict, rows: dict[str, dict], specs: list[RunSpec]) -> None:
@@ -347,16 +445,20 @@ def run_batch(args: BatchArguments, flags: list[str] | None = None, *,
     specs = plan(args, flags, gate_flags)
     if not specs:
         raise BatchError(f"no run planned: gates={args.gates!r} with tau_conventions={args.tau_conventions!r} "
-                         "(clip runs only under 'equal')")
+                         "(a trust-region method such as clip runs only under 'equal')")
     out = Path(args.out)
-    # the recipe and the common flags are checked for every gate and convention before anything starts (a bad one
-    # stops the batch); per-gate flags (gate_flags) are left to their run, which fails alone
-    for gate, convention in dict.fromkeys((s.gate, s.tau_convention) for s in specs):
-        parse_args(training_argv(args.config, RunSpec(gate, specs[0].seed, convention, tuple(flags)), out / "check"))
+    # the recipe and the common flags are checked for every arm (gate, convention, temperatures, sweep point) before
+    # anything starts (a bad one stops the batch); per-gate flags (gate_flags) are left to their run, which fails alone
+    for arm in dict.fromkeys(dataclasses.replace(s, seed=specs[0].seed) for s in plan(args, flags)):
+        try:
+            parse_args(training_argv(args.config, arm, out / "check"))
+        except ConfigError as err:
+            raise ConfigError(f"{arm.name}: {err}") from None
     settings = _settings(args, flags)
     previous = read_batch(out) if (out / "batch.json").exists() else None
     if previous is not None and previous.get("settings") != settings:
-        changed = sorted(k for k in settings if previous["settings"].get(k) != settings[k])
+        changed = sorted(k for k in settings.keys() | previous["settings"].keys()
+                         if previous["settings"].get(k) != settings.get(k))
         raise BatchError(f"{out} holds a batch made with other settings (changed: {', '.join(changed)}); choose "
                          "another --out")
     out.mkdir(parents=True, exist_ok=True)
@@ -444,6 +546,26 @@ def dry_run_batch(args: BatchArguments, flags: list[str]) -> int | None:
     return status
 
 
+def _gather_sweeps(argv: list[str]) -> list[str]:
+    """Every `--sweep AXIS` (repeatable; `--sweep=AXIS` too) gathered into one `--sweep AXIS...` at the end."""
+    rest, sweeps, i = [], [], 0
+    while i < len(argv):
+        token = argv[i]
+        i += 1
+        if token.startswith("--sweep="):
+            sweeps.append(token.split("=", 1)[1])
+        elif token == "--sweep":
+            start = i
+            while i < len(argv) and not argv[i].startswith("--"):
+                i += 1
+            if i == start:
+                raise BatchError("--sweep needs an axis KEY=V1,V2,... (e.g. --sweep learning_rate=1e-5,3e-5)")
+            sweeps.extend(argv[start:i])
+        else:
+            rest.append(token)
+    return rest + (["--sweep", *sweeps] if sweeps else [])
+
+
 @guarded(BatchError, ConfigError, UnreadableFileError, DataUnavailableError, DatasetFormatError)
 def main(argv: list[str] | None = None) -> int:
     """The CLI: one line `error: ...` and exit status 2 for a batch that cannot start."""
@@ -456,6 +578,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     parser = Parser([BatchArguments], prog="python -m sapo_core.batch", description=__doc__.splitlines()[0])
+    argv = _gather_sweeps(argv)
     options = ["--" + a[2:].split("=", 1)[0].replace("-", "_") for a in argv if a.startswith("--")]
     repeated = sorted({o for o in options if options.count(o) > 1})
     if repeated:

@@ -13,6 +13,7 @@ group's spread is over its seeds. The claims, their statistics and the verdict r
 
 from __future__ import annotations
 
+import math
 import os
 import statistics
 from dataclasses import dataclass
@@ -23,12 +24,14 @@ import pandas as pd
 from sapo_core import claims as C
 from sapo_core import gates as G
 from sapo_core import metrics as M
-from sapo_core.batch import EVAL_DIR, read_batch
+from sapo_core.batch import EVAL_DIR, TAU_KEYS, read_batch
+from sapo_core.config import value_text
 from sapo_core.paths import read_json
 from sapo_core.train import read_metrics
 
 __all__ = ["BatchData", "load_batch", "arm_of", "group_label", "claim_runs", "per_seed", "curves", "metric_frame",
-           "accuracy", "accuracy_table", "heldout_curves", "heldout_table", "claims", "project_questions", "caption"]
+           "accuracy", "accuracy_table", "heldout_curves", "heldout_table", "subset", "select",
+           "learning_rate_views", "claims", "project_questions", "caption"]
 
 
 @dataclass
@@ -41,10 +44,12 @@ class BatchData:
     provenance: dict[str, dict]
     evaluation: dict[str, dict]
     recipe: dict
+    axes: tuple[str, ...] = ()  # the recipe keys the batch sweeps (its settings' `sweep`), in order
 
     @property
     def groups(self) -> list[str]:
-        """Group labels in batch order: one per arm (gate, tau convention and temperatures; `arm_of`)."""
+        """Group labels in batch order: one per arm and sweep point (gate, tau convention, temperatures, every swept
+        value; `group_label`)."""
         return list(dict.fromkeys(group_label(self, r) for r in self.runs))
 
 
@@ -70,27 +75,47 @@ def load_batch(path: str | os.PathLike, *, finished_only: bool = True) -> BatchD
         evaluation[row["run"]] = _json(run_dir / EVAL_DIR / "results.json", "the run's evaluation")
     first = path / runs[0]["run"] / "config.yaml"
     recipe = yaml.safe_load(first.read_text()) if first.exists() else {}
-    return BatchData(path, runs, metrics, provenance, evaluation, recipe or {})
+    axes = tuple(key for axis in (batch.get("settings") or {}).get("sweep", []) for key in axis["keys"])
+    return BatchData(path, runs, metrics, provenance, evaluation, recipe or {}, axes)
 
 
 def arm_of(data: BatchData, row: dict) -> C.Arm:
     """A run's arm: gate, tau convention and base (tau_pos, tau_neg); clip has none. The g' tail comes from the
     run's provenance (gate_formulas), else from the gate registry; a gate known to neither has no tail."""
-    if row["gate"] == "clip":
-        return C.Arm("clip", None, None, None)
+    if G.is_method(row["gate"]):  # a trust-region method (clip, cispo, ...): no temperature, no tail
+        return C.Arm(row["gate"], None, None, None)
     tail = ((data.provenance.get(row["run"]) or {}).get("gate_formulas") or {}).get("tail")
     if tail is None and row["gate"] in G.available_gates():
         tail = G.get_gate(row["gate"]).tail
-    return C.Arm(row["gate"], row["tau_convention"], row.get("tau_pos_base"), row.get("tau_neg_base"), tail)
+    taus = []
+    for sign in ("pos", "neg"):  # a run not started yet has no provenance: a swept temperature is its planned one
+        base = row.get(f"tau_{sign}_base")
+        taus.append(base if base is not None else row.get(f"sapo_temperature_{sign}"))
+    return C.Arm(row["gate"], row["tau_convention"], *taus, tail)
 
 
-def group_label(data: BatchData, row: dict) -> str:
-    """The label of a run's group: its arm's gate, tau convention and temperatures (nothing is stripped)."""
-    return arm_of(data, row).label
+def group_label(data: BatchData, row: dict, *, without: tuple[str, ...] = ()) -> str:
+    """The label of a run's group: its arm's gate, tau convention and temperatures and each swept key's value, e.g.
+    `erf (equal, tau 1/1.05, learning_rate=3e-05)` (nothing is stripped but the swept keys named in `without`)."""
+    label = arm_of(data, row).label
+    swept = [f"{key}={value_text(row.get(key))}" for key in data.axes if key not in (*TAU_KEYS, *without)]
+    if not swept:
+        return label
+    return f"{label[:-1]}, {', '.join(swept)})" if label.endswith(")") else f"{label} ({', '.join(swept)})"
 
 
 def claim_runs(data: BatchData) -> list[C.Run]:
-    """The batch's runs as sapo_core.claims reads them: arm, seed, metric rows, evaluation."""
+    """The batch's runs as sapo_core.claims reads them: arm, seed, metric rows, evaluation. The claims know arms,
+    not sweep points: an arm run at two points of another swept key is refused (pick one with `select`)."""
+    points: dict[str, set[str]] = {}
+    for row in data.runs:
+        points.setdefault(arm_of(data, row).label, set()).add(group_label(data, row))
+    mixed = {arm: sorted(groups) for arm, groups in points.items() if len(groups) > 1}
+    if mixed:
+        arm, groups = next(iter(mixed.items()))
+        raise ValueError(f"arm {arm} was run at {len(groups)} points of the sweep ({'; '.join(groups)}); the claims "
+                         "compare one run per arm and seed: take one point with compare.select(data, key=value) or "
+                         "compare.subset(data, groups)")
     return [C.Run(arm_of(data, row), row["seed"], data.metrics[row["run"]], data.evaluation[row["run"]])
             for row in data.runs]
 
@@ -184,9 +209,7 @@ def heldout_table(data: BatchData, benchmark: str = "synthetic", last: int = 3) 
                f"last-{last} max"]
     rows = []
     for group in data.groups:
-        series = [[m[key] for m in sorted(data.metrics[r["run"]], key=lambda m: m["step"]) if m.get(key) is not None]
-                  for r in _runs_of(data, group)]
-        series = [s for s in series if s]  # runs that logged held-out rows
+        series = _series(data, group, key)
         if not series:
             continue
         finals, lasts = [s[-1] for s in series], [statistics.fmean(s[-last:]) for s in series]
@@ -195,6 +218,91 @@ def heldout_table(data: BatchData, benchmark: str = "synthetic", last: int = 3) 
                      last_label: statistics.fmean(lasts), f"last-{last} min": min(lasts),
                      f"last-{last} max": max(lasts)})
     return pd.DataFrame(rows, columns=columns)
+
+
+def _series(data: BatchData, group: str, key: str) -> list[list[float]]:
+    """Per run of a group that logged metric `key`, its values in step order."""
+    series = [[m[key] for m in sorted(data.metrics[r["run"]], key=lambda m: m["step"]) if m.get(key) is not None]
+              for r in _runs_of(data, group)]
+    return [s for s in series if s]
+
+
+def subset(data: BatchData, groups) -> BatchData:
+    """The runs of some groups (labels of `data.groups`), as a batch of their own."""
+    groups = [groups] if isinstance(groups, str) else list(groups)
+    unknown = [g for g in groups if g not in data.groups]
+    if unknown or not groups:
+        problem = f"no group {unknown[0]!r} in {data.path}" if unknown else "groups is empty"
+        raise ValueError(f"{problem}; its groups: {'; '.join(data.groups)}")
+    runs = [r for r in data.runs if group_label(data, r) in groups]
+    keep = {r["run"] for r in runs}
+    return BatchData(data.path, runs, *({k: v for k, v in d.items() if k in keep}
+                                        for d in (data.metrics, data.provenance, data.evaluation)),
+                     data.recipe, data.axes)
+
+
+def select(data: BatchData, **values) -> BatchData:
+    """The runs at one value of some swept keys, e.g. `select(data, learning_rate=3e-05)`."""
+    for key in values:
+        if key not in data.axes:
+            raise ValueError(f"{key} is not swept in {data.path}; its swept keys: {', '.join(data.axes) or 'none'}")
+    groups = list(dict.fromkeys(group_label(data, r) for r in data.runs
+                                if all(r.get(k) == v for k, v in values.items())))
+    if not groups:
+        raise ValueError(f"no run of {data.path} has {values}")
+    return subset(data, groups)
+
+
+LR = "learning_rate"
+
+
+def learning_rate_views(data: BatchData, metric: str | None = None, *, last: int = 3, benchmark: str = "synthetic",
+                        common: float | None = None, higher_is_better: bool = True) -> pd.DataFrame:
+    """Every arm (gate, convention, temperatures and the other swept keys) at two learning rates, one row each:
+    view "best lr on validation" (the arm's rate with the best score) and view "common lr = X" (one rate for all;
+    `common`, or unset the rate with the best mean score over the arms, among those every arm ran).
+
+    A score is the mean over seeds of each seed's mean of its `last` logged values of `metric`, by default the
+    held-out accuracy heldout/<benchmark>/mean@n (`heldout_table`'s last-K column). The selection must read the
+    VALIDATION split (the held-out curve runs log at heldout_eval_steps), never the test split of the final
+    evaluation, else the comparison is tuned on its own test set. Ties go to the rate first in the batch. Each row
+    also gives the final evaluation's mean@n on `benchmark` (the test split), mean over seeds."""
+    if LR not in data.axes:
+        raise ValueError(f"{data.path} does not sweep {LR} (its swept keys: {', '.join(data.axes) or 'none'}); "
+                         f"run the batch with --sweep {LR}=V1,V2,...")
+    if isinstance(last, bool) or not isinstance(last, int) or last < 1:
+        raise ValueError(f"last must be an integer >= 1 (the number of final values averaged), got {last!r}")
+    key = _heldout_key(benchmark) if metric is None else M.key(metric)
+    score_label = f"{key}, mean of the last {last} (mean over seeds)"
+    scores: dict[str, dict[float, tuple[str, int, float]]] = {}  # arm -> rate -> (group, seeds, score)
+    for group in data.groups:
+        row = next(r for r in data.runs if group_label(data, r) == group)
+        series = _series(data, group, key)
+        if series:
+            score = statistics.fmean(statistics.fmean(s[-last:]) for s in series)
+            scores.setdefault(group_label(data, row, without=(LR,)), {})[row[LR]] = (group, len(series), score)
+    if not scores:
+        raise ValueError(f"no run of {data.path} logged {key}; the selection reads the validation curve (set "
+                         "heldout_eval_steps and heldout_benchmarks)")
+    sign = 1 if higher_is_better else -1
+    shared = [lr for lr in next(iter(scores.values())) if all(lr in by_lr for by_lr in scores.values())]
+    if common is None:
+        if not shared:
+            raise ValueError(f"no {LR} was run (and logged {key}) by every arm; give common=")
+        common = max(shared, key=lambda lr: sign * statistics.fmean(by_lr[lr][2] for by_lr in scores.values()))
+    elif common not in shared:
+        raise ValueError(f"common={common!r}: not a {LR} every arm ran and logged {key} at; shared rates: "
+                         f"{', '.join(map(value_text, shared)) or 'none'}")
+    tests = {group: [e["mean"] for e in entries] for group, entries in accuracy(data, benchmark).items()}
+    rows = []
+    for view in ("best lr on validation", f"common lr = {value_text(common)}"):
+        for arm, by_lr in scores.items():
+            lr = max(by_lr, key=lambda r: sign * by_lr[r][2]) if view.startswith("best") else common
+            group, seeds, score = by_lr[lr]
+            test = tests.get(group) or [math.nan]
+            rows.append({"view": view, "arm": arm, LR: lr, "group": group, "seeds": seeds, score_label: score,
+                         f"test {benchmark} mean@n (mean over seeds)": statistics.fmean(test)})
+    return pd.DataFrame(rows)
 
 
 def claims(data: BatchData) -> list[dict]:

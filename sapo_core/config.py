@@ -22,8 +22,11 @@ import argparse
 import dataclasses
 import difflib
 import enum
+import hashlib
+import importlib.util
 import math
 import os
+import re
 import time
 import typing
 from dataclasses import dataclass, field
@@ -37,18 +40,20 @@ from trl import GRPOConfig, TrlParser
 from trl.scripts._hf_argparser import string_to_bool  # the converter TrlParser gives boolean fields
 
 from sapo_core import gates as G
+from sapo_core import temperature as T
 from sapo_core.benchmarks import BENCHMARKS
 from sapo_core.checks import check_bool, check_int, is_real
 from sapo_core.data import SyntheticTask
-from sapo_core.loss import AGGREGATIONS, CLIP, LEVELS
+from sapo_core.loss import AGGREGATIONS, LEVELS, check_method
 from sapo_core.paths import REPO_ROOT, runs_dir
 
 __all__ = ["ConfigError", "GatedGRPOConfig", "RunConfig", "ScriptArguments", "parse_args", "print_help", "run_name",
-           "notebook_args"]
+           "notebook_args", "flag_value", "value_text", "KEY_ALIASES"]
 
 _TRL_LOSS_TYPE = {"seq_mean_token_mean": "grpo", "token_mean": "dapo", "seq_mean_token_sum_norm": "dr_grpo"}
 _RUN_LOCATION = ("run_dir", "resume", "dry_run", "gpu_memory_gb", "accelerate_config")  # how to run, not what:
 # never part of a run's config.yaml
+_FROM_RUN_DIR = ("output_dir", "run_name")  # TrainingArguments fields that parse_args sets from the run directory
 REWARDS = ("format_reward", "correctness_reward")  # the reward functions train() passes, in reward_weights' order
 GPU_MEMORY_GB = 80.0  # the dry run's default GPU (an A100/H100 80 GB)
 _EXP_LIMIT = math.log(torch.finfo(torch.float32).max)  # exp overflows float32 above ~88.72
@@ -58,29 +63,74 @@ class ConfigError(ValueError):
     """A recipe or flag names an unknown key or gives a bad value."""
 
 
-def run_name(gate: str, tau_convention: str, seed: int, taus: tuple[float, float] | None = None) -> str:
-    """A run directory's name: `<gate>[-tau<pos>_<neg>]-<tau convention>-seed<seed>` (inside runs/<config name>/
-    or a batch; the taus only for a run at other temperatures than its recipe's, e.g. a batch arm GATE@POS:NEG).
-    `<gate>` is the spec's safe name, `gates.spec_slug` (e.g. student_t-nu3, expr-<hash>)."""
-    tau = "" if taus is None else f"-tau{taus[0]:g}_{taus[1]:g}"
+# Short names of swept recipe keys in run names (`run_name`); a key without one is named in full.
+KEY_ALIASES = {"learning_rate": "lr", "num_iterations": "mu", "sapo_temperature_pos": "taupos",
+               "sapo_temperature_neg": "tauneg"}
+_TAU_KEYS = ("sapo_temperature_pos", "sapo_temperature_neg")  # both set: one segment tau<pos>_<neg>
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
+
+
+def value_text(value) -> str:
+    """A recipe value as run names and labels write it: numbers by `:g` unless that loses digits (then repr),
+    booleans as true/false, lists joined by '_'."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        text = f"{value:g}"
+        return text if float(text) == value else repr(value)
+    if isinstance(value, (list, tuple)):
+        return "_".join(map(value_text, value))
+    return str(_plain(value))
+
+
+def _name_part(value) -> str:
+    """`value_text` made file-name safe: other characters become '_' and a hash of the text keeps it unique."""
+    text = value_text(value)
+    if _SAFE_NAME.fullmatch(text) and not text.startswith("."):
+        return text
+    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", text).strip("._")[:40] + "~" + digest
+
+
+def run_name(gate: str, tau_convention: str, seed: int, taus: tuple[float, float] | None = None,
+             axes: dict | None = None) -> str:
+    """A run directory's name: `<gate>[-tau<pos>_<neg>][-<key><value>...]-<tau convention>-seed<seed>` (inside
+    runs/<config name>/ or a batch; the taus only for a run at other temperatures than its recipe's, e.g. a batch arm
+    GATE@POS:NEG or a sweep of both temperatures; then one segment per other swept recipe key, `axes` {key: value}
+    in order, the key by its KEY_ALIASES name, e.g. erf-lr3e-05-equal-seed0). `<gate>` is the spec's safe name,
+    `gates.spec_slug` (e.g. student_t-nu3, expr-<hash>)."""
+    axes = dict(axes or {})
+    if taus is not None:
+        if any(k in axes for k in _TAU_KEYS):
+            raise ConfigError(f"run_name: taus={taus} and a swept temperature ({', '.join(axes)}) both set tau")
+        axes = {_TAU_KEYS[0]: taus[0], _TAU_KEYS[1]: taus[1], **axes}
+    segments = []
+    if all(k in axes for k in _TAU_KEYS):
+        segments.append(f"tau{_name_part(axes.pop(_TAU_KEYS[0]))}_{_name_part(axes.pop(_TAU_KEYS[1]))}")
+    segments += [f"{KEY_ALIASES.get(key, key)}{_name_part(value)}" for key, value in axes.items()]
     try:
         slug = G.spec_slug(gate)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"gate={gate!r}: {err}") from None
-    return f"{slug}{tau}-{tau_convention}-seed{seed}"
+    return "-".join([slug, *segments, tau_convention, f"seed{seed}"])
 
 
 def _check_trackers(report_to: list[str]) -> None:
-    """Every tracker in report_to is one transformers knows and is installed (else TRL fails mid-start-up)."""
+    """Every tracker in report_to is one transformers knows and is installed (else TRL fails mid-start-up);
+    tensorboard needs the tensorboard package itself (sapo_core.train writes with torch.utils.tensorboard, which
+    tensorboardX does not provide), installed by the tracking extra."""
     known = integration_utils.INTEGRATION_TO_CALLBACK
     installed = set(integration_utils.get_available_reporting_integrations())
     if integration_utils.is_flytekit_available() and integration_utils.is_flyte_deck_standard_available():
         installed.add("flyte")
+    if importlib.util.find_spec("tensorboard") is None:
+        installed.discard("tensorboard")
     for name in report_to:
         if name not in known:
             raise ConfigError(f"report_to: unknown tracker {name!r}; choose from none, all, {', '.join(known)}")
         if name not in installed:
-            raise ConfigError(f"report_to: tracker {name!r} is not installed in this environment; install it "
+            how = "pip install -e '.[tracking]'" if name == "tensorboard" else "install it"
+            raise ConfigError(f"report_to: tracker {name!r} is not installed in this environment; {how} "
                               "or use report_to none")
 
 
@@ -97,7 +147,8 @@ class ScriptArguments:
         "help": "R_format: graded (the paper's eq. 10: 1, 0.5, 0.25 or 0) or binary (1 when fully formatted, else 0)"})
     train_size: int = field(default=4096, metadata={"help": "training prompts drawn from the dataset"})
     eval_size: int = field(default=SyntheticTask.size, metadata={
-        "help": "held-out synthetic prompts for the accuracy check"})
+        "help": "held-out synthetic prompts: the validation split for the checks during training (method §3.3), "
+                "the test split for sapo_core.evaluate of the run"})
     data_dir: str | None = field(default=None, metadata={
         "help": "local copy of the hub datasets (see README, 'Data'); unset: the Hugging Face hub"})
     # The synthetic task's defaults are data.SyntheticTask's (the tiny model's task), defined there only.
@@ -172,7 +223,9 @@ class GatedGRPOConfig(GRPOConfig):
     gate: str = field(default="sigmoid", metadata={"help": "a gate spec (sapo_core.gates.resolve_spec): a name (erf), "
                                                             "a family (student_t:nu=3), an import path (mypkg.gates:"
                                                             "cauchy2) or an expression of g'(z) (1/(1+z**2)**2); or "
-                                                            "'clip' for GRPO's hard clipping"})
+                                                            "a trust-region method (method §2.8): clip (GRPO), "
+                                                            "delta:delta=4, cispo:eps_max=5, ce_gppo:beta1=0.5,"
+                                                            "beta2=1, vespo:k_pos=2,lambda_pos=3,k_neg=3,lambda_neg=2"})
     tau_convention: str = field(default="equal", metadata={
         "help": "'equal': the gate runs at sapo_temperature_pos/neg; 'width_matched': at tau * halfmax_gate / "
                 "halfmax_sigmoid (method §2)"})
@@ -189,13 +242,31 @@ class GatedGRPOConfig(GRPOConfig):
     # TRL's GRPOConfig sets by default; unset here, so only a recipe that asks for it gets the warning.
     gradient_checkpointing: bool | None = field(default=None, metadata={
         "help": "deprecated alias of activation_checkpointing (transformers 5); use that"})
+    # The temperatures over training (method §2.9, sapo_core.temperature): a schedule or the EUR controller.
+    tau_schedule: str = field(default="constant", metadata={
+        "help": f"{' | '.join(T.SCHEDULES)}: the base temperatures from sapo_temperature_pos/neg at the first step to "
+                "tau_end_pos/neg at the last (method §2.9)"})
+    tau_end_pos: float | None = field(default=None, metadata={"help": "tau_pos at the last step (linear, cosine)"})
+    tau_end_neg: float | None = field(default=None, metadata={"help": "tau_neg at the last step (linear, cosine)"})
+    tau_target_eur: float | None = field(default=None, metadata={
+        "help": "EUR in (0, 1) the controller keeps the run at: after each step both temperatures are multiplied by "
+                "exp(tau_controller_rate (EUR - target) / (1 - target)), within [tau_min, tau_max] (method §2.9); "
+                "unset: off"})
+    tau_controller_rate: float = field(default=T.CONTROLLER_RATE, metadata={
+        "help": "the controller's change of log tau per step and unit of relative EUR error (EUR - target) / "
+                "(1 - target)"})
+    tau_min: float = field(default=T.TAU_MIN, metadata={"help": "the controller's lower bound on each base tau"})
+    tau_max: float = field(default=T.TAU_MAX, metadata={"help": "the controller's upper bound on each base tau"})
 
     def __post_init__(self):
-        if self.gate != CLIP:
-            try:
+        try:
+            if G.is_method(self.gate):  # a trust-region method (method §2.8): its parameters and what it needs
+                check_method(self.gate, self.epsilon if self.epsilon_high is None else self.epsilon_high,
+                             self.importance_sampling_level)
+            else:
                 G.resolve_spec(self.gate)  # a gate spec (method §2.6), checked for admissibility before any run dir
-            except (TypeError, ValueError) as err:
-                raise ConfigError(f"gate={self.gate!r}: {err}; or 'clip'") from None
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"gate={self.gate!r}: {err}; or a trust-region method ({', '.join(G.METHODS)})") from None
         if self.tau_convention not in G.TAU_CONVENTIONS:
             raise ConfigError(f"tau_convention={self.tau_convention!r} is not allowed; choose one of "
                               f"{', '.join(G.TAU_CONVENTIONS)}")
@@ -253,6 +324,16 @@ class GatedGRPOConfig(GRPOConfig):
         if self.reward_weights is not None and len(self.reward_weights) != len(REWARDS):
             raise ConfigError(f"reward_weights={self.reward_weights} must hold {len(REWARDS)} weights, one per reward: "
                               f"{', '.join(REWARDS)} (method §3)")
+        try:  # method §2.9: the schedule and the controller check their own settings
+            T.check_settings(start=(self.sapo_temperature_pos, self.sapo_temperature_neg), schedule=self.tau_schedule,
+                             end=(self.tau_end_pos, self.tau_end_neg), target=self.tau_target_eur,
+                             rate=self.tau_controller_rate, tau_min=self.tau_min, tau_max=self.tau_max,
+                             max_steps=self.max_steps, gate=self.gate)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(str(err)) from None
+        if self.tau_target_eur is not None and self.logging_steps != 1:
+            raise ConfigError(f"tau_target_eur adjusts the temperatures after every optimizer step from that step's "
+                              f"EUR, which is computed on logged steps: set logging_steps 1 (got {self.logging_steps})")
         if self.vllm_importance_sampling_correction and not self.use_vllm:
             raise ConfigError("vllm_importance_sampling_correction=true needs use_vllm=true")
         if self.logging_steps != int(self.logging_steps) or self.logging_steps < 1:
@@ -279,12 +360,14 @@ class GatedGRPOConfig(GRPOConfig):
             raise ConfigError(f"save_steps={self.save_steps} must be a multiple of logging_steps={self.logging_steps}: "
                               "a run resumed from a checkpoint inside a logging window would log a shorter window")
 
-    def gate_taus(self) -> tuple[float, float]:
-        """(tau_pos, tau_neg) the gate runs at, after the tau convention (method §2)."""
-        if self.gate == CLIP:
-            return self.sapo_temperature_pos, self.sapo_temperature_neg
-        return (G.resolve_tau(self.gate, self.sapo_temperature_pos, self.tau_convention),
-                G.resolve_tau(self.gate, self.sapo_temperature_neg, self.tau_convention))
+    def gate_taus(self, base: tuple[float, float] | None = None) -> tuple[float, float]:
+        """(tau_pos, tau_neg) the gate runs at, after the tau convention (method §2), for the base temperatures
+        `base` (a step's, method §2.9; default the recipe's sapo_temperature_pos/neg)."""
+        tau_pos, tau_neg = base if base is not None else (self.sapo_temperature_pos, self.sapo_temperature_neg)
+        if G.is_method(self.gate):  # no temperature (method §2.8)
+            return tau_pos, tau_neg
+        return (G.resolve_tau(self.gate, tau_pos, self.tau_convention),
+                G.resolve_tau(self.gate, tau_neg, self.tau_convention))
 
 
 def cpu_processes() -> bool:
@@ -309,8 +392,9 @@ class RunConfig:
         return Path(self.script.run_dir)
 
     def synthetic_task(self, split: str) -> SyntheticTask:
-        """The run's synthetic task: its training prompts (split "train", train_size) or its held-out set ("test",
-        eval_size), both drawn with data_seed."""
+        """The run's synthetic task of one split (method §3.3): its training prompts ("train", train_size) or a
+        held-out set ("validation" for the checks during training, "test" for evaluate; eval_size), all drawn
+        with data_seed."""
         size = self.script.train_size if split == "train" else self.script.eval_size
         return SyntheticTask(size=size, data_seed=self.training.data_seed, max_steps=self.script.synthetic_max_steps,
                              max_operand=self.script.synthetic_max_operand, split=split)
@@ -441,6 +525,24 @@ def _plain(value):
     return value
 
 
+def flag_value(key: str, text: str, where: str = "the command line"):
+    """`--KEY TEXT` as the training CLI's parser reads it (the key's type and choices; a list key takes TEXT split at
+    spaces); ConfigError for a key that is not a recipe key (or says where a run lives, not what it is) or a bad
+    value."""
+    parser = _Parser((ScriptArguments, GatedGRPOConfig))
+    actions = parser.actions()
+    if key in _RUN_LOCATION or key in _FROM_RUN_DIR:
+        raise ConfigError(f"{key} says where or how a run is made, not what it is; it is not a recipe key here")
+    if key not in actions:
+        raise _unknown([key], [k for k in actions if k not in _RUN_LOCATION], "recipe key")
+    if not isinstance(text, str):
+        raise ConfigError(f"{key}: the value must be text as on the command line, got {type(text).__name__} {text!r}")
+    action = actions[key]
+    if action.nargs in ("+", "*"):
+        return [_plain(parser.convert_one(key, v, action, where)) for v in text.split()]
+    return _plain(parser.convert_one(key, text, action, where))
+
+
 def parse_args(argv: list[str] | None = None) -> RunConfig:
     """`--config FILE` (its keys become defaults) and flags -> RunConfig; the run directory resolved."""
     if argv is not None and (isinstance(argv, str) or not isinstance(argv, (list, tuple))
@@ -481,6 +583,9 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
             given.append(dest)
     if "output_dir" in given:
         raise ConfigError("--output_dir is set from the run directory (<run_dir>/checkpoints); use --run_dir")
+    if "run_name" in given or "run_name" in recipe:
+        raise ConfigError("run_name (the trackers' name of the run) is the run directory's name; name the run with "
+                          "--run_dir")
     parsed, _ = parser.parse_known_args(args=argv)  # the values as given, before any __post_init__ derives more
     values = {k: _plain(getattr(parsed, k)) for k in [*recipe, *given] if k not in _RUN_LOCATION}
     if parsed.dry_run and "use_cpu" not in given and not torch.cuda.is_available():
@@ -496,6 +601,7 @@ def parse_args(argv: list[str] | None = None) -> RunConfig:
         name = Path(config_path).stem if config_path else "custom"
         script.run_dir = str(runs_dir() / name / run_name(training.gate, training.tau_convention, training.seed))
     training.output_dir = str(Path(script.run_dir) / "checkpoints")
+    training.run_name = Path(script.run_dir).name  # what report_to's trackers call the run (a batch's arm name)
     if script.heldout_eval_steps % training.logging_steps:  # its values join the logged row of their step
         raise ConfigError(f"heldout_eval_steps={script.heldout_eval_steps} must be a multiple of logging_steps="
                           f"{training.logging_steps}: the held-out accuracy is written into that step's logged row")

@@ -1,10 +1,11 @@
 """The batch runner: papermill runs of notebooks 02 and 03 per (gate, seed), local and submitit executors, failed
-runs recorded while the others go on, re-running completes only what is missing, a killed kernel's run resumes,
-and notebook 04 compares the result.
+runs recorded while the others go on, a killed kernel's run resumed by the next invocation, re-running completes
+only what is missing, and notebook 04 compares the result.
 
-Cost: each run is two notebook kernels, so the runs are shared: one module-scoped batch (two gates, one failing at
-first) is made by the local pool, completed by the submitit executor, compared by notebook 04 and refused with
-other settings. Runs are 1 step unless the length is the point (the killed run needs checkpoints to resume from).
+Cost: each run is two notebook kernels, so the runs are shared: one module-scoped batch of two gates is started by
+the local pool (softsign fails in its first cell, sigmoid's kernel is killed after its checkpoint at step 2),
+completed by the submitit executor (sigmoid resumes, softsign runs), compared by notebook 04 and refused with other
+settings. Softsign runs 1 step; sigmoid 6, for a checkpoint to resume from and time to kill its kernel.
 """
 
 import json
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from safetensors.torch import load_file
 
 from sapo_core.batch import BatchArguments, main, run_batch
@@ -22,64 +24,106 @@ from sapo_core.train import read_metrics
 
 pytestmark = pytest.mark.slow
 
-# One step per run: 2 prompts x 8 rollouts, a 4-problem evaluation (eval_limit) with 2 samples each.
-FLAGS = ["--max_steps", "1", "--train_size", "32", "--eval_size", "8", "--per_device_train_batch_size", "16",
-         "--max_completion_length", "24", "--save_steps", "2", "--learning_rate", "1e-3"]
+# 2 prompts x 8 rollouts per step, a 4-problem evaluation (eval_limit) with 2 samples each; steps per gate.
+FLAGS = ["--train_size", "32", "--eval_size", "8", "--per_device_train_batch_size", "16",
+         "--max_completion_length", "24", "--save_steps", "2"]
+SWEEP = ["learning_rate=1e-3"]  # one point: the sweep's path through real runs (its planning: test_sweep.py)
+SIGMOID_STEPS = 6
+GATE_FLAGS = {"sigmoid": ["--max_steps", str(SIGMOID_STEPS)], "softsign": ["--max_steps", "1"]}
+
+
+SIGMOID, SOFTSIGN = "sigmoid-lr0.001-equal-seed0", "softsign-lr0.001-equal-seed0"  # run names carry the axis
 
 
 def args(out, **over):
     return BatchArguments(**{"config": "configs/tiny-cpu.yaml", "out": str(out), "gates": "sigmoid,softsign",
-                             "seeds": "0", "jobs": 2, "eval_n": 2, "eval_limit": 4, **over})
+                             "seeds": "0", "jobs": 2, "eval_n": 2, "eval_limit": 4, "sweep": SWEEP, **over})
 
 
 def files(run_dir: Path) -> dict:
     return {p.relative_to(run_dir): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
 
 
+def kill_when_checkpointed(run_dir: Path, killed: list, stop: threading.Event) -> None:
+    """SIGKILL the run's kernel (the training process names itself in owner.json) once step 3 is logged, i.e.
+    after the checkpoint at step 2."""
+    while not stop.is_set():
+        metrics = run_dir / "metrics.jsonl"
+        if metrics.exists() and metrics.read_text().count("\n") >= 3 and (run_dir / "owner.json").exists():
+            pid = json.loads((run_dir / "owner.json").read_text())["pid"]
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+            return
+        time.sleep(0.05)
+
+
 @pytest.fixture(scope="module")
-def two_gates(tmp_path_factory):
-    """A batch of two gates x one seed through the local pool (jobs=2), softsign failing (a bad per-gate flag)."""
+def first(tmp_path_factory):
+    """The local pool (jobs=2): softsign fails in its first cell (a bad per-gate flag), sigmoid's kernel is killed."""
     out = tmp_path_factory.mktemp("batch") / "b"
-    batch = run_batch(args(out), FLAGS, gate_flags={"softsign": ["--sapo_temperature_pos", "-1"]})
-    return out, batch, files(out / "sigmoid-equal-seed0")
+    killed, stop = [], threading.Event()
+    killer = threading.Thread(target=kill_when_checkpointed, args=(out / SIGMOID, killed, stop))
+    killer.start()
+    try:
+        batch = run_batch(args(out), FLAGS, gate_flags={
+            **GATE_FLAGS, "softsign": [*GATE_FLAGS["softsign"], "--sapo_temperature_pos", "-1"]})
+    finally:
+        stop.set()
+        killer.join()
+    return out, batch, killed
 
 
 @pytest.fixture(scope="module")
-def completed(two_gates):
-    """The same command again, without the bad flag, through submitit's local executor: only softsign runs."""
-    out, _, _ = two_gates
-    return run_batch(args(out, executor="slurm", slurm_cluster="local", jobs=1), FLAGS)
+def completed(first):
+    """The same command again, without the bad flag, through submitit's local executor: sigmoid resumes from its
+    checkpoint, softsign runs."""
+    out, _, _ = first
+    batch = run_batch(args(out, executor="slurm", slurm_cluster="local", jobs=1), FLAGS, gate_flags=GATE_FLAGS)
+    return batch, {run: files(out / run) for run in (SIGMOID, SOFTSIGN)}
 
 
-def test_a_failing_run_is_recorded_and_the_others_finish(two_gates):
-    out, batch, _ = two_gates
+def test_a_failing_run_and_a_killed_kernel_are_recorded_and_the_others_go_on(first):
+    out, batch, killed = first
     rows = {r["gate"]: r for r in batch["runs"]}
-    assert rows["sigmoid"]["status"] == "finished" and rows["sigmoid"]["error"] is None
+    assert killed and rows["sigmoid"]["status"] == "failed" and "DeadKernelError" in rows["sigmoid"]["error"]
     assert rows["softsign"]["status"] == "failed" and "sapo_temperature_pos=-1.0 must be a finite number > 0" \
         in rows["softsign"]["error"]
-    assert (out / "sigmoid-equal-seed0" / "02_train.ipynb").exists()
-    assert (out / "sigmoid-equal-seed0" / "03_evaluate.ipynb").exists()
+    assert (out / SIGMOID / "02_train.ipynb").exists()
+    summary = (out / "summary.csv").read_text().splitlines()
+    assert len(summary) == 3 and "learning_rate" in summary[0].split(",")
+
+
+def test_the_next_invocation_resumes_the_killed_run_and_completes_the_failed_one_through_submitit(first, completed):
+    out, _, _ = first
+    batch, _ = completed
+    rows = {r["gate"]: r for r in batch["runs"]}
+    assert [r["status"] for r in batch["runs"]] == ["finished", "finished"]
+    assert all(r["eval/synthetic/mean@n"] is not None for r in batch["runs"])
     assert rows["sigmoid"]["eval/synthetic/n"] == 2 and 0 <= rows["sigmoid"]["eval/synthetic/mean@n"] <= 1
     assert rows["sigmoid"]["tau_pos"] == 1.0 and rows["sigmoid"]["num_iterations"] == 2
-    assert (out / "summary.csv").read_text().count("\n") == 3
+    run_dir = out / SIGMOID
+    assert json.loads((run_dir / "status.json").read_text())["resumed_from"].endswith(("checkpoint-2", "checkpoint-4"))
+    assert [r["step"] for r in read_metrics(run_dir)] == list(range(1, SIGMOID_STEPS + 1))  # each step once
+    assert load_file(str(run_dir / "final" / "model.safetensors"))
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["learning_rate"] == 1e-3  # the sweep's value
+    assert (run_dir / "03_evaluate.ipynb").exists()
+    assert (out / SOFTSIGN / "02_train.attempt1.ipynb").exists()  # the failed attempt is kept
+    assert len(list((out / "slurm").rglob("*_log.out"))) == 2  # one submitit job per missing run, with its log
 
 
-def test_running_again_completes_only_what_was_missing_through_submitit(two_gates, completed):
-    out, _, finished = two_gates
-    assert [r["status"] for r in completed["runs"]] == ["finished", "finished"]
-    assert all(r["eval/synthetic/mean@n"] is not None for r in completed["runs"])
-    assert files(out / "sigmoid-equal-seed0") == finished  # byte-identical
-    assert (out / "softsign-equal-seed0" / "02_train.attempt1.ipynb").exists()  # the failed attempt is kept
-    assert len(list((out / "slurm").rglob("*_log.out"))) == 1  # one submitit job, with its log: the missing run
+def test_running_again_with_nothing_missing_touches_no_finished_run(first, completed):
+    out, _, _ = first
+    _, finished = completed
     assert main(["--config", "configs/tiny-cpu.yaml", "--out", str(out), "--gates", "sigmoid,softsign", "--seeds",
-                 "0", "--eval_n", "2", "--eval_limit", "4", "--jobs", "2", *FLAGS]) == 0  # nothing left to do
-    assert files(out / "sigmoid-equal-seed0") == finished
+                 "0", "--eval_n", "2", "--eval_limit", "4", "--jobs", "2", "--sweep", *SWEEP,
+                 *FLAGS]) == 0  # nothing left to do
+    assert {run: files(out / run) for run in finished} == finished  # byte-identical
 
 
-def test_notebook_04_compares_the_batch(two_gates, completed, tmp_path):
+def test_notebook_04_compares_the_batch(first, completed, tmp_path):
     import papermill
 
-    out, _, _ = two_gates
+    out, _, _ = first
     nb = papermill.execute_notebook("notebooks/04_compare.ipynb", str(tmp_path / "04.ipynb"), cwd="notebooks",
                                     parameters={"batch_dir": str(out)}, progress_bar=False)
     names = sorted(p.name for p in (out / "figures").iterdir())
@@ -90,10 +134,10 @@ def test_notebook_04_compares_the_batch(two_gates, completed, tmp_path):
     assert f"{len(CLAIMS)} claims;" in text
 
 
-def test_the_same_out_with_other_settings_is_refused(two_gates, capsys):
-    out, _, _ = two_gates
+def test_the_same_out_with_other_settings_is_refused(first, capsys):
+    out, _, _ = first
     assert main(["--config", "configs/tiny-cpu.yaml", "--out", str(out), "--gates", "sigmoid,softsign", "--seeds",
-                 "0", "--eval_n", "4", "--eval_limit", "4", *FLAGS]) == 2
+                 "0", "--eval_n", "4", "--eval_limit", "4", "--sweep", *SWEEP, *FLAGS]) == 2
     assert "holds a batch made with other settings (changed: eval_n)" in capsys.readouterr().err
 
 
@@ -109,35 +153,3 @@ def test_bad_batch_arguments_are_one_line_and_exit_2(tmp_path, capsys, argv, mes
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") and message in err[-1]
     assert not (tmp_path / "b").exists()
-
-
-def test_a_run_whose_kernel_is_killed_is_resumed_by_the_next_invocation(tmp_path):
-    """The batch records the dead kernel and its next invocation resumes the run from a checkpoint to the end. (That
-    a run resumed after kill -9 equals the uninterrupted run is sapo_core.train's property: test_train checks it.)"""
-    flags = [*FLAGS[:1], "8", *FLAGS[2:]]  # 8 steps: checkpoints at 2, 4, 6 to resume from, and time to kill
-    out = tmp_path / "b"
-    run_dir = out / "sigmoid-equal-seed0"
-    killed = []
-
-    def kill_the_kernel():  # the training process is the kernel; it names itself in owner.json
-        deadline = time.monotonic() + 600
-        while time.monotonic() < deadline:
-            metrics = run_dir / "metrics.jsonl"
-            if metrics.exists() and metrics.read_text().count("\n") >= 3 and (run_dir / "owner.json").exists():
-                pid = json.loads((run_dir / "owner.json").read_text())["pid"]
-                os.kill(pid, signal.SIGKILL)
-                killed.append(pid)
-                return
-            time.sleep(0.05)
-
-    killer = threading.Thread(target=kill_the_kernel)
-    killer.start()
-    first = run_batch(args(out, gates="sigmoid", jobs=1), flags)
-    killer.join()
-    assert killed and first["runs"][0]["status"] == "failed" and "DeadKernelError" in first["runs"][0]["error"]
-    again = run_batch(args(out, gates="sigmoid", jobs=1), flags)
-    assert again["runs"][0]["status"] == "finished"
-    assert json.loads((run_dir / "status.json").read_text())["resumed_from"].endswith(("checkpoint-2", "checkpoint-4"))
-    assert [r["step"] for r in read_metrics(run_dir)] == list(range(1, 9))  # each step once, none lost
-    assert load_file(str(run_dir / "final" / "model.safetensors"))
-    assert again["runs"][0]["eval/synthetic/mean@n"] is not None

@@ -127,7 +127,8 @@ def test_notebook_04_compares_the_batch(first, completed, tmp_path):
     nb = papermill.execute_notebook("notebooks/04_compare.ipynb", str(tmp_path / "04.ipynb"), cwd="notebooks",
                                     parameters={"batch_dir": str(out)}, progress_bar=False)
     names = sorted(p.name for p in (out / "figures").iterdir())
-    assert names == sorted(f"compare_{n}.{ext}" for n in ("training", "ratios", "accuracy") for ext in ("png", "pdf"))
+    figures = ("training", "ratios", "accuracy", "heldout")
+    assert names == sorted(f"compare_{n}.{ext}" for n in figures for ext in ("png", "pdf"))
     text = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
     from sapo_core.claims import CLAIMS
 

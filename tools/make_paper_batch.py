@@ -11,7 +11,8 @@ files byte for byte (tests/test_paper.py checks this). The commit is recorded as
 
 Per run (arm index a in ARMS order, seed s, step k = 1..4):
     reward = 0.2 + 0.05 a + 0.1 k + 0.02 s    entropy = 1 - 0.1 k - 0.01 a + 0.01 s    eur = 0.9 - 0.02 a + 0.01 s
-    held-out synthetic mean@8 = 0.5 + 0.02 a + 0.04 s (interval +-0.05, 100 problems); base model 0.45.
+    held-out synthetic mean@8 = 0.5 + 0.02 a + 0.04 s (interval +-0.05, 100 problems); base model 0.45;
+    in training (heldout_eval_steps 2, steps 2 and 4): heldout/synthetic/mean@n = 0.45 + 0.01 a k + 0.02 s.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ ARMS = (("clip", None), ("sigmoid", None), ("erf", None), ("arctan", None), ("so
 RECIPE_TAUS = (10.0, 12.0)
 SEEDS = (0, 1)
 STEPS = (1, 2, 3, 4)
+HELDOUT_STEPS = (2, 4)
 EVAL_N, EVAL_PROBLEMS = 8, 100
 
 
@@ -75,6 +77,9 @@ def write_batch(out: Path) -> Path:
             metrics = [{"step": k, "reward": round(0.2 + 0.05 * a + 0.1 * k + 0.02 * seed, 4),
                         "entropy": round(1 - 0.1 * k - 0.01 * a + 0.01 * seed, 4),
                         "eur": round(0.9 - 0.02 * a + 0.01 * seed, 4)} for k in STEPS]
+            for m in metrics:
+                if m["step"] in HELDOUT_STEPS:
+                    m["heldout/synthetic/mean@n"] = round(0.45 + 0.01 * a * m["step"] + 0.02 * seed, 4)
             _write(run / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in metrics))
             _write(run / "eval" / "batch" / "results.json",
                    json.dumps(_results(0.5 + 0.02 * a + 0.04 * seed), indent=1) + "\n")

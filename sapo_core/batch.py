@@ -85,6 +85,9 @@ class BatchArguments:
     seeds: str = field(default="0,1,2", metadata={"help": "comma-separated RL seeds"})
     tau_conventions: str = field(default="equal", metadata={
         "help": "comma-separated: equal, width_matched (clip has no temperature: it runs once, as 'equal')"})
+    width_matched_arms: str = field(default="", metadata={
+        "help": "comma-separated arms of --gates that also run at width_matched tau, whatever --tau_conventions "
+                "says (e.g. the gates of the tail-shape claims, which are judged at width_matched tau)"})
     sweep: list[str] = field(default_factory=list, metadata={
         "help": "repeatable: an axis KEY=V1,V2,... over any recipe key, or a joint axis K1,K2=a:b,c:d (K1=a and K2=b "
                 "at its first point); crossed with gates, conventions, seeds and the other axes"})
@@ -170,14 +173,22 @@ def plan(args: BatchArguments, flags: list[str], gate_flags: dict[str, list[str]
     axes = sweep_axes(args.sweep, flags)
     swept = {key for axis in axes for key in axis.keys}
     specs = []
-    for arm in _split(args.gates, "gates", ";" if ";" in args.gates else ","):  # ';' when a gate spec has a comma
+    arms = _split(args.gates, "gates", ";" if ";" in args.gates else ",")  # ';' when a gate spec has a comma
+    matched = _split(args.width_matched_arms, "width_matched_arms") if args.width_matched_arms.strip() else []
+    for arm in matched:
+        if arm not in arms or G.is_method(_arm(arm)[0]):
+            raise BatchError(f"width_matched_arms: {arm!r} must be one of the smooth gates' arms of --gates "
+                             f"({args.gates})")
+    for arm in arms:
         gate, taus = _arm(arm)
         if taus is not None and swept & set(TAU_KEYS):
             raise BatchError(f"gates: arm {arm!r} sets the temperatures that --sweep sweeps; give the gate without "
                              "@POS:NEG (the sweep's points are its temperatures)")
         tau_flags = () if taus is None else ("--sapo_temperature_pos", f"{taus[0]:g}",
                                              "--sapo_temperature_neg", f"{taus[1]:g}")
-        for convention in _split(args.tau_conventions, "tau_conventions"):
+        conventions = _split(args.tau_conventions, "tau_conventions")
+        for convention in conventions + (["width_matched"] if arm in matched and "width_matched" not in conventions
+                                         else []):
             if G.is_method(gate) and convention != "equal":
                 continue  # a trust-region method (clip, cispo, ...) has no temperature to match
             for point in dict.fromkeys(_points(axes, gate)):  # a method without temperatures: each other point once

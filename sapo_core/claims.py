@@ -27,6 +27,8 @@ from itertools import combinations
 import numpy as np
 from scipy import integrate, stats
 
+from sapo_core import gates as G
+
 __all__ = ["ALPHA", "MIN_SEEDS", "PAPER_TAUS", "VERDICTS", "Arm", "Run", "Claim", "CLAIMS", "QUESTIONS", "STATISTICS",
            "SIDES", "pair_verdict", "correlation_verdict", "combine", "false_positive_rate", "judge", "table",
            "collapsed", "steps_to", "mean_over", "reference_taus", "METRIC_KEYS", "GPU_BENCHMARKS"]
@@ -56,8 +58,8 @@ class Arm:
     @property
     def label(self) -> str:
         """The arm's name in every table: gate, convention and temperatures (nothing is left out)."""
-        if self.gate == "clip":
-            return "clip"
+        if G.is_method(self.gate):  # clip, cispo, ...: no temperature (method §2.8)
+            return self.gate
         taus = "/".join("?" if t is None else f"{t:g}" for t in (self.tau_pos, self.tau_neg))
         return f"{self.gate} ({self.convention or '?'}, tau {taus})"
 
@@ -172,7 +174,7 @@ def reference_taus(arms: Sequence[Arm]) -> tuple[float, float] | None:
     """The batch's reference temperatures: the (tau_pos, tau_neg) run by the most smooth gates (first on a tie)."""
     counts: dict[tuple, set] = {}
     for arm in arms:
-        if arm.gate != "clip":
+        if not G.is_method(arm.gate):
             counts.setdefault((arm.tau_pos, arm.tau_neg), set()).add(arm.gate)
     return max(counts, key=lambda t: len(counts[t])) if counts else None
 
@@ -180,8 +182,8 @@ def reference_taus(arms: Sequence[Arm]) -> tuple[float, float] | None:
 # name -> (what it means, predicate of (arm, reference taus))
 SIDES: dict[str, tuple[str, Callable[[Arm, tuple], bool]]] = {
     "clip": ("hard clipping (GRPO)", lambda a, ref: a.gate == "clip"),
-    "smooth": ("every gate other than clip, at the reference temperatures",
-               lambda a, ref: a.gate != "clip" and _at(a, ref)),
+    "smooth": ("every smooth gate (no trust-region method), at the reference temperatures",
+               lambda a, ref: not G.is_method(a.gate) and _at(a, ref)),
     "polynomial": ("every gate whose g' decays polynomially (Gate.tail), at the reference temperatures",
                    lambda a, ref: a.tail == "polynomial" and _at(a, ref)),
     "gaussian": ("every gate whose g' decays like a Gaussian (Gate.tail), at the reference temperatures",
@@ -189,16 +191,17 @@ SIDES: dict[str, tuple[str, Callable[[Arm, tuple], bool]]] = {
     "erf+arctan": ("erf and arctan (named by the paper), at the reference temperatures",
                    lambda a, ref: a.gate in ("erf", "arctan") and _at(a, ref)),
     "other arms": ("every other arm at the reference temperatures, clip included",
-                   lambda a, ref: a.gate not in ("erf", "arctan") and (a.gate == "clip" or _at(a, ref))),
+                   lambda a, ref: a.gate not in ("erf", "arctan") and (G.is_method(a.gate) or _at(a, ref))),
     "erf": ("erf at the reference temperatures", lambda a, ref: a.gate == "erf" and _at(a, ref)),
     "sigmoid": ("sigmoid at the reference temperatures", lambda a, ref: a.gate == "sigmoid" and _at(a, ref)),
     "erf paper": ("erf at the paper's (10, 12)", lambda a, ref: a.gate == "erf" and _at(a, PAPER_TAUS)),
     "erf low": ("erf at the paper's tau = 5, run as (5, 6)", lambda a, ref: a.gate == "erf" and _at(a, ERF_LOW)),
     "erf collapse": ("erf at the paper's tau = 1, run as (1, 1.05)",
                      lambda a, ref: a.gate == "erf" and _at(a, ERF_COLLAPSE)),
-    "every smooth arm": ("every gate other than clip, at every temperature", lambda a, ref: a.gate != "clip"),
+    "every smooth arm": ("every smooth gate (no trust-region method), at every temperature",
+                         lambda a, ref: not G.is_method(a.gate)),
     "all arms": ("every arm at the reference temperatures, clip included",
-                 lambda a, ref: a.gate == "clip" or _at(a, ref)),
+                 lambda a, ref: G.is_method(a.gate) or _at(a, ref)),
     "erf at every tau": ("erf at every temperature of the batch", lambda a, ref: a.gate == "erf"),
 }
 
@@ -277,6 +280,13 @@ QUESTIONS = (
 # The verdict rule (method §5.1)
 # ---------------------------------------------------------------------------------------------
 
+def width_matched_gates(gates: Sequence[str]) -> list[str]:
+    """The gates among `gates` that a claim judged at width_matched tau compares (the tail-shape claims: their
+    sides are tails, e.g. polynomial vs gaussian): the arms a batch must also run at width_matched tau."""
+    tails = {side for c in CLAIMS if c.convention == "width_matched" for side in (c.higher, c.lower) if side in G.TAILS}
+    return [g for g in gates if not G.is_method(g) and G.resolve_spec(g).tail in tails]
+
+
 def pair_verdict(higher: Sequence[float], lower: Sequence[float], alpha: float = ALPHA) -> str:
     """One pair of arms: one-sided exact Mann-Whitney tests at `alpha` in each direction (method §5.1)."""
     higher, lower = [v for v in higher if not math.isnan(v)], [v for v in lower if not math.isnan(v)]
@@ -353,7 +363,7 @@ def _values(runs: Sequence[Run], statistic: str) -> dict[Arm, list[float]]:
 
 def _side(values: dict[Arm, list[float]], side: str, ref, convention: str) -> list[Arm]:
     test = SIDES[side][1]
-    return [a for a in values if test(a, ref) and (a.gate == "clip" or a.convention == convention)]
+    return [a for a in values if test(a, ref) and (G.is_method(a.gate) or a.convention == convention)]
 
 
 def judge(claim: Claim, runs: Sequence[Run], convention: str | None = None) -> dict:

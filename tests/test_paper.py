@@ -187,3 +187,18 @@ def test_bad_inputs_are_named():
         paper.figure3("runs/batch")
     with pytest.raises(TypeError, match="BatchData"):
         paper.table1({"runs": []})
+
+
+def test_the_demo_summary_names_the_claims_it_leaves_to_make_paper():
+    """The example batch has no width_matched arm: each claim judged at that convention is listed as left to
+    `make paper`, whose batch runs the gates that `claims.width_matched_gates` names at that convention too."""
+    from sapo_core import claims as C
+    from sapo_core import compare, demo
+
+    text = demo.summary_text(paper.EXAMPLE_BATCH)
+    listed = {line.split(": ", 1)[1] for line in text.split("Left to `make paper`")[1].splitlines()
+              if line.startswith("- ")}
+    expected = {row["claim"] for row in compare.claims(compare.load_batch(paper.EXAMPLE_BATCH))
+                if row["convention"] == "width_matched" and row["verdict"].startswith(C.NOT_MEASURED)}
+    assert listed == expected and len(expected) >= 3
+    assert C.width_matched_gates(["clip", "sigmoid", "erf", "arctan", "softsign"]) == ["erf", "arctan", "softsign"]

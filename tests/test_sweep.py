@@ -258,3 +258,13 @@ def test_learning_rate_views_need_a_learning_rate_sweep(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # One real sweep batch: 2 learning rates x 1 gate x 1 seed, 1 step each, through the notebooks
 # ---------------------------------------------------------------------------------------------
+
+
+def test_width_matched_arms_add_that_convention_to_the_named_arms_only():
+    specs = plan(args(gates="clip,sigmoid,erf,erf@5:6", width_matched_arms="erf"), [])
+    assert [(s.gate, s.taus, s.tau_convention) for s in specs] == [
+        ("clip", None, "equal"), ("sigmoid", None, "equal"), ("erf", None, "equal"), ("erf", None, "width_matched"),
+        ("erf", (5.0, 6.0), "equal")]
+    for bad in ("arctan", "clip"):  # not an arm of --gates; a method without temperatures
+        with pytest.raises(BatchError, match="width_matched_arms"):
+            plan(args(gates="clip,erf", width_matched_arms=bad), [])

@@ -13,6 +13,7 @@ The run directory (default `runs/<config name>/<gate>-<tau convention>-seed<seed
     provenance.json    gate, tau (base and as run) and convention, num_iterations, seed, git commit,
                        package versions, command line, start time (and each resume)
     metrics.jsonl      one JSON line per logged step (REQUIRED_METRICS and more)
+    tb/                with report_to tensorboard: the same logs as TensorBoard event files (TensorBoardLog)
     checkpoints/       TRL/transformers checkpoints (resume with --resume)
     final/             the trained model and tokenizer
     summary.json       final metrics and the held-out check before/after (heldout_benchmarks; the base's also
@@ -37,6 +38,7 @@ import time
 from pathlib import Path
 
 from transformers import TrainerCallback
+from transformers.integrations import TensorBoardCallback
 
 from sapo_core.cli import fail, guarded
 from sapo_core.config import (
@@ -66,9 +68,10 @@ from sapo_core.rundir import (
 
 __all__ = ["REQUIRED_METRICS", "RunDirError", "RunFiles", "RunLock", "check_run_dir", "launch", "missing_metrics",
            "prepare_run_dir", "provenance", "HeldoutCurve", "heldout_metrics", "train", "read_metrics", "summary_text",
-           "main"]
+           "main", "TENSORBOARD_DIR", "TensorBoardLog"]
 
 log = logging.getLogger(__name__)
+TENSORBOARD_DIR = "tb"  # report_to tensorboard: the event files, inside the run directory
 
 # ---------------------------------------------------------------------------------------------
 # Model, data, rewards
@@ -131,7 +134,8 @@ def dry_run(run: RunConfig) -> int:
 
 def heldout_check(model, tokenizer, run: RunConfig, *, seed: int = 0, greedy: bool | None = None) -> dict:
     """The recipe's held-out check (method §6) of an in-memory model: per benchmark, mean@n at
-    heldout_temperature with its interval, and greedy accuracy when `greedy` (default heldout_greedy). Sampling
+    heldout_temperature with its interval, and greedy accuracy when `greedy` (default heldout_greedy), on the
+    synthetic task's validation split (method §3.3; the test split is evaluate's, for reported numbers). Sampling
     seed 0 before and after training, so the base and the trained model (and every gate) are sampled alike; during
     training (HeldoutCurve) the seed is the step. The caller's RNG is left as it was."""
     from sapo_core.evaluate import evaluate
@@ -139,7 +143,7 @@ def heldout_check(model, tokenizer, run: RunConfig, *, seed: int = 0, greedy: bo
     script = run.script
     greedy = script.heldout_greedy if greedy is None else greedy
     names = [b.strip() for b in script.heldout_benchmarks.split(",") if b.strip()]
-    common = {"tokenizer": tokenizer, "backend": "hf", "synthetic": run.synthetic_task("test"),
+    common = {"tokenizer": tokenizer, "backend": "hf", "synthetic": run.synthetic_task("validation"),
               "data_dir": script.data_dir, "max_new_tokens": run.training.max_completion_length, "seed": seed,
               "progress": False}
     sampled = evaluate(model, names, n=script.heldout_n, temperature=script.heldout_temperature, **common).results
@@ -221,6 +225,29 @@ class MetricsFile(TrainerCallback):
         with self.path.open("a") as fh:
             fh.write(json.dumps(row, default=float) + "\n")
             fh.flush()
+
+
+class TensorBoardLog(TensorBoardCallback):
+    """report_to tensorboard: transformers' callback (tags `train/<metric name>`) writing into <run_dir>/tb, so that
+    `tensorboard --logdir` over a batch shows one run per arm, named by its directory. Its writer opens at this
+    command's first log (a resume that fails before its first step leaves no file), and a resumed run hides the
+    events logged after its checkpoint by the attempt that crashed (SummaryWriter's purge_step), as metrics.jsonl
+    drops their rows."""
+
+    def __init__(self, log_dir: Path):
+        super().__init__()
+        self.logging_dir = str(log_dir)
+        self.purge_step: int | None = None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.purge_step = state.global_step + 1 if state.global_step else None  # resumed from that step
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and self.tb_writer is None:
+            from torch.utils.tensorboard import SummaryWriter  # the tracking extra (sapo_core.config._check_trackers)
+            self.tb_writer = SummaryWriter(self.logging_dir, purge_step=self.purge_step)
+            self.purge_step = None
+        super().on_log(args, state, control, logs=logs, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -310,6 +337,9 @@ def train(run: RunConfig, *, callbacks: list | None = None) -> dict:
                                    train_dataset=train_ds, processing_class=tokenizer,
                                    callbacks=[started, *curve, MetricsFile(run_dir / "metrics.jsonl"),
                                               *(callbacks or [])])
+        if "tensorboard" in args.report_to:  # transformers' own callback, replaced by one after HeldoutCurve
+            trainer.remove_callback(TensorBoardCallback)
+            trainer.add_callback(TensorBoardLog(run_dir / TENSORBOARD_DIR))
         summary: dict = {"run_dir": str(run_dir), "gate": args.gate, "seed": args.seed}
         check = bool(script.heldout_benchmarks.strip())
         if check and state.is_main_process and checkpoint is None:  # the trainer holds the base model

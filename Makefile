@@ -2,6 +2,7 @@
 #   make test   creates .venv (once), installs the pinned set, runs unit + notebook tests
 #   make demo   creates .venv (once), runs the demo pipeline on the embedded CPU default
 #   make paper  the demo plus the erf temperature sweep: the paper's Figures 1-5 and Table 1 on CPU
+#   make study  a gate study beyond the paper (gates, Student-t tails, trust-region methods x tau x seeds) on CPU
 #   make lab    creates .venv (once), opens notebooks/ in JupyterLab with this project's kernel
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -10,7 +11,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: test test-fast lint demo paper lab venv bench clean-venv
+.PHONY: test test-fast lint demo paper study lab venv bench clean-venv
 
 venv: $(STAMP)
 
@@ -40,6 +41,10 @@ demo: $(STAMP)
 # the demo plus the erf temperature sweep of the paper's Figures 2 and 5 (<= 20 min on 2 cores)
 paper: $(STAMP)
 	$(PY) -m sapo_core.demo --paper
+
+# the gate study of notebook 06 (sapo_core/study.py: its arms; <= 30 min on 2 cores, LOG.md)
+study: $(STAMP)
+	$(PY) -m sapo_core.study
 
 # JupyterLab's log prints the URL (with its token) to open; LAB_ARGS passes options,
 # e.g. "--no-browser --port 8890".

@@ -20,7 +20,7 @@ import torch  # noqa: E402
 
 from sapo_core import gates as G  # noqa: E402
 from sapo_core import metrics as M  # noqa: E402
-from sapo_core.checks import is_real  # noqa: E402
+from sapo_core.checks import check_bool, check_int, check_positive, is_real  # noqa: E402
 from sapo_core.paths import figures_dir, write_atomic  # noqa: E402
 
 __all__ = ["GATE_COLORS", "TRAINING_PANELS", "gate_figure", "training_curves", "save_figure"]
@@ -71,8 +71,7 @@ def gate_figure(gate_names=("sigmoid", "erf", "arctan", "softsign"), tau: float 
         raise ValueError(f"x_range must be increasing, got {x_range}")
     if not (is_real(epsilon) and 0 <= epsilon < 1):  # false for nan
         raise ValueError(f"epsilon must be a number in [0, 1) (hard clipping's trust region), got {epsilon!r}")
-    if not (isinstance(n_points, int) and not isinstance(n_points, bool) and n_points >= 2):
-        raise ValueError(f"n_points must be an int >= 2, got {n_points!r}")
+    check_int("n_points", n_points, minimum=2)
     x = torch.linspace(x_range[0], x_range[1], n_points, dtype=torch.float64)
     n = len(base_taus)
     fig, axes = plt.subplots(2, n, figsize=(4.0 * n + 1.5, 7.0), squeeze=False, constrained_layout=True)
@@ -167,8 +166,7 @@ def save_figure(fig, name: str, out_dir: str | os.PathLike | None = None, *, ove
         raise TypeError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
     if not isinstance(name, str):
         raise TypeError(f"figure name must be a string, got {type(name).__name__} {name!r}")
-    if not isinstance(overwrite, bool):
-        raise TypeError(f"overwrite must be True or False, got {overwrite!r}")
+    check_bool("overwrite", overwrite)
     if not name or any(c in name for c in "/\\ \0"):
         raise ValueError(f"figure name must be a plain file stem without spaces, slashes or NUL, got {name!r}")
     out = figures_dir(out_dir)
@@ -299,8 +297,7 @@ def ratio_distribution(data, x_max: float = 3.0):
     from sapo_core import compare
 
     _check_batch(data)
-    if not (is_real(x_max) and 0 < x_max < math.inf):
-        raise ValueError(f"x_max must be a finite number > 0, got {x_max!r}")
+    check_positive("x_max", x_max)
 
     edges = np.asarray(M.RATIO_HIST_EDGES)
     groups = data.groups
@@ -405,3 +402,62 @@ def heldout_accuracy_curves(data, benchmark: str = "synthetic"):
 
 
 __all__ += ["COMPARE_PANELS", "seed_band_curves", "ratio_distribution", "accuracy_by_gate", "heldout_accuracy_curves"]
+
+
+def _check_study(table) -> None:
+    needed = {"gate", "kind", "tau_pos", "tail_heaviness", "accuracy", "accuracy_min", "accuracy_max", "eur"}
+    if not isinstance(table, pd.DataFrame) or not needed <= set(table.columns):
+        raise TypeError("table must be sapo_core.study.study_table(data) (a DataFrame with columns "
+                        f"{', '.join(sorted(needed))})")
+
+
+def study_tau_figure(table):
+    """Accuracy (mean over seeds, min-max bar) and EUR against tau_pos per gate; each method as a flat line."""
+    _check_study(table)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), constrained_layout=True)
+    gates, methods = table[table["kind"] == "gate"], table[table["kind"] == "method"]
+    for i, (gate, rows) in enumerate(gates.groupby("gate", sort=False)):
+        rows = rows.sort_values("tau_pos")
+        color = _color(gate, i)
+        axes[0].errorbar(rows["tau_pos"], rows["accuracy"], yerr=[rows["accuracy"] - rows["accuracy_min"],
+                                                                  rows["accuracy_max"] - rows["accuracy"]],
+                         marker="o", ms=4, capsize=2, color=color, label=gate)
+        axes[1].plot(rows["tau_pos"], rows["eur"], marker="o", ms=4, color=color, label=gate)
+    for i, row in enumerate(methods.itertuples()):
+        for ax, value in ((axes[0], row.accuracy), (axes[1], row.eur)):
+            ax.axhline(value, color=_color(row.gate, i + 6), ls=(0, (4, 2)), lw=1, label=f"{row.gate} (no tau)")
+    axes[0].set(xscale="log", xlabel="tau_pos (tau_neg beside it)", ylabel="held-out mean@n",
+                title="accuracy against tau: mean over seeds, bar = min-max")
+    axes[1].set(xscale="log", xlabel="tau_pos", ylabel="EUR (second half)", title="EUR against tau (method §4.1)")
+    for ax in axes:
+        ax.title.set_fontsize(9)
+        ax.grid(alpha=0.3)
+    axes[1].legend(fontsize=7, loc="best")
+    return fig
+
+
+def study_tail_figure(table, tau_pos: float | None = None):
+    """Accuracy against tail heaviness 1/nu (Student-t's axis; every gate placed by its tail exponent) at one
+    tau_pos (default: the largest of the table), each method as a flat line."""
+    _check_study(table)
+    gates = table[table["kind"] == "gate"]
+    tau_pos = gates["tau_pos"].max() if tau_pos is None else tau_pos
+    rows = gates[gates["tau_pos"] == tau_pos]
+    if rows.empty:
+        raise ValueError(f"no gate ran at tau_pos={tau_pos}; the table has {sorted(set(gates['tau_pos']))}")
+    fig, ax = plt.subplots(figsize=(6, 3.8), constrained_layout=True)
+    for i, row in enumerate(rows.itertuples()):
+        ax.errorbar(row.tail_heaviness, row.accuracy, yerr=[[row.accuracy - row.accuracy_min],
+                                                           [row.accuracy_max - row.accuracy]],
+                    fmt="o", capsize=2, color=_color(row.gate, i), label=row.gate)
+    for i, row in enumerate(table[table["kind"] == "method"].itertuples()):
+        ax.axhline(row.accuracy, color=_color(row.gate, i + 6), ls=(0, (4, 2)), lw=1, label=f"{row.gate} (no tau)")
+    ax.set(xlabel="tail heaviness 1/nu (g' ~ |z|^-(nu+1); Gaussian and exponential tails ~0)",
+           ylabel="held-out mean@n", title=f"accuracy against tail heaviness at tau_pos = {tau_pos:g}")
+    ax.title.set_fontsize(9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    return fig
+
+
+__all__ += ["study_tau_figure", "study_tail_figure"]

@@ -12,7 +12,9 @@ files byte for byte (tests/test_paper.py checks this). The commit is recorded as
 Per run (arm index a in ARMS order, seed s, step k = 1..4):
     reward = 0.2 + 0.05 a + 0.1 k + 0.02 s    entropy = 1 - 0.1 k - 0.01 a + 0.01 s    eur = 0.9 - 0.02 a + 0.01 s
     held-out synthetic mean@8 = 0.5 + 0.02 a + 0.04 s (interval +-0.05, 100 problems); base model 0.45;
-    in training (heldout_eval_steps 2, steps 2 and 4): heldout/synthetic/mean@n = 0.45 + 0.01 a k + 0.02 s.
+    in training (heldout_eval_steps 2, steps 2 and 4): heldout/synthetic/mean@n = 0.45 + 0.01 a k + 0.02 s;
+    eval/batch/samples.jsonl (what sapo_core.aggregate reads): one line per problem i = 0..99 holding the problem's
+    score, 1 if (37 i + 11 a + 5 s) mod 100 < 100 x mean@8 else 0, so that the scores' mean is mean@8 exactly.
 """
 
 from __future__ import annotations
@@ -81,8 +83,11 @@ def write_batch(out: Path) -> Path:
                 if m["step"] in HELDOUT_STEPS:
                     m["heldout/synthetic/mean@n"] = round(0.45 + 0.01 * a * m["step"] + 0.02 * seed, 4)
             _write(run / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in metrics))
-            _write(run / "eval" / "batch" / "results.json",
-                   json.dumps(_results(0.5 + 0.02 * a + 0.04 * seed), indent=1) + "\n")
+            mean = 0.5 + 0.02 * a + 0.04 * seed
+            _write(run / "eval" / "batch" / "results.json", json.dumps(_results(mean), indent=1) + "\n")
+            scores = [float((37 * i + 11 * a + 5 * seed) % 100 < round(100 * mean)) for i in range(EVAL_PROBLEMS)]
+            samples = [{"benchmark": "synthetic", "problem_id": i, "score": x} for i, x in enumerate(scores)]
+            _write(run / "eval" / "batch" / "samples.jsonl", "".join(json.dumps(x) + "\n" for x in samples))
             rows.append({"run": name, "gate": gate, "tau_convention": None if clip else "equal", "seed": seed,
                          "status": "finished", "error": None, "tau_pos_base": tau_pos, "tau_neg_base": tau_neg,
                          "num_iterations": 2, "steps": STEPS[-1]})

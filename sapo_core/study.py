@@ -9,7 +9,7 @@
 2. notebook 06 on that batch: accuracy and EUR against tau per gate, accuracy against tail heaviness, the methods
    beside the gates and the aggregate table (method §5.2), its figures as `figures/study_*`.
 
-`study_table` is what notebook 06 draws: one row per arm and temperature. Tail heaviness (method §2.3) puts every
+`study_table` is what notebook 06 draws: one row per arm and temperature. Tail heaviness (method §2.6) puts every
 gate on the Student-t axis 1/nu: a g' that decays like |z|^-p has heaviness 1/(p - 1), p = -d log g'/d log z at
 z = `TAIL_Z` (Student-t: p = nu + 1, heaviness 1/nu; arctan 1, softsign 0.5; a Gaussian or exponential tail ~0).
 """

@@ -36,7 +36,7 @@ from sapo_core import trust_region as TR
 from sapo_core.expressions import EXAMPLE, compile_gprime, parse_gprime
 
 __all__ = ["GateExplorer", "GprimeEvaluator", "compile_gprime", "gate_explorer", "in_live_session",
-           "parse_gprime"]
+           "method_figure", "parse_gprime"]
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +139,40 @@ def _methods_html(labels: list[str]) -> str:
             cells.append(f"<span title='{html.escape(row['evidence'][prop], quote=True)}'>{mark}</span>")
         rows.append(cells)
     return _table(["method", *TR.PROPERTY_COLUMNS], rows, "Trust-region methods, f' = phi(r)/r (method §2.8)")
+
+
+def _draw_methods(ax, labels: list[str], r: torch.Tensor, weight_on_log_pi: bool = False, **style) -> None:
+    """Each method's f'(r) = phi(r) / r (or phi(r) itself) against r on `ax`, labelled (method §2.8)."""
+    for label in labels:
+        method = METHOD_LABELS[label]
+        ax.plot(r, method.phi(r) if weight_on_log_pi else method.f_prime(r - 1.0), label=label, **style)
+
+
+def method_figure(gates=DEFAULT_GATES, methods: list[str] | None = None, x_range: tuple[float, float] = (0.02, 6.0),
+                  tau: float = 1.0):
+    """The trust-region methods beside the gates (method §2.8): left f'(r), what the admissibility checker tests
+    (a method's phi(r) / r, a gate's g'(tau (r - 1))); right the weight on grad log pi, phi(r) and r g', whose
+    limit is (iv)'s second reading. `methods`: labels of METHOD_LABELS ("CISPO, both", ...), default all."""
+    check_settings(gates, tau, "equal", 0.2, 1.0, "", x_range)
+    labels = list(METHOD_LABELS) if methods is None else methods
+    if isinstance(labels, str) or any(label not in METHOD_LABELS for label in labels):
+        raise ValueError(f"methods must be a list of method rows; choose from: {', '.join(METHOD_LABELS)}")
+    if not x_range[0] > 0:
+        raise ValueError(f"x_range must lie in r > 0 (a ratio), got {x_range!r}")
+    r = torch.linspace(*x_range, 1200, dtype=torch.float64)
+    fig, (ax_f, ax_phi) = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
+    _draw_methods(ax_f, labels, r, lw=1.2)
+    _draw_methods(ax_phi, labels, r, weight_on_log_pi=True, lw=1.2)
+    for i, name in enumerate(gates):
+        weight = G.get_gate(_student_t(3.0) if name == "student_t" else name).weight(r, tau)
+        ax_f.plot(r, weight, "k", lw=0.8, alpha=0.5, ls=":")
+        ax_phi.plot(r, r * weight, "k", lw=0.8, alpha=0.5, ls=":",
+                    label=f"the gates {', '.join(gates)} (tau = {tau:g})" if i == 0 else None)
+    ax_f.set(xlabel="ratio r", ylabel="f'(r) = phi(r) / r", ylim=(0, 2.5), title="what the checker tests")
+    ax_phi.set(xlabel="ratio r", ylabel="phi(r), the weight on grad log pi", ylim=(0, 6), title="(iv): x f'(x) = phi")
+    ax_phi.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    return fig
 
 
 def _halfmax_html(shown: list[G.Gate], tau: float, convention: str) -> str:
@@ -284,9 +318,7 @@ class GateExplorer:
             return
         fig = plots.gate_figure(shown, tau=tau, tau_convention=convention, x_range=self.x_range, epsilon=epsilon)
         for ax in fig.axes[len(fig.axes) // 2:]:  # the f' row: each method's f'(r) = phi(r)/r (no tau)
-            x = torch.linspace(*self.x_range, 601, dtype=torch.float64)
-            for label in methods:
-                ax.plot(x, METHOD_LABELS[label].f_prime(x - 1.0), ls="--", lw=1.1, label=label)
+            _draw_methods(ax, methods, torch.linspace(*self.x_range, 601, dtype=torch.float64), ls="--", lw=1.1)
             if methods:
                 ax.legend(fontsize=6)
         buf = io.BytesIO()

@@ -50,6 +50,7 @@ from sapo_core.gate_base import (
     make_gate,
     student_t,
 )
+from sapo_core.methods import METHODS, MethodSpec, is_method, parse_method
 
 __all__ = [
     "PROPERTIES",
@@ -60,6 +61,8 @@ __all__ = [
     "FAMILIES",
     "GateSpec",
     "InadmissibleGateError",
+    "METHODS",
+    "MethodSpec",
     "available_gates",
     "check_admissible",
     "clip_weight",
@@ -67,6 +70,7 @@ __all__ = [
     "expression_report",
     "gate_table",
     "get_gate",
+    "is_method",
     "make_gate",
     "parse_spec",
     "register_gate",
@@ -180,6 +184,8 @@ def register_gate(gate: Gate, *, overwrite: bool = False) -> Gate:
         raise TypeError(f"register_gate expects a Gate (see make_gate), got {type(gate).__name__}")
     if not isinstance(overwrite, bool):
         raise TypeError(f"overwrite must be True or False, got {overwrite!r}")
+    if gate.name in METHODS:
+        raise ValueError(f"{gate.name!r} names a trust-region method (method §2.8); choose another gate name")
     if gate.name in _REGISTRY and not overwrite:
         raise ValueError(f"a gate named {gate.name!r} is already registered; pass overwrite=True to replace it")
     report = check_admissible(gate)
@@ -302,27 +308,29 @@ def gate_table(names: list[str | Gate] | None = None, tau: float = 1.0, conventi
     return rows
 
 
-CLIP_RULE = ("f'(r) = 1 if r <= 1 + epsilon_high (A > 0) or r >= 1 - epsilon_low (A <= 0), else 0; "
-             "surrogate min(r A, clip(r, 1 - epsilon_low, 1 + epsilon_high) A)")
-
-
 def describe(gate: str | Gate, *, epsilon_low: float | None = None, epsilon_high: float | None = None) -> dict:
     """The gate's formulas as text, half-max, tail and parameters, for run provenance (method §2.3).
 
-    "clip" (hard clipping, method §2.4) takes `epsilon_low` and `epsilon_high`; a gate takes neither.
+    A trust-region method (`is_method`: clip, delta, cispo, ce_gppo, vespo; method §2.4, §2.8) takes `epsilon_low`
+    and `epsilon_high`; a gate takes neither.
 
     >>> describe("erf")["g_prime"]
     'exp(-z**2/2)'
     >>> describe("clip", epsilon_low=0.2, epsilon_high=0.28)["epsilon_high"]
     0.28
+    >>> describe("cispo", epsilon_low=0.2, epsilon_high=0.2)["params"]
+    {'eps_max': 5.0}
     """
-    if isinstance(gate, str) and gate == "clip":
+    if is_method(gate):
         for name, eps in (("epsilon_low", epsilon_low), ("epsilon_high", epsilon_high)):
             check_positive(name, eps, strict=False)
-        return {"name": "clip", "g_prime": CLIP_RULE, "epsilon_low": epsilon_low, "epsilon_high": epsilon_high}
+        parsed = parse_spec(gate)
+        method = METHODS[parsed.parts["method"]]
+        return {"name": method.name, "spec": parsed.text, "g_prime": method.rule, "params": parsed.parts["params"],
+                "source": method.source, "epsilon_low": epsilon_low, "epsilon_high": epsilon_high}
     if epsilon_low is not None or epsilon_high is not None:
-        raise ValueError("epsilon_low and epsilon_high describe hard clipping only (gate 'clip'); a smooth gate "
-                         "takes neither")
+        raise ValueError("epsilon_low and epsilon_high describe hard clipping only (gate 'clip') and the other "
+                         "trust-region methods (delta, cispo, ce_gppo, vespo); a smooth gate takes neither")
     spec = parse_spec(gate).text if isinstance(gate, str) else (gate.spec or gate.name)
     gate = get_gate(gate)
     return {"name": gate.name, "spec": spec, "f": "1 + g(tau*(x - 1))/tau", "g": gate.g_text,
@@ -337,7 +345,7 @@ def describe(gate: str | Gate, *, epsilon_low: float | None = None, epsilon_high
 #   mypkg.gates:cauchy2     an import path MODULE:NAME to a Gate or to a g' function (made with make_gate)
 #   1/(1+z**2)**2           an expression of g'(z) (sapo_core.expressions: restricted, run first in a
 #                           worker with time and memory limits)
-# "clip" (hard clipping, method §2.4) is a spec but not a gate.
+#   cispo:eps_max=5         a trust-region method (METHODS, method §2.8; clip among them): a spec but not a gate
 # ---------------------------------------------------------------------------------------------
 
 FAMILIES: dict[str, tuple[Callable[..., Gate], tuple[str, ...]]] = {"student_t": (student_t, ("nu",))}
@@ -350,8 +358,9 @@ _SAFE = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 class GateSpec(NamedTuple):
-    """A parsed spec: `kind` (clip, name, family, import, expression), `text` (the spec written one way) and
-    `parts` (family: name and params; import: module and attribute; expression: the canonical g' text)."""
+    """A parsed spec: `kind` (method, name, family, import, expression), `text` (the spec written one way) and
+    `parts` (method: its name and every parameter, defaults filled in; family: name and params; import: module and
+    attribute; expression: the canonical g' text)."""
 
     kind: str
     text: str
@@ -375,8 +384,8 @@ def parse_spec(spec: str) -> GateSpec:
     text = spec.strip()
     if not text:
         raise ValueError(f"a gate spec must be non-empty: {SPEC_FORMS}")
-    if text == "clip":
-        return GateSpec("clip", text, {})
+    if is_method(text):
+        return _method_spec(text)
     if text in _REGISTRY:
         return GateSpec("name", text, {"name": text})
     if text.isidentifier():
@@ -413,17 +422,25 @@ def parse_spec(spec: str) -> GateSpec:
     return GateSpec("expression", canonical, {"g_prime": canonical})
 
 
+def _method_spec(text: str) -> GateSpec:
+    """A trust-region method's spec as a GateSpec (sapo_core.methods.parse_method checks it)."""
+    name, canonical, params = parse_method(text)
+    return GateSpec("method", canonical, {"method": name, "params": params})
+
+
 def spec_slug(spec: str) -> str:
     """A file-name-safe name for a spec, used in run-directory names.
 
-    >>> spec_slug("erf"), spec_slug("student_t:nu=3"), spec_slug("mypkg.gates:cauchy2")
-    ('erf', 'student_t-nu3', 'mypkg.gates-cauchy2')
+    >>> spec_slug("erf"), spec_slug("student_t:nu=3"), spec_slug("mypkg.gates:cauchy2"), spec_slug("cispo:eps_max=8")
+    ('erf', 'student_t-nu3', 'mypkg.gates-cauchy2', 'cispo-eps_max8')
     >>> spec_slug("1/(1+z**2)**2") == spec_slug("1 / (1 + z**2) ** 2")
     True
     """
     parsed = parse_spec(spec)
-    if parsed.kind in ("clip", "name"):
+    if parsed.kind == "name" or parsed.text in METHODS:
         slug = parsed.text
+    elif parsed.kind == "method":  # only the parameters its text names, as the text does
+        slug = "-".join([parsed.parts["method"], *parsed.text.split(":")[1].replace("=", "").split(",")])
     elif parsed.kind == "family":
         slug = "-".join([parsed.parts["family"], *(f"{k}{v:g}" for k, v in parsed.parts["params"].items())])
     elif parsed.kind == "import":
@@ -449,8 +466,10 @@ def resolve_spec(spec: str) -> Gate:
     ValueError: 'clip' is hard clipping (method §2.4), not a gate: it has no g'
     """
     parsed = parse_spec(spec)
-    if parsed.kind == "clip":
+    if parsed.text == "clip":
         raise ValueError("'clip' is hard clipping (method §2.4), not a gate: it has no g'")
+    if parsed.kind == "method":
+        raise ValueError(f"{parsed.text!r} is a trust-region method (method §2.8), not a gate: it has no g'")
     if parsed.kind == "name":
         return _REGISTRY[parsed.text]
     return _resolve(parsed.text)

@@ -10,6 +10,14 @@ advantages A_i and a 0/1 completion mask m_{i,t}, `policy_loss` returns
     f_i(x) = 1 + g(tau_i (x - 1)) / tau_i,  tau_i = tau_pos if A_i > 0 else tau_neg   method §2.1, §7.4
     A f(r) = min(r A, clip(r, 1 - eps_low, 1 + eps_high) A)                 gate="clip" (GRPO), §1.2
 
+or, for a trust-region method named in the gate's slot (sapo_core.methods.METHODS, method §2.8), TRL 1.16's
+expression for it (sg: stop-gradient; no temperature):
+
+    min(min(r, delta) A, clip(r, 1 - eps_low, 1 + eps_high) A)   gate="delta:delta=4" (two-sided clip, TRL delta)
+    sg(min(r, eps_max)) A log pi                                 gate="cispo:eps_max=5" (TRL "cispo")
+    beta (1 +- eps) r / sg(r) A outside the clip range, r A inside  gate="ce_gppo:beta1=0.5,beta2=1" (CE-GPPO)
+    sg(phi(w)) A log pi, log w = clamp(sum_t log r_t, log 1e-8, c)  gate="vespo" (TRL "vespo"; level="token")
+
 and writes a smooth gate in the stop-gradient form of method §2.7 (eq. 2.6)
 
     per_token = A * (sg(f(r)) + sg(f'(r)) * (r - sg(r))),    f'(r) = g'(tau (r - 1))
@@ -39,6 +47,12 @@ Conventions:
   * token_weights (optional, finite, (B, T) or (B, 1), no gradient) multiply each token's objective, as TRL's
     vLLM importance-sampling correction does (grpo_trainer.py:3146-3147); denominators and metrics
     still count tokens by the mask alone.
+  * A trust-region method's value is TRL's (for cispo and vespo -sg(weight) A log pi, which depends on log pi
+    itself; there the gradient flows through log pi, so the log-ratio clamp does not zero it), and so is its
+    gradient. Its gate weight f' in the metrics is phi(r) / r, phi being its weight on grad log pi
+    (sapo_core.trust_region.method_phi, method §2.8), so that EUR means the same as for a gate; for VESPO r is
+    there the sequence ratio w. VESPO folds token_weights into w (log w += sum_t log weight, as TRL folds the
+    vLLM correction) instead of multiplying the objective; TRL sums over every position, we over unmasked ones.
   * Metrics (method §4; only with compute_metrics=True, as they cost a device sync) are Python floats
     named in METRIC_KEYS (defined in sapo_core.metrics), over the unmasked tokens with a finite log-ratio,
     for all of them and for A > 0 ("pos/") and A < 0 ("neg/"): tokens/count; ratio/{mean, std, var, min,
@@ -68,12 +82,16 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from sapo_core import gates as G
 from sapo_core import metrics as M
+from sapo_core import trust_region as TR
 from sapo_core.checks import check_choice, check_positive
-from sapo_core.gates import Gate, available_gates, clip_weight, get_gate
+from sapo_core.gates import Gate, GateSpec, available_gates, clip_weight, get_gate
+from sapo_core.methods import check_method
 
-__all__ = ["AGGREGATIONS", "CLIP", "LEVELS", "METRIC_KEYS", "MetricTokens", "effective_update_ratio",
-           "importance_log_ratio", "masked_aggregate", "metric_tokens", "policy_loss", "token_metrics"]
+__all__ = ["AGGREGATIONS", "CLIP", "LEVELS", "METRIC_KEYS", "MetricTokens", "check_method", "effective_update_ratio",
+           "importance_log_ratio", "masked_aggregate", "metric_tokens", "policy_loss", "token_metrics",
+           "vespo_log_weight"]
 
 CLIP = "clip"
 LEVELS = ("token", "sequence")
@@ -81,6 +99,7 @@ AGGREGATIONS = ("seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm")
 LOW_WEIGHT = 0.5  # method §4: share of tokens with g' < 0.5
 FLOAT32 = torch.finfo(torch.float32)
 MAX_LOG_RATIO_CLAMP = math.log(FLOAT32.max)  # 88.72: exp(c) is finite in float32
+VESPO_LOG_W_MIN = math.log(1e-8)  # VESPO's lower clamp of log w (TRL 1.16 get_gamma_weights, from VESPO's code)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -159,15 +178,17 @@ def policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.
                                      log_ratio_clamp=log_ratio_clamp)
     ratio = log_ratio.exp()
     adv = advantages.to(dtype).unsqueeze(1)
-    if gate == CLIP:  # method §1.2 (1), GRPO: min(r A, clip(r, 1 - eps_low, 1 + eps_high) A), TRL's expression
-        per_token = torch.minimum(ratio * adv, ratio.clamp(1 - epsilon_low, 1 + epsilon_high) * adv)
+    if isinstance(gate, GateSpec):  # a trust-region method (method §2.8), TRL's expression for it
+        per_token = _method_objective(gate, ratio, log_ratio, logps.to(dtype), adv, keep, epsilon_low, epsilon_high,
+                                      log_ratio_clamp, token_weights)
     else:
         tau, r = _tau(adv, tau_pos, tau_neg), ratio.detach()
         z = tau * (r - 1)
         f, f_prime = 1 + gate.g(z) / tau, gate.g_prime(z)  # method §2.1 (2.1), (2.2): f(r), f'(r), no gradient
         # method §2.7 (2.6): value A f(r), gradient A f'(r) d r
         per_token = adv * (f + f_prime * (ratio - r))
-    if token_weights is not None:  # TRL's vLLM importance-sampling correction (grpo_trainer.py:3147)
+    # TRL's vLLM importance-sampling correction (grpo_trainer.py:3147); VESPO folded it into w above
+    if token_weights is not None and not _is_vespo(gate):
         per_token = per_token * token_weights.to(dtype)
     loss = -masked_aggregate(per_token, keep, aggregation, max_completion_length)
     metrics = {}
@@ -177,6 +198,47 @@ def policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.
                                log_ratio_clamp=log_ratio_clamp, groups=groups)
         metrics = token_metrics(tokens, epsilon_low, epsilon_high)
     return loss, metrics
+
+
+def _is_vespo(gate) -> bool:
+    return isinstance(gate, GateSpec) and gate.parts["method"] == "vespo"
+
+
+def vespo_log_weight(log_ratio: torch.Tensor, keep: torch.Tensor, log_ratio_clamp: float = 20.0,
+                     token_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """VESPO's (B, 1) log w = clamp(sum_t log r_t [+ sum_t log weight_t], log 1e-8, c) from the clamped token
+    log-ratios, 0 where masked (method §2.8; TRL 1.16 get_gamma_weights)."""
+    log_w = log_ratio.sum(-1, keepdim=True)
+    if token_weights is not None:  # the sampler correction, folded into w as TRL does
+        log_tw = token_weights.log().clamp(VESPO_LOG_W_MIN, log_ratio_clamp)
+        log_w = log_w + torch.where(keep, log_tw, 0.0).sum(-1, keepdim=True)
+    return log_w.clamp(VESPO_LOG_W_MIN, log_ratio_clamp)
+
+
+def _method_objective(method: GateSpec, ratio, log_ratio, logps, adv, keep, epsilon_low, epsilon_high,
+                      log_ratio_clamp, token_weights) -> torch.Tensor:
+    """The per-token objective of a trust-region method (its negative is TRL's per_token_loss), method §2.8."""
+    name, p = method.parts["method"], method.parts["params"]
+    clipped = ratio.clamp(1 - epsilon_low, 1 + epsilon_high)
+    if name == "clip":  # method §1.2 (1), GRPO: min(r A, clip(r, 1 - eps_low, 1 + eps_high) A)
+        return torch.minimum(ratio * adv, clipped * adv)
+    if name == "delta":  # two-sided clipping: the first ratio clamped above at delta (TRL GRPOConfig.delta)
+        return torch.minimum(ratio.clamp(max=p["delta"]) * adv, clipped * adv)
+    if name == "cispo":  # CISPO: sg(min(r, eps_max)) A log pi
+        return ratio.clamp(max=p["eps_max"]).detach() * adv * logps
+    if name == "ce_gppo":  # CE-GPPO: beta (1 -+ eps) r / sg(r) A outside the clip range, r A inside
+        r = ratio.detach()
+        high = (adv > 0) & (r > 1 + epsilon_high)
+        low = (adv < 0) & (r < 1 - epsilon_low)
+        bound = torch.where(high, adv.new_tensor(p["beta2"] * (1 + epsilon_high)), p["beta1"] * (1 - epsilon_low))
+        return torch.where(high | low, bound * ratio / r, ratio) * adv
+    # VESPO: sg(phi(w)) A log pi, phi(w) = exp(lambda + k log w - lambda w); (k, lambda) by A >= 0 (TRL)
+    log_w = vespo_log_weight(log_ratio.detach(), keep, log_ratio_clamp, token_weights)
+    nonneg = adv >= 0
+    k = torch.where(nonneg, adv.new_tensor(p["k_pos"]), p["k_neg"])
+    lam = torch.where(nonneg, adv.new_tensor(p["lambda_pos"]), p["lambda_neg"])
+    phi = torch.exp(lam + k * log_w - lam * log_w.exp()).nan_to_num(nan=0.0, posinf=0.0, neginf=0.0)
+    return phi * adv * logps
 
 
 # ---------------------------------------------------------------------------------------------
@@ -276,8 +338,15 @@ def metric_tokens(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torc
     # level="sequence", its row's): counted in tokens/nonfinite_count, left out of the statistics
     finite = torch.isfinite(torch.where(keep, logps - old_logps, 0.0))
     ratio = torch.where(finite.all(-1, keepdim=True) if level == "sequence" else finite, ratio, math.nan)
-    if gate == CLIP:  # method §2.4 (2.3): hard clipping's weight, 1 inside the trust region, 0 outside
+    if isinstance(gate, GateSpec) and gate.text == CLIP:  # method §2.4 (2.3): 1 inside the trust region, 0 outside
         weight = clip_weight(ratio, torch.sign(adv), epsilon_low, epsilon_high)
+    elif isinstance(gate, GateSpec):  # method §2.8: f' = phi(r) / r; VESPO: phi(w) / w, w its sequence ratio
+        r = ratio
+        if _is_vespo(gate):
+            log_ratio = importance_log_ratio(logps, old_logps, keep, log_ratio_clamp=log_ratio_clamp)
+            r = torch.where(finite.all(-1, keepdim=True), vespo_log_weight(log_ratio, keep, log_ratio_clamp).exp(),
+                            math.nan)
+        weight = TR.method_phi(gate.text, r, torch.sign(adv).expand_as(r), epsilon_low, epsilon_high) / r
     else:
         weight = gate.weight(ratio, _tau(adv, tau_pos, tau_neg))
     group = torch.zeros_like(advantages, dtype=torch.long) if groups is None else groups.to(torch.long)
@@ -309,11 +378,16 @@ def _bool_mask(mask: torch.Tensor) -> torch.Tensor:
 
 def _check_args(logps, old_logps, advantages, mask, gate, tau_pos, tau_neg, epsilon_low, epsilon_high,
                 level, aggregation, log_ratio_clamp, max_completion_length, compute_metrics, token_weights, groups):
-    """Validate policy_loss's arguments; returns the gate as "clip" or a Gate."""
-    if gate != CLIP and not isinstance(gate, Gate):
+    """Validate policy_loss's arguments; returns the gate as a Gate, or a trust-region method's parsed spec."""
+    if isinstance(gate, GateSpec):  # policy_loss hands its parsed method to metric_tokens
+        gate = gate.text
+    if G.is_method(gate):
+        gate = G.parse_spec(gate)  # refuses an unknown or out-of-bounds parameter by name
+    elif not isinstance(gate, Gate):
         if not isinstance(gate, str) or gate not in available_gates():
-            raise ValueError(f"unknown gate {gate!r}; allowed: {CLIP!r}, a registered gate "
-                             f"({', '.join(available_gates())}) or a sapo_core.gates.Gate")
+            raise ValueError(f"unknown gate {gate!r}; allowed: a trust-region method ({', '.join(G.METHODS)}, "
+                             f"e.g. 'cispo:eps_max=5'), a registered gate ({', '.join(available_gates())}) or a "
+                             "sapo_core.gates.Gate")
         gate = get_gate(gate)
     check_choice("level", level, LEVELS)
     check_choice("aggregation", aggregation, AGGREGATIONS)
@@ -328,6 +402,8 @@ def _check_args(logps, old_logps, advantages, mask, gate, tau_pos, tau_neg, epsi
                          f"larger clamp overflows to inf), got {log_ratio_clamp!r}")
     for name, value in (("epsilon_low", epsilon_low), ("epsilon_high", epsilon_high)):
         check_positive(name, value, strict=False)
+    if isinstance(gate, GateSpec):
+        check_method(gate.text, epsilon_high, level)
     if not isinstance(compute_metrics, bool):
         raise TypeError(f"compute_metrics must be True or False, got {compute_metrics!r}")
     for name, t in (("logps", logps), ("old_logps", old_logps), ("advantages", advantages), ("mask", mask)):

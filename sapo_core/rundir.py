@@ -50,11 +50,11 @@ class RunDirError(RuntimeError):
 def provenance(run: RunConfig) -> dict:
     """Everything needed to say what this run was (STYLE §9)."""
     args = run.training
-    clip = args.gate == "clip"
+    clip = G.is_method(args.gate)  # a trust-region method (clip among them, method §2.8): no temperature
     tau_pos, tau_neg = args.gate_taus()
     eps_high = args.epsilon if args.epsilon_high is None else args.epsilon_high  # TRL's default for epsilon_high
-    formulas = (G.describe("clip", epsilon_low=args.epsilon, epsilon_high=eps_high) if clip
-                else G.describe(args.gate))  # the gate's g' (or the clip rule) as text, method §2.3
+    formulas = (G.describe(args.gate, epsilon_low=args.epsilon, epsilon_high=eps_high) if clip
+                else G.describe(args.gate))  # the gate's g' (or the method's rule) as text, method §2.3, §2.8
     return {
         "gate": args.gate, "gate_formulas": formulas, "tau_convention": None if clip else args.tau_convention,
         "tau_pos_base": args.sapo_temperature_pos, "tau_neg_base": args.sapo_temperature_neg,

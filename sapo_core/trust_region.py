@@ -8,6 +8,11 @@ f' is what the checker tests, at tau = 1 (z = r - 1), and the two readings of (i
 r f'(r) = phi(r) -> 0 as r -> infinity. A method's weight can depend on the sign of A: each sign is one row.
 
 r <= 0 is not a ratio; the checker's grids reach z = -40, so f' there is continued by its value at r = R_FLOOR.
+
+`method_phi` is each method's phi(r) for any parameters (its spec, sapo_core.methods.METHODS), for the table here and
+for the loss's gate-weight and EUR metrics (sapo_core.loss), so that f' = phi(r) / r means the same in both.
+
+    .venv/bin/python -m sapo_core.trust_region docs/method.md      # rewrite the table of method §2.8
 """
 
 from __future__ import annotations
@@ -22,15 +27,41 @@ import torch
 from sapo_core import admissibility, quadrature
 from sapo_core import gates as G
 
-__all__ = ["METHODS", "PROPERTY_COLUMNS", "R_FLOOR", "Method", "main", "method_rows", "method_table_markdown",
-           "with_table"]
+__all__ = ["METHODS", "PROPERTY_COLUMNS", "R_FLOOR", "Method", "main", "method_phi", "method_rows",
+           "method_table_markdown", "with_table"]
 
 R_FLOOR = 1e-3
 WeightFn = Callable[[torch.Tensor], torch.Tensor]
 EPS = 0.2           # GRPO's epsilon (TRL's default), both sides
-DELTA = 4.0         # two-sided clipping's bound on r for A < 0 (INTELLECT-2's value; TRL: delta > 1 + epsilon)
-CISPO_MAX = 5.0     # TRL's epsilon_high for loss_type="cispo" (ScaleRL's recommended eps_max), a bound on r itself
-VESPO = {"A > 0": (2.0, 3.0), "A < 0": (3.0, 2.0)}  # (k, lambda): TRL 1.16's vespo_k/lambda_pos and _neg defaults
+DELTA = G.METHODS["delta"].defaults["delta"]        # two-sided clipping's bound on r for A < 0 (INTELLECT-2's value)
+CISPO_MAX = G.METHODS["cispo"].defaults["eps_max"]  # TRL's epsilon_high for loss_type="cispo", a bound on r itself
+_V = G.METHODS["vespo"].defaults                    # TRL 1.16's vespo_k/lambda_pos and _neg defaults
+VESPO = {"A > 0": (_V["k_pos"], _V["lambda_pos"]), "A < 0": (_V["k_neg"], _V["lambda_neg"])}  # (k, lambda)
+
+
+def method_phi(spec: str, r: torch.Tensor, sign: torch.Tensor, epsilon_low: float = EPS,
+               epsilon_high: float = EPS) -> torch.Tensor:
+    """method §2.8: the weight phi(r) on grad log pi per unit advantage of the method `spec` names (a
+    sapo_core.methods.METHODS spec), at ratios r (for VESPO the sequence ratio w) and advantage signs `sign`."""
+    parsed = G.parse_spec(spec)
+    if parsed.kind != "method":
+        raise ValueError(f"{spec!r} is not a trust-region method; methods: {', '.join(G.METHODS)}")
+    name, p = parsed.parts["method"], parsed.parts["params"]
+    pos = sign > 0  # A = 0 takes the A < 0 side, as in min(r A, clip(r) A) (method §7.4); VESPO: A >= 0 (TRL)
+    inside = torch.where(pos, r <= 1 + epsilon_high, r >= 1 - epsilon_low)  # clipping's trust region (§2.4)
+    if name == "clip":
+        return _step(inside, r)
+    if name == "delta":  # the ratio clamped at delta: no gradient above it (binds for A < 0 only)
+        return _step(inside & (r <= p["delta"]), r)
+    if name == "cispo":
+        return r.clamp(max=p["eps_max"])
+    if name == "ce_gppo":  # outside the trust region: beta2 (1 + eps_high) for A > 0, beta1 (1 - eps_low) for A < 0
+        outside = torch.where(pos, r.new_tensor(p["beta2"] * (1 + epsilon_high)), p["beta1"] * (1 - epsilon_low))
+        return torch.where(inside, r, outside)
+    nonneg = sign >= 0  # VESPO: e^lambda w^k e^(-lambda w), phi(1) = 1
+    k = torch.where(nonneg, r.new_tensor(p["k_pos"]), p["k_neg"])
+    lam = torch.where(nonneg, r.new_tensor(p["lambda_pos"]), p["lambda_neg"])
+    return torch.exp(lam + k * torch.log(r) - lam * r)
 
 
 @dataclass(frozen=True)
@@ -52,26 +83,27 @@ def _step(condition: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     return torch.where(condition, r, torch.zeros_like(r))
 
 
-def _vespo(k: float, lam: float) -> WeightFn:
-    return lambda r: torch.exp(lam + k * torch.log(r) - lam * r)  # e^lambda r^k e^(-lambda r), phi(1) = 1
+def _phi(spec: str, sign: float) -> WeightFn:
+    """method_phi of `spec` at one advantage sign and eps = EPS, as a function of r."""
+    return lambda r: method_phi(spec, r, torch.full_like(r, sign))
 
 
 METHODS = (
-    Method("clip (GRPO/PPO)", "A > 0", f"r if r <= 1 + eps else 0 (eps = {EPS:g})", lambda r: _step(r <= 1 + EPS, r)),
-    Method("clip (GRPO/PPO)", "A < 0", f"r if r >= 1 - eps else 0 (eps = {EPS:g})", lambda r: _step(r >= 1 - EPS, r)),
+    Method("clip (GRPO/PPO)", "A > 0", f"r if r <= 1 + eps else 0 (eps = {EPS:g})", _phi("clip", 1.0)),
+    Method("clip (GRPO/PPO)", "A < 0", f"r if r >= 1 - eps else 0 (eps = {EPS:g})", _phi("clip", -1.0)),
     Method("two-sided clip (TRL delta)", "A > 0", f"as clip: r if r <= 1 + eps else 0 (eps = {EPS:g})",
-           lambda r: _step(r <= 1 + EPS, r)),
+           _phi("delta", 1.0)),
     Method("two-sided clip (TRL delta)", "A < 0", f"r if 1 - eps <= r <= delta else 0 (delta = {DELTA:g})",
-           lambda r: _step((r >= 1 - EPS) & (r <= DELTA), r)),
-    Method("CISPO", "both", f"sg(min(r, r_max)) (r_max = {CISPO_MAX:g})", lambda r: r.clamp(max=CISPO_MAX)),
+           _phi("delta", -1.0)),
+    Method("CISPO", "both", f"sg(min(r, r_max)) (r_max = {CISPO_MAX:g})", _phi("cispo", 1.0)),
     Method("CE-GPPO (beta1 = beta2 = 1)", "A > 0", "r if r <= 1 + eps else beta2 (1 + eps)",
-           lambda r: torch.where(r <= 1 + EPS, r, torch.full_like(r, 1.0 * (1 + EPS)))),
+           _phi("ce_gppo:beta1=1,beta2=1", 1.0)),
     Method("CE-GPPO (beta1 = beta2 = 1)", "A < 0", "r if r >= 1 - eps else beta1 (1 - eps)",
-           lambda r: torch.where(r >= 1 - EPS, r, torch.full_like(r, 1.0 * (1 - EPS)))),
+           _phi("ce_gppo:beta1=1,beta2=1", -1.0)),
     Method("CE-GPPO (beta1 = 0.5, beta2 = 1)", "A < 0", "r if r >= 1 - eps else beta1 (1 - eps)",
-           lambda r: torch.where(r >= 1 - EPS, r, torch.full_like(r, 0.5 * (1 - EPS)))),
-    *(Method("VESPO (TRL 1.16 defaults)", sign, f"sg(e^lambda w^k e^(-lambda w)), k = {k:g}, lambda = {lam:g}",
-             _vespo(k, lam)) for sign, (k, lam) in VESPO.items()),
+           _phi("ce_gppo:beta1=0.5,beta2=1", -1.0)),
+    *(Method("VESPO (TRL 1.16 defaults)", label, f"sg(e^lambda w^k e^(-lambda w)), k = {k:g}, lambda = {lam:g}",
+             _phi("vespo", sign)) for (label, (k, lam)), sign in zip(VESPO.items(), (1.0, -1.0))),
 )
 GATES = ("sigmoid", "erf", "arctan", "softsign")
 PROPERTY_COLUMNS = ("(i)", "(ii)", "(iii)", *admissibility.READINGS_IV)

@@ -299,3 +299,35 @@ def test_a_ticked_method_is_drawn_beside_the_gates_with_its_verdicts(explorer):
     finally:
         explorer.method_boxes[label].value = False
     assert explorer.methods.value == "" and explorer.drawn["methods"] == []
+
+
+def test_method_figure_draws_each_methods_f_prime_and_phi_beside_the_gates():
+    from sapo_core import trust_region as TR
+
+    fig = E.method_figure(["erf", "arctan"], tau=2.0)
+    try:
+        ax_f, ax_phi = fig.axes
+        for method in TR.METHODS:
+            label = f"{method.name}, {method.sign}"
+            (f_line,) = [line for line in ax_f.lines if line.get_label() == label]
+            (phi_line,) = [line for line in ax_phi.lines if line.get_label() == label]
+            r = torch.as_tensor(f_line.get_xdata())
+            np.testing.assert_allclose(f_line.get_ydata(), (method.phi(r) / r).numpy(), rtol=1e-12)
+            np.testing.assert_allclose(phi_line.get_ydata(), method.phi(r).numpy(), rtol=1e-12)
+        gate_lines = [line for line in ax_f.lines if line.get_linestyle() == ":"]
+        assert len(gate_lines) == 2  # erf and arctan at tau = 2: g'(2 (r - 1))
+        r = torch.as_tensor(gate_lines[1].get_xdata())
+        np.testing.assert_allclose(gate_lines[1].get_ydata(), (1 / (1 + (2 * (r - 1)) ** 2)).numpy(), rtol=1e-12)
+    finally:
+        plt.close(fig)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"methods": ["CISPO"]}, "methods must be a list of method rows; choose from: clip"),
+    ({"methods": "CISPO, both"}, "methods must be a list of method rows"),
+    ({"x_range": (0.0, 3.0)}, "x_range must lie in r > 0"),
+    ({"gates": ["tanh"]}, "unknown gate 'tanh'"),
+])
+def test_method_figure_refuses_bad_arguments_by_name(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        E.method_figure(**kwargs)

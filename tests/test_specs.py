@@ -71,7 +71,7 @@ def test_specs_written_differently_agree_and_different_ones_do_not():
     assert G.spec_slug(EXPR) == G.spec_slug(" 1 / (1 + z ** 2) ** 2 ")
     assert G.spec_slug(EXPR) != G.spec_slug("1/(1+z**2)**3")
     assert G.spec_slug("student_t:nu=2.5") == "student_t-nu2.5"
-    assert G.parse_spec("clip").kind == "clip" and G.spec_slug("clip") == "clip"
+    assert G.parse_spec("clip").kind == "method" and G.spec_slug("clip") == "clip"  # method §2.8
 
 
 @pytest.mark.parametrize("spec", SPECS)

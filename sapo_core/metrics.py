@@ -21,8 +21,8 @@ from typing import NamedTuple
 __all__ = ["GROUPS", "METRICS", "RATIO_HIST_EDGES", "SIGNS", "Metric", "absent", "by_sign", "get", "key",
            "markdown_table", "names", "required", "summary_names", "unlisted"]
 
-GROUPS = ("run", "optimizer", "rollout", "policy", "tokens", "ratio", "gate", "eur", "histogram", "sampling", "tools",
-          "heldout")
+GROUPS = ("run", "optimizer", "rollout", "policy", "tokens", "ratio", "gate", "eur", "temperature", "histogram",
+          "sampling", "tools", "heldout")
 SIGNS = ("pos", "neg")  # A > 0, A < 0 (method §7.4: A == 0 counts overall only)
 
 # The distribution of the ratios the gate saw (logged as shares of tokens, `ratio/hist/NN`): 60 bins of width 0.05
@@ -90,6 +90,11 @@ METRICS: tuple[Metric, ...] = (
     Metric("gate_weight/low_frac", "gate", "share of tokens with f'(r) < 0.5", source="loss", by_sign=True,
            summary="all"),
     Metric("eur", "eur", _EUR, source="loss", by_sign=True, summary="signs"),
+    # method §2.9: constant unless tau_schedule or tau_target_eur moves them
+    Metric("tau/pos", "temperature", "tau_pos the gate ran at in the step (after the tau convention; method §2.9)",
+           source="trainer", when="gates (not clip or another method of §2.8)"),
+    Metric("tau/neg", "temperature", "tau_neg the gate ran at in the step (after the tau convention; method §2.9)",
+           source="trainer", when="gates (not clip or another method of §2.8)"),
     Metric("ratio/hist/{bin}", "histogram", "share of tokens with r in bin {bin} of RATIO_HIST_EDGES",
            source="trainer"),
     Metric("sampling/importance_sampling_ratio/{stat}", "sampling", "pi_old / pi_vllm ratio (mean, min, max)",

@@ -14,7 +14,11 @@ statistics are taken. EUR averages over prompts, so every completion carries the
                                train_dataset=dataset, processing_class=tokenizer)
 
 Temperatures: `sapo_temperature_pos` / `sapo_temperature_neg` are the *base* tau; the gate runs at
-`resolve_tau(gate, tau, tau_convention)` (method §2). Clipping uses `epsilon` / `epsilon_high`.
+`resolve_tau(gate, tau, tau_convention)` (method §2). Clipping uses `epsilon` / `epsilon_high`. With `tau_schedule`
+or `tau_target_eur` the base tau changes from step to step (`sapo_core.temperature`, method §2.9): each step's loss
+reads them before it runs, the controller updates them from the step's EUR when the step is logged, every logged
+step carries the gate's temperatures (`tau/pos`, `tau/neg`), and each checkpoint's trainer_state.json holds the
+controller's state (`stateful_callbacks["sapo_core.temperature"]`), so that a resumed run continues at the same tau.
 
 TRL's vLLM importance-sampling correction (`vllm_importance_sampling_correction`) multiplies each
 token's loss by a truncated pi_old / pi_vllm ratio. That ratio is a second, gate-independent weight on
@@ -36,9 +40,9 @@ from trl.trainer.utils import RepeatSampler
 
 from sapo_core import gates as G
 from sapo_core import metrics as M
+from sapo_core import temperature as T
 from sapo_core.config import GatedGRPOConfig
 from sapo_core.loss import (
-    CLIP,
     MetricTokens,
     importance_log_ratio,
     masked_aggregate,
@@ -55,6 +59,7 @@ warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprec
                         module=r"transformers\.modeling_utils")
 
 RATIO_HIST_EDGES = M.RATIO_HIST_EDGES  # the bins of `ratio/hist/NN` (defined with the metric names)
+TEMPERATURE_STATE = "sapo_core.temperature"  # the controller's key in a checkpoint's trainer_state.json
 
 
 def ratio_histogram(ratio: torch.Tensor) -> dict[str, float]:
@@ -94,7 +99,7 @@ class _LogLastStep(TrainerCallback):
 
 
 class GatedGRPOTrainer(GRPOTrainer):
-    """GRPOTrainer whose policy loss is `sapo_core.loss.policy_loss` with any registered gate or 'clip'."""
+    """GRPOTrainer whose policy loss is `sapo_core.loss.policy_loss` with any gate spec or trust-region method."""
 
     _UNSUPPORTED = {  # TRL features that act on the per-token loss; refused rather than silently dropped
         "top_entropy_quantile": lambda a: a.top_entropy_quantile < 1.0,
@@ -112,8 +117,13 @@ class GatedGRPOTrainer(GRPOTrainer):
             if active(self.args):
                 raise ValueError(f"GatedGRPOTrainer does not support {option}={getattr(self.args, option)!r}; "
                                  "leave it at TRL's default")
-        self.gate = self.args.gate if self.args.gate == CLIP else G.get_gate(self.args.gate)
+        self.gate = self.args.gate if G.is_method(self.args.gate) else G.get_gate(self.args.gate)  # method §2.8
         self.gate_tau_pos, self.gate_tau_neg = self.args.gate_taus()
+        self.temperature = T.make_temperature(  # method §2.9: the base temperatures of each step
+            start=(self.args.sapo_temperature_pos, self.args.sapo_temperature_neg), schedule=self.args.tau_schedule,
+            end=(self.args.tau_end_pos, self.args.tau_end_neg), target=self.args.tau_target_eur,
+            rate=self.args.tau_controller_rate, tau_min=self.args.tau_min, tau_max=self.args.tau_max,
+            max_steps=self.args.max_steps)
         # The gate's arguments, built once: the loss, its metric tokens and the KL's ratio all read these.
         self.gate_args = {"gate": self.gate, "tau_pos": self.gate_tau_pos, "tau_neg": self.gate_tau_neg,
                           "epsilon_low": self.epsilon_low, "epsilon_high": self.epsilon_high,
@@ -184,6 +194,9 @@ class GatedGRPOTrainer(GRPOTrainer):
             prefix = "eval_" if mode == "eval" else ""
             logs.update({prefix + k: v for k, v in token_metrics(tokens, self.epsilon_low, self.epsilon_high).items()})
             logs.update({prefix + k: v for k, v in ratio_histogram(tokens.ratio).items()})
+            if mode == "train" and not G.is_method(self.gate):  # the step's temperatures, then the controller's update
+                logs[M.key("tau/pos")], logs[M.key("tau/neg")] = self.gate_args["tau_pos"], self.gate_args["tau_neg"]
+                self.temperature.update(logs["eur"])
         super().log(logs, start_time)
 
     def _gather_tokens(self, tokens: MetricTokens) -> MetricTokens:
@@ -199,6 +212,26 @@ class GatedGRPOTrainer(GRPOTrainer):
             parts.append(self.accelerator.gather(padded.unsqueeze(0)))
         keep = torch.arange(longest, device=counts.device).unsqueeze(0) < counts.unsqueeze(1)
         return MetricTokens(*(p[keep] for p in parts))
+
+    # -- temperatures (method §2.9) ---------------------------------------------------------------------
+    def _set_step_taus(self) -> None:
+        """The gate's temperatures for the current optimizer step: the schedule's or the controller's base tau, after
+        the tau convention."""
+        base = self.temperature.taus(self.state.global_step)
+        self.gate_args["tau_pos"], self.gate_args["tau_neg"] = self.args.gate_taus(base)
+
+    def _save_checkpoint(self, model, trial):
+        """TRL's checkpoint, its trainer_state.json also holding the temperature controller's state."""
+        self.state.stateful_callbacks[TEMPERATURE_STATE] = self.temperature.state()
+        super()._save_checkpoint(model, trial)
+
+    def _load_callback_state(self) -> None:
+        """On resume (transformers calls this once the checkpoint's TrainerState is loaded): the callbacks' state
+        as transformers restores it, and the temperature controller's from the same file."""
+        saved = self.state.stateful_callbacks.pop(TEMPERATURE_STATE, None)  # (not a callback: kept from transformers)
+        super()._load_callback_state()
+        self.temperature.load_state(saved)
+        self.state.stateful_callbacks[TEMPERATURE_STATE] = saved
 
     # -- prompt groups (method §4.1: EUR averages over prompts) -----------------------------------------
     def _generate_and_score_completions(self, inputs):
@@ -245,6 +278,7 @@ class GatedGRPOTrainer(GRPOTrainer):
             token_weights = inputs["importance_sampling_ratio"]
 
         mode = "train" if self.model.training else "eval"
+        self._set_step_taus()
         loss, _ = policy_loss(per_token_logps, old_per_token_logps, inputs["advantages"], mask, **self.gate_args,
                               aggregation=self.args.aggregation, max_completion_length=self.max_completion_length,
                               compute_metrics=False, token_weights=token_weights)

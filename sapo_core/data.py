@@ -26,7 +26,10 @@ hub's own records (field names unchanged), so both paths share one field mapping
 Fill a directory from the hub (needs internet):  python -m sapo_core.data download --out DIR
 
 `synthetic_arithmetic` is the offline task of the embedded CPU default; it additionally carries
-`solution`, a worked completion in the required layout, used to warm-start the tiny model. `SyntheticTask`
+`solution`, a worked completion in the required layout, used to warm-start the tiny model. Its problems come
+in three instance-disjoint splits (method §3.3): an instance is a problem's arithmetic, assigned by a stable
+hash to train (training, the tiny model's fine-tuning), validation (the checks during training, where recipe
+values are chosen) or test (the reported evaluation). `SyntheticTask`
 holds the task's settings in one place (training, held-out evaluation, the tiny model's build and the recipe
 keys `eval_size`, `data_seed`, `synthetic_max_steps`, `synthetic_max_operand` all read it); its defaults are
 the tiny model's task (data/tiny/build_info.json: one step, operands 1..9).
@@ -35,6 +38,7 @@ the tiny model's task (data/tiny/build_info.json: one step, operands 1..9).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -54,7 +58,8 @@ from sapo_core.prompts import format_completion, make_prompt
 from sapo_core.rewards import normalize_gold
 
 __all__ = ["COLUMNS", "DATA_DIR_ENV", "SOURCES", "DataUnavailableError", "DatasetFormatError", "Source",
-           "SyntheticTask", "synthetic_arithmetic", "load_source", "gsm8k", "deepmath", "math500", "aime24",
+           "SPLITS", "SPLIT_FRACTIONS", "SyntheticTask", "instance_split", "check_split",
+           "synthetic_arithmetic", "load_source", "gsm8k", "deepmath", "math500", "aime24",
            "aime25", "aime", "training_mix", "download"]
 
 logger = logging.getLogger(__name__)
@@ -342,6 +347,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 _NAMES = ("Ann", "Ben", "Cal", "Dee", "Eve", "Finn", "Gus", "Hal", "Ivy", "Jo")
 _ITEMS = ("apples", "pens", "coins", "cards", "books", "shells", "stamps", "marbles")
 
+# method §3.3: an instance is a problem's arithmetic (its worked equations); each instance belongs to one split
+SPLITS = ("train", "validation", "test")
+SPLIT_FRACTIONS = {"train": 0.7, "validation": 0.15, "test": 0.15}
+MAX_MISSES = 100_000  # consecutive draws outside the wanted split before a task is declared too small to split
+
+
+def instance_split(work: str) -> str:
+    """The split of the instance a problem is (method §3.3): its arithmetic `work` (e.g. "7-3=4", names and items
+    aside), hashed stably into SPLIT_FRACTIONS."""
+    u = int.from_bytes(hashlib.sha256(work.encode("utf-8")).digest()[:8], "big") / 2**64
+    bound = 0.0
+    for split in SPLITS:
+        bound += SPLIT_FRACTIONS[split]
+        if u < bound:
+            return split
+    return SPLITS[-1]
+
+
+def check_split(split: str) -> str:
+    """`split` when it is one of SPLITS, else a ValueError naming it and the three allowed."""
+    if not isinstance(split, str) or split not in SPLITS:
+        raise ValueError(f"synthetic task: split must be one of {', '.join(map(repr, SPLITS))}, got {split!r}")
+    return split
+
 
 def _problem(rng: random.Random, steps: int, max_operand: int) -> tuple[str, str, str]:
     """One word problem with `steps` operations: (question, reasoning, answer)."""
@@ -372,7 +401,7 @@ class SyntheticTask:
     min_steps: int = 1       # fewest operations per problem
     max_steps: int = 1       # most operations per problem (the recipe key synthetic_max_steps)
     max_operand: int = 9     # largest operand (the recipe key synthetic_max_operand)
-    split: str = "test"      # "train" or "test": disjoint draws for the same seed
+    split: str = "test"      # "train", "validation" or "test": instance-disjoint (method §3.3)
 
     def __post_init__(self):
         # Named by the recipe keys / CLI flags that set them.
@@ -386,8 +415,7 @@ class SyntheticTask:
         if self.min_steps > self.max_steps:
             raise ValueError(f"synthetic task: min_steps {self.min_steps} exceeds max_steps "
                              f"(--synthetic_max_steps) {self.max_steps}")
-        if self.split not in ("train", "test"):
-            raise ValueError(f"synthetic task: split must be 'train' or 'test', got {self.split!r}")
+        check_split(self.split)
 
     def dataset(self) -> Dataset:
         """The task's `size` problems (`synthetic_arithmetic`)."""
@@ -398,7 +426,8 @@ class SyntheticTask:
 def synthetic_arithmetic(n: int, seed: int = 0, *, min_steps: int = SyntheticTask.min_steps,
                          max_steps: int = SyntheticTask.max_steps, max_operand: int = SyntheticTask.max_operand,
                          split: str = "train") -> Dataset:
-    """`n` integer word problems (min_steps..max_steps additions/subtractions), deterministic for a seed."""
+    """`n` integer word problems (min_steps..max_steps additions/subtractions) of one split, deterministic for a
+    seed: the generator's draws whose instance falls in `split` (method §3.3)."""
     check_int("n", n, 1)
     check_int("seed", seed)
     check_int("min_steps", min_steps, 1)
@@ -406,17 +435,26 @@ def synthetic_arithmetic(n: int, seed: int = 0, *, min_steps: int = SyntheticTas
     if min_steps > max_steps:
         raise ValueError(f"need min_steps <= max_steps, got min_steps={min_steps!r}, max_steps={max_steps!r}")
     check_int("max_operand", max_operand, 1)
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    # Distinct streams per split so a held-out set never reuses the training draws of the same seed.
+    check_split(split)
+    # One stream per split and seed (different seeds draw different problems); the split itself is the
+    # instance's, so no seed can put one instance in two splits.
     rng = random.Random(f"synthetic-{split}-{seed}")
     rows = {"prompt": [], "answer": [], "source": [], "id": [], "solution": []}
-    for i in range(n):
+    misses = 0
+    while len(rows["id"]) < n:
         question, work, answer = _problem(rng, rng.randint(min_steps, max_steps), max_operand)
+        if instance_split(work) != split:
+            misses += 1
+            if misses == MAX_MISSES:
+                raise ValueError(f"synthetic task: no {split!r} problem in {MAX_MISSES} draws; the task "
+                                 f"(max_operand={max_operand}, steps {min_steps}..{max_steps}) has too few distinct "
+                                 "instances to fill three disjoint splits (method §3.3)")
+            continue
+        misses = 0
         rows["prompt"].append(make_prompt(question))
         rows["answer"].append(answer)
         rows["source"].append("synthetic")
-        rows["id"].append(f"synthetic-{split}-{seed}-{i}")
+        rows["id"].append(f"synthetic-{split}-{seed}-{len(rows['id'])}")
         rows["solution"].append(format_completion(work, answer))
     return Dataset.from_dict(rows)
 

@@ -13,8 +13,9 @@ which runs those steps, and the command line.
         --backend vllm
     python -m sapo_core.evaluate --regrade DIR                                # rescore DIR/samples.jsonl
 
-A training run directory is evaluated on its own held-out synthetic set (the eval_size, data_seed and task of
-its config.yaml); flags given on the command line override them. results.json is rewritten after each
+A training run directory is evaluated on its own held-out synthetic set: the test split (method §3.3; training
+checked itself on the validation split) with the eval_size, data_seed and task of its config.yaml; flags given on
+the command line override them. results.json is rewritten after each
 finished benchmark, so a crash loses no finished benchmark; a directory that holds results is never
 overwritten.
 """
@@ -37,7 +38,7 @@ from trl import TrlParser
 
 from sapo_core.benchmarks import BENCHMARKS, Benchmark, EvaluationError, load_benchmark
 from sapo_core.cli import fail
-from sapo_core.data import DataUnavailableError, SyntheticTask
+from sapo_core.data import SPLITS, DataUnavailableError, SyntheticTask
 from sapo_core.generation import (
     BACKENDS,
     DEFAULT_HF_BATCH,
@@ -258,6 +259,9 @@ class EvalArguments:
         "help": f"synthetic: most operations (default: the run's, else {SyntheticTask.max_steps})"})
     synthetic_max_operand: int | None = field(default=None, metadata={
         "help": f"synthetic: largest operand (default: the run's, else {SyntheticTask.max_operand})"})
+    split: str = field(default=SyntheticTask.split, metadata={
+        "help": f"synthetic: the split, one of {', '.join(SPLITS)} (method §3.3); reported numbers are the test "
+                "split's, validation is for choosing recipe values"})
     regrade: str | None = field(default=None, metadata={"help": "re-score an evaluation directory's samples.jsonl "
                                                                 "with today's grader, no generation; writes to --out "
                                                                 "(default DIR/regrade-<time>)"})
@@ -275,7 +279,7 @@ def synthetic_task(args: EvalArguments, source: ModelSource) -> SyntheticTask:
     """The held-out synthetic set: the run's own (config.yaml) or SyntheticTask's defaults, with the flags given."""
     base = run_synthetic_task(source) or SyntheticTask()
     given = {name: getattr(args, key) for name, key in RUN_TASK_KEYS.items() if getattr(args, key) is not None}
-    return dataclasses.replace(base, **given)
+    return dataclasses.replace(base, **given, split=args.split)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -65,9 +65,9 @@ RUN_TASK_KEYS = {"size": "eval_size", "data_seed": "data_seed", "max_steps": "sy
 
 
 def run_synthetic_task(source: ModelSource) -> SyntheticTask | None:
-    """A training run's own held-out synthetic set: split "test" with its config.yaml's eval_size, data_seed and
-    task (a key the run did not set takes the training default), so that a run is evaluated on the problems its
-    recipe held out; None when the model is not a run's or the run did not train on the synthetic task."""
+    """A training run's own held-out synthetic set: split "test" (method §3.3) with its config.yaml's eval_size,
+    data_seed and task (a key the run did not set takes the training default), so that a run is evaluated on the
+    problems its recipe held out; None when the model is not a run's or the run did not train on the synthetic task."""
     config = Path(source.run_dir) / "config.yaml" if source.run_dir else None
     if config is None or not config.is_file():
         return None

@@ -6,13 +6,14 @@
    four layout tags of `sapo_core.prompts` as *ordinary* added tokens, so that
    `decode(skip_special_tokens=True)` (what TRL does to completions) keeps them.
 2. **Model** — a randomly initialised float32 `Qwen2ForCausalLM` of a few hundred thousand parameters.
-3. **Warm start** — supervised fine-tuning on `synthetic_arithmetic` (prompt rendered by the chat
-   template with the generation prompt, then `solution` + eos; loss on the completion tokens only)
-   with a *measured* stop: every `probe_every` updates we sample (temperature 1, same seed each time)
-   one completion for each prompt of a fixed held-out probe set and stop as soon as the share whose
-   `<answer>` equals the gold reaches `target_pass_rate`. The target is deliberately modest (0.4,
-   format already learned) so that RL has room: from the committed start (greedy 0.565), 100 steps of
-   TRL's GRPO raised greedy accuracy on 200 held-out prompts to 0.73-0.87 (lr 3e-4 .. 3e-5).
+3. **Warm start** — supervised fine-tuning on the *train* split of `synthetic_arithmetic` only (prompt
+   rendered by the chat template with the generation prompt, then `solution` + eos; loss on the
+   completion tokens only), so no validation or test instance is ever seen (method §3.3), with a
+   *measured* stop: every `probe_every` updates we sample (temperature 1, same seed each time) one
+   completion for each prompt of a fixed probe set (other draws of the train split) and stop as soon as
+   the share whose `<answer>` equals the gold reaches `target_pass_rate`. The target is deliberately
+   modest (0.4, format already learned) so that RL has room. `build_info.json` records the greedy
+   accuracy on each split (the test split's is the reported one).
 
 Build (refuses to overwrite without --force)::
 
@@ -49,7 +50,7 @@ from transformers import (
 )
 
 from sapo_core.cli import ArgumentParser, fail
-from sapo_core.data import SyntheticTask, synthetic_arithmetic
+from sapo_core.data import SPLIT_FRACTIONS, SPLITS, SyntheticTask, synthetic_arithmetic
 from sapo_core.prompts import TAGS
 from sapo_core.rewards import extract_answer, format_reward
 from sapo_core.rewards.answers import as_batch
@@ -58,7 +59,7 @@ __all__ = [
     "PAD_TOKEN", "EOS_TOKEN", "UNK_TOKEN", "ROLE_TOKENS", "CHAT_TEMPLATE", "DEFAULT_DIR",
     "TinyBuildConfig", "build_tokenizer", "build_model", "count_parameters",
     "generate_completions", "extract_answer", "pass_rate", "greedy_accuracy",
-    "warm_start", "build", "base_model_path", "main",
+    "sft_set", "eval_set", "warm_start", "build", "base_model_path", "main",
 ]
 
 logger = logging.getLogger(__name__)
@@ -117,11 +118,11 @@ class TinyBuildConfig:
     # --- measured stop ---
     target_pass_rate: float = 0.4  # stop when the sampled pass rate on the probe set reaches this
     probe_every: int = 25  # updates between probes
-    probe_size: int = 128  # held-out prompts in the probe set (split="test", seed=probe_seed)
-    probe_seed: int = 1_000_003  # data seed of the probe set, disjoint from the evaluation set
+    probe_size: int = 128  # prompts in the probe set (split="train", seed=probe_seed): how well SFT fits
+    probe_seed: int = 1_000_003  # data seed of the probe set (other draws of the train split than `seed`'s)
     max_updates: int = 3000  # safety cap; reaching it without the target raises
     # --- final measurement ---
-    eval_size: int = 200  # held-out prompts (split="test", seed=eval_seed) for greedy accuracy
+    eval_size: int = 200  # prompts per split (seed=eval_seed) for greedy accuracy; the test split's is reported
     eval_seed: int = 0  # data seed of the evaluation set
     max_new_tokens: int = 64  # generation budget for probes and evaluation
 
@@ -295,11 +296,21 @@ def _task_kwargs(cfg: TinyBuildConfig) -> dict[str, int]:
     return {"min_steps": cfg.task_min_steps, "max_steps": cfg.task_max_steps, "max_operand": cfg.task_max_operand}
 
 
+def sft_set(cfg: TinyBuildConfig):
+    """The warm start's fine-tuning problems: `n_train` draws of the train split (method §3.3)."""
+    return synthetic_arithmetic(cfg.n_train, seed=cfg.seed, split="train", **_task_kwargs(cfg))
+
+
+def eval_set(cfg: TinyBuildConfig, split: str = "test"):
+    """The build's measurement problems of one split: `eval_size` draws with `eval_seed`."""
+    return synthetic_arithmetic(cfg.eval_size, seed=cfg.eval_seed, split=split, **_task_kwargs(cfg))
+
+
 def warm_start(model: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, cfg: TinyBuildConfig, *,
                progress: bool = True) -> dict:
     """SFT until the sampled probe pass rate reaches `cfg.target_pass_rate`; returns the stop record."""
-    train = synthetic_arithmetic(cfg.n_train, seed=cfg.seed, split="train", **_task_kwargs(cfg))
-    probe = synthetic_arithmetic(cfg.probe_size, seed=cfg.probe_seed, split="test", **_task_kwargs(cfg))
+    train = sft_set(cfg)
+    probe = synthetic_arithmetic(cfg.probe_size, seed=cfg.probe_seed, split="train", **_task_kwargs(cfg))
     prompts, solutions = train["prompt"], train["solution"]
     order_rng = torch.Generator().manual_seed(cfg.seed)  # deterministic data order, separate from init
     order: list[int] = []
@@ -367,8 +378,9 @@ def build(out: str | Path = DEFAULT_DIR, cfg: TinyBuildConfig | None = None, *, 
     stop = warm_start(model, tokenizer, cfg, progress=progress)
     train_seconds = time.perf_counter() - start
 
-    held_out = synthetic_arithmetic(cfg.eval_size, seed=cfg.eval_seed, split="test", **_task_kwargs(cfg))
-    greedy = greedy_accuracy(model, tokenizer, held_out, max_new_tokens=cfg.max_new_tokens)
+    by_split = {split: greedy_accuracy(model, tokenizer, eval_set(cfg, split), max_new_tokens=cfg.max_new_tokens)
+                for split in SPLITS}
+    greedy, held_out = by_split["test"], eval_set(cfg, "test")
     info = {
         "config": asdict(cfg),
         "n_parameters": count_parameters(model),
@@ -376,9 +388,14 @@ def build(out: str | Path = DEFAULT_DIR, cfg: TinyBuildConfig | None = None, *, 
         "stop": {k: v for k, v in stop.items() if k != "history"},
         "greedy_accuracy": greedy["greedy_accuracy"],
         "greedy_format_rate": greedy["format_rate"],
+        "greedy_accuracy_by_split": {split: m["greedy_accuracy"] for split, m in by_split.items()},
         "eval_set": f"synthetic_arithmetic({cfg.eval_size}, seed={cfg.eval_seed}, split='test', "
                     f"min_steps={cfg.task_min_steps}, max_steps={cfg.task_max_steps}, "
                     f"max_operand={cfg.task_max_operand})",
+        "sft_set": f"synthetic_arithmetic({cfg.n_train}, seed={cfg.seed}, split='train', "
+                   f"min_steps={cfg.task_min_steps}, max_steps={cfg.task_max_steps}, "
+                   f"max_operand={cfg.task_max_operand})",
+        "splits": {"instance": "a problem's arithmetic (method §3.3)", "fractions": SPLIT_FRACTIONS},
         "train_seconds": round(train_seconds, 1),
         "build_seconds": round(time.perf_counter() - start, 1),
         "torch_threads": torch.get_num_threads(),
@@ -439,7 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     size = sum(f.stat().st_size for f in out.iterdir() if f.is_file())
     print(f"{out}: {info['n_parameters']:,} params, stopped at update {info['stop']['step']} "
           f"(sampled pass rate {info['stop']['sampled_pass_rate']:.3f}), greedy accuracy "
-          f"{info['greedy_accuracy']:.3f} on {info['config']['eval_size']} held-out, "
+          f"{info['greedy_accuracy']:.3f} on {info['config']['eval_size']} test problems, "
           f"{info['build_seconds']:.0f} s, {size / 1e6:.2f} MB")
     return 0
 

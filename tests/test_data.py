@@ -251,5 +251,5 @@ def test_the_synthetic_task_is_one_dataclass():
     assert max(int(a) for a in ds["answer"]) <= 18 and max(int(a) for a in ds["answer"]) > 9
     with pytest.raises(ValueError, match=r"max_operand \(--synthetic_max_operand\) must be an integer >= 1"):
         data.SyntheticTask(max_operand=0)
-    with pytest.raises(ValueError, match="split must be 'train' or 'test'"):
+    with pytest.raises(ValueError, match="split must be one of 'train', 'validation', 'test', got 'val'"):
         data.SyntheticTask(split="val")

@@ -30,6 +30,9 @@ def test_base_model_path_is_a_small_checkpoint():
     info = json.loads((path / tiny.BUILD_INFO).read_text())
     assert info["stop"]["sampled_pass_rate"] >= info["config"]["target_pass_rate"]
     assert 0.0 <= info["greedy_accuracy"] <= 1.0
+    # the reported accuracy is the test split's (method §3.3); the fine-tuning saw the train split only
+    assert info["greedy_accuracy"] == info["greedy_accuracy_by_split"]["test"]
+    assert "split='test'" in info["eval_set"] and "split='train'" in info["sft_set"]
 
 
 def test_loads_as_float32_qwen2_of_intended_size(checkpoint):

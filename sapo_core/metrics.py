@@ -10,7 +10,8 @@ what is logged is `markdown_table()`:
 A metric marked `by_sign` is logged three times: over all tokens, over the tokens with A > 0 and over those
 with A < 0 (`ratio/var`, `ratio/pos/var`, `ratio/neg/var`; `eur`, `eur/pos`, `eur/neg`; method §7.4). A name
 with a `{field}` is a pattern: `{reward}` is a reward function's name, `{bin}` a two-digit histogram bin,
-`{benchmark}` a held-out benchmark's name (group heldout: accuracy over training, on some steps only).
+`{benchmark}` a held-out benchmark's name (group heldout: accuracy over training on its validation split, on some
+steps only; reported numbers come from the test split through sapo_core.evaluate).
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ METRICS: tuple[Metric, ...] = (
     Metric("tools/call_frequency", "tools", "tool calls per completion", when="tool calling"),
     Metric("tools/failure_frequency", "tools", "share of tool calls that failed", when="tool calling"),
     # Accuracy over training (method §6): added to the logged row of the step by sapo_core.train.HeldoutCurve.
-    Metric("heldout/{benchmark}/mean@n", "heldout", "held-out mean@n at heldout_temperature (sampled with seed = "
+    Metric("heldout/{benchmark}/mean@n", "heldout", "held-out (validation split) mean@n at heldout_temperature (sampled with seed = "
            "the step)", source="train", when=_HELDOUT),
     Metric("heldout/{benchmark}/mean@n_low", "heldout", "lower end of its 95% bootstrap interval over problems",
            source="train", when=_HELDOUT),

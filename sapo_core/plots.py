@@ -392,8 +392,8 @@ def heldout_accuracy_curves(data, benchmark: str = "synthetic"):
     sns.lineplot(data=frame, x="step", y=key, hue="group", hue_order=list(curves), palette=palette,
                  style="convention", dashes={"equal": "", "width_matched": (4, 2)}, estimator="mean",
                  errorbar=lambda v: (v.min(), v.max()), marker="o", ms=4, ax=ax, lw=1.5)
-    ax.set(xlabel="step", ylabel=f"held-out {benchmark} mean@n", ylim=(0, 1.02),
-           title="held-out accuracy over training: mean over seeds, band = min-max over seeds")
+    ax.set(xlabel="step", ylabel=f"{benchmark} mean@n, validation split", ylim=(0, 1.02),
+           title="accuracy over training on the validation split: mean over seeds, band = min-max over seeds")
     ax.title.set_fontsize(9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
@@ -426,7 +426,7 @@ def study_tau_figure(table):
     for i, row in enumerate(methods.itertuples()):
         for ax, value in ((axes[0], row.accuracy), (axes[1], row.eur)):
             ax.axhline(value, color=_color(row.gate, i + 6), ls=(0, (4, 2)), lw=1, label=f"{row.gate} (no tau)")
-    axes[0].set(xscale="log", xlabel="tau_pos (tau_neg beside it)", ylabel="held-out mean@n",
+    axes[0].set(xscale="log", xlabel="tau_pos (tau_neg beside it)", ylabel="test mean@n",
                 title="accuracy against tau: mean over seeds, bar = min-max")
     axes[1].set(xscale="log", xlabel="tau_pos", ylabel="EUR (second half)", title="EUR against tau (method §4.1)")
     for ax in axes:
@@ -453,7 +453,7 @@ def study_tail_figure(table, tau_pos: float | None = None):
     for i, row in enumerate(table[table["kind"] == "method"].itertuples()):
         ax.axhline(row.accuracy, color=_color(row.gate, i + 6), ls=(0, (4, 2)), lw=1, label=f"{row.gate} (no tau)")
     ax.set(xlabel="tail heaviness 1/nu (g' ~ |z|^-(nu+1); Gaussian and exponential tails ~0)",
-           ylabel="held-out mean@n", title=f"accuracy against tail heaviness at tau_pos = {tau_pos:g}")
+           ylabel="test mean@n", title=f"accuracy against tail heaviness at tau_pos = {tau_pos:g}")
     ax.title.set_fontsize(9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")

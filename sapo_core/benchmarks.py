@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datasets import Dataset
 
 from sapo_core import data
+from sapo_core.checks import check_int
 from sapo_core.data import SyntheticTask
 
 __all__ = ["BENCHMARKS", "Benchmark", "EvaluationError", "load_benchmark"]
@@ -47,6 +48,8 @@ def load_benchmark(name: str, *, data_dir: str | os.PathLike | None = None, synt
     """The benchmark's dataset (columns prompt, answer, source, id), its first `limit` problems if given."""
     if name not in BENCHMARKS:
         raise EvaluationError(f"unknown benchmark {name!r}; available: {', '.join(BENCHMARKS)}")
+    if limit is not None:
+        check_int("limit", limit, minimum=1)
     if name == "synthetic":
         ds = (synthetic or SyntheticTask()).dataset()
     elif name == "gsm8k":

@@ -31,6 +31,7 @@ import torch
 import yaml
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+from sapo_core.checks import check_choice, check_int
 from sapo_core.config import GPU_MEMORY_GB, ConfigError, RunConfig
 
 __all__ = ["GB", "LM_HEAD_TILE", "Launch", "memory_estimate", "model_config", "offline", "parameter_counts",
@@ -67,13 +68,13 @@ def read_launch(path: str | None) -> Launch:
         raise ConfigError(f"accelerate_config {path} is not valid YAML: {' '.join(str(err).split())}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"accelerate_config {path} must be a mapping of key: value")
-    processes = data.get("num_processes", 1)
-    if not isinstance(processes, int) or isinstance(processes, bool) or processes < 1:
-        raise ConfigError(f"accelerate_config {path}: num_processes={processes!r} must be an int >= 1")
     deepspeed = data.get("deepspeed_config") or {}
-    stage = int(deepspeed.get("zero_stage", 0)) if data.get("distributed_type") == "DEEPSPEED" else 0
-    if stage not in (0, 1, 2, 3):
-        raise ConfigError(f"accelerate_config {path}: zero_stage={stage} must be 0, 1, 2 or 3")
+    try:  # the file's values, as written (a zero_stage of "3" or 2.5 is not read as 3 or 2)
+        processes = check_int("num_processes", data.get("num_processes", 1), minimum=1)
+        stage = deepspeed.get("zero_stage", 0) if data.get("distributed_type") == "DEEPSPEED" else 0
+        check_choice("zero_stage", stage, (0, 1, 2, 3))
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"accelerate_config {path}: {err}") from None
     return Launch(file.name, processes, stage, deepspeed.get("offload_optimizer_device", "none") != "none",
                   deepspeed.get("offload_param_device", "none") != "none")
 

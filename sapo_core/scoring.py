@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from sapo_core.checks import check_int
 from sapo_core.rewards import correctness_reward, extract_answer, format_reward, normalize_gold
 
 __all__ = ["CONFIDENCE_LEVEL", "INTERVAL_METHOD", "N_RESAMPLES", "benchmark_metrics", "grade", "majority_vote",
@@ -43,8 +44,8 @@ def grade(samples: list[dict]) -> None:
 
 def pass_at_k(n: int, c: int, k: int) -> float:
     """Unbiased pass@k of one problem with c correct out of n samples: 1 - C(n - c, k) / C(n, k)."""
-    if not (isinstance(n, int) and isinstance(c, int) and isinstance(k, int)):
-        raise TypeError(f"pass_at_k needs integers, got n={n!r}, c={c!r}, k={k!r}")
+    for name, value in (("n", n), ("c", c), ("k", k)):
+        check_int(f"pass@k's {name}", value)
     if not 1 <= k <= n:
         raise ValueError(f"pass@k needs 1 <= k <= n, got k={k}, n={n}")
     if not 0 <= c <= n:

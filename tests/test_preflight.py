@@ -3,6 +3,7 @@ name, nothing created; the paper's preset against Table 2; the chunked LM head g
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from unittest import mock
@@ -12,7 +13,7 @@ import torch
 import yaml
 
 from sapo_core import batch, preflight, train
-from sapo_core.config import parse_args
+from sapo_core.config import ConfigError, parse_args
 from sapo_core.paths import REPO_ROOT
 
 GB = 2**30
@@ -164,6 +165,24 @@ def test_dry_run_flags_never_enter_the_recipe_and_need_dry_run():
     assert not {"dry_run", "gpu_memory_gb", "accelerate_config"} & set(run.recipe)
     with pytest.raises(ValueError, match="read by --dry_run only"):
         parse_args(["--config", "configs/tiny-cpu.yaml", "--gpu_memory_gb", "40", "--run_dir", "x"])
+
+
+@pytest.mark.parametrize(("values", "named"), [
+    ({"num_processes": 0}, "num_processes must be an int >= 1, got 0"),
+    ({"num_processes": True}, "num_processes must be an int >= 1, got bool True"),
+    ({"num_processes": "2"}, "num_processes must be an int >= 1, got str '2'"),
+    ({"distributed_type": "DEEPSPEED", "deepspeed_config": {"zero_stage": "3"}}, "zero_stage must be one of"),
+    ({"distributed_type": "DEEPSPEED", "deepspeed_config": {"zero_stage": 2.5}}, "zero_stage must be one of"),
+    ({"distributed_type": "DEEPSPEED", "deepspeed_config": {"zero_stage": 4}}, "unknown zero_stage 4"),
+])
+def test_an_accelerate_config_value_is_read_as_written_or_refused_by_name(tmp_path, values, named):
+    path = tmp_path / "accelerate.yaml"
+    path.write_text(yaml.safe_dump(values))
+    with pytest.raises(ConfigError, match="^" + re.escape(f"accelerate_config {path}: {named}")):
+        preflight.read_launch(str(path))
+    ok = {**values, "num_processes": 2, "deepspeed_config": {"zero_stage": 3}}
+    path.write_text(yaml.safe_dump(ok))
+    assert preflight.read_launch(str(path)).num_processes == 2
 
 
 @pytest.mark.slow

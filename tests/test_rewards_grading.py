@@ -8,6 +8,7 @@ import json
 import multiprocessing
 import os
 import pickle
+import re
 import signal
 import subprocess
 import sys
@@ -392,15 +393,17 @@ def test_importing_the_rewards_starts_nothing_heavy():
 # arguments
 # ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("kwargs", [
-    {"num_workers": 0}, {"num_workers": True}, {"num_workers": 1.5},
-    {"timeout_s": 0}, {"timeout_s": -1.0}, {"timeout_s": float("nan")}, {"timeout_s": float("inf")},
-    {"timeout_s": True}, {"memory_limit_mb": 0}, {"memory_limit_mb": -512}, {"memory_limit_mb": 1.5},
-    {"memory_limit_mb": True},
+@pytest.mark.parametrize(("kwargs", "error"), [
+    ({"num_workers": 0}, ValueError), ({"num_workers": True}, TypeError), ({"num_workers": 1.5}, TypeError),
+    ({"timeout_s": 0}, ValueError), ({"timeout_s": -1.0}, ValueError), ({"timeout_s": float("nan")}, ValueError),
+    ({"timeout_s": float("inf")}, ValueError), ({"timeout_s": True}, TypeError), ({"timeout_s": "5"}, TypeError),
+    ({"memory_limit_mb": 0}, ValueError), ({"memory_limit_mb": -512}, ValueError),
+    ({"memory_limit_mb": 1.5}, TypeError), ({"memory_limit_mb": True}, TypeError), ({"warm_up": 1}, TypeError),
 ])
-def test_grader_refuses_bad_arguments(kwargs):
-    name = next(iter(kwargs))
-    with pytest.raises(ValueError, match=f"{name} must be"):
+def test_grader_refuses_bad_arguments(kwargs, error):
+    """A value outside the allowed set is a ValueError, a wrong type a TypeError; both name the argument."""
+    name, value = next(iter(kwargs.items()))
+    with pytest.raises(error, match=rf"^{name}\b[^,]* must be .*{re.escape(repr(value))}$"):
         Grader(**{"num_workers": 1, **kwargs})
 
 

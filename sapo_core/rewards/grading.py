@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
 import threading
 import weakref
@@ -43,6 +42,7 @@ from typing import Any, Self
 
 from pebble import ProcessExpired, ProcessPool
 
+from sapo_core.checks import check_bool, check_int, check_positive
 from sapo_core.rewards import worker
 from sapo_core.rewards.answers import (
     as_batch,
@@ -111,11 +111,6 @@ def default_num_workers() -> int:
     return max(1, min(cores, MAX_WORKERS))
 
 
-def _is_count(value: Any) -> bool:
-    """An int >= 1 (a bool is not a count)."""
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
-
-
 def _stop_pool(pool: ProcessPool, owner_pid: int) -> None:
     """Stop `pool`'s workers, unless this is a forked copy of its owner (then they are not ours)."""
     if os.getpid() == owner_pid:
@@ -130,14 +125,11 @@ class Grader:
                  memory_limit_mb: int | None = DEFAULT_MEMORY_LIMIT_MB, warm_up: bool = True):
         if num_workers is None:
             num_workers = default_num_workers()
-        if not _is_count(num_workers):
-            raise ValueError(f"num_workers must be an int >= 1, got {num_workers!r}")
-        if not isinstance(warm_up, bool):
-            raise TypeError(f"warm_up must be True or False, got {warm_up!r}")
-        if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not 0 < timeout_s < math.inf:
-            raise ValueError(f"timeout_s must be a finite number of seconds > 0, got {timeout_s!r}")
-        if memory_limit_mb is not None and not _is_count(memory_limit_mb):
-            raise ValueError(f"memory_limit_mb must be an int >= 1 (MiB) or None for no limit, got {memory_limit_mb!r}")
+        check_int("num_workers", num_workers, minimum=1)
+        check_bool("warm_up", warm_up)
+        check_positive("timeout_s (seconds)", timeout_s)
+        if memory_limit_mb is not None:
+            check_int("memory_limit_mb (MiB; None: no limit)", memory_limit_mb, minimum=1)
         self.num_workers = num_workers
         self.timeout_s = float(timeout_s)
         self.memory_limit_mb = memory_limit_mb

@@ -105,8 +105,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("tools/call_frequency", "tools", "tool calls per completion", when="tool calling"),
     Metric("tools/failure_frequency", "tools", "share of tool calls that failed", when="tool calling"),
     # Accuracy over training (method §6): added to the logged row of the step by sapo_core.train.HeldoutCurve.
-    Metric("heldout/{benchmark}/mean@n", "heldout", "held-out (validation split) mean@n at heldout_temperature (sampled with seed = "
-           "the step)", source="train", when=_HELDOUT),
+    Metric("heldout/{benchmark}/mean@n", "heldout", "held-out (validation split) mean@n at heldout_temperature "
+           "(sampled with seed = the step)", source="train", when=_HELDOUT),
     Metric("heldout/{benchmark}/mean@n_low", "heldout", "lower end of its 95% bootstrap interval over problems",
            source="train", when=_HELDOUT),
     Metric("heldout/{benchmark}/mean@n_high", "heldout", "upper end of its 95% bootstrap interval over problems",

@@ -16,7 +16,10 @@ PYTEST_ARGS ?=
 venv: $(STAMP)
 
 # One pip call with torch pinned beside everything else, so pip never pulls a CUDA build of torch. --no-compile:
-# modules are byte-compiled when first imported, not all ~10k at install (59 s instead of 198 s, LOG.md).
+# modules are byte-compiled when first imported, not all ~10k at install (59 s instead of 198 s, LOG.md); for that,
+# Python must be allowed to write its bytecode caches (a shell that sets PYTHONDONTWRITEBYTECODE would otherwise make
+# every process, kernel and worker of the tests compile torch and transformers again: 311 s instead of 186 s).
+unexport PYTHONDONTWRITEBYTECODE
 $(STAMP): requirements/lock.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip

@@ -28,7 +28,7 @@ from sapo_core import admissibility, quadrature
 from sapo_core import gates as G
 
 __all__ = ["METHODS", "PROPERTY_COLUMNS", "R_FLOOR", "Method", "main", "method_phi", "method_rows",
-           "method_table_markdown", "with_table"]
+           "method_table_markdown", "verdicts_markdown", "with_table"]
 
 R_FLOOR = 1e-3
 WeightFn = Callable[[torch.Tensor], torch.Tensor]
@@ -141,6 +141,24 @@ def method_table_markdown(rows: list[dict] | None = None) -> str:
 
 
 
+def verdicts_markdown(rows: list[dict] | None = None) -> str:
+    """The trust-region methods' rows of the table, one per method, "A > 0 / A < 0" where the signs differ, without
+    the evidence (README's "Gate study" section; the gates, which pass every property, are left out)."""
+    rows = method_rows() if rows is None else rows
+    by_method: dict[str, list[dict]] = {}
+    for row in rows:
+        if row["method"] in {m.name for m in METHODS}:
+            by_method.setdefault(row["method"], []).append(row)
+    mark = {True: "pass", False: "**fail**"}
+    lines = ["| method | " + " | ".join(PROPERTY_COLUMNS) + " |", "|---|" + "---|" * len(PROPERTY_COLUMNS)]
+    for name, signed in by_method.items():
+        cells = [" / ".join(mark[r[prop]] for r in signed) if len({r[prop] for r in signed}) > 1
+                 else mark[signed[0][prop]] for prop in PROPERTY_COLUMNS]
+        signs = " / ".join(r["sign"] for r in signed)
+        lines.append(f"| {name} ({signs}) | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 START, END = "<!-- method-table:start -->", "<!-- method-table:end -->"
 
 
@@ -154,9 +172,12 @@ def with_table(text: str, table: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m sapo_core.trust_region [docs/method.md]`: print the table, or write it into that file."""
-    argv = sys.argv[1:] if argv is None else argv
-    table = method_table_markdown()
+    """`python -m sapo_core.trust_region [docs/method.md]`: print the table, or write it into that file;
+    `python -m sapo_core.trust_region --verdicts README.md`: the methods' verdicts alone (README)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verdicts = "--verdicts" in argv
+    argv = [a for a in argv if a != "--verdicts"]
+    table = verdicts_markdown() if verdicts else method_table_markdown()
     if not argv:
         print(table)
         return 0

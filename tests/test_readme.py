@@ -125,3 +125,12 @@ def test_the_logged_metrics_table_in_docs_is_the_registry():
     table = text.split("<!-- metrics:begin -->\n", 1)[1].split("\n<!-- metrics:end -->", 1)[0]
     assert table == markdown_table().rstrip(), "docs/usage.md's metric table differs from sapo_core.metrics: " \
         "paste the output of markdown_table() between its markers"
+
+
+def test_the_method_verdicts_in_readme_are_the_checkers():
+    from sapo_core import trust_region
+
+    text = (ROOT / "README.md").read_text()
+    table = text.split(trust_region.START + "\n", 1)[1].split("\n" + trust_region.END, 1)[0]
+    assert table == trust_region.verdicts_markdown(), \
+        "README's method table differs from the checker: run python -m sapo_core.trust_region --verdicts README.md"

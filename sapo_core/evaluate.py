@@ -41,6 +41,7 @@ from sapo_core.cli import fail
 from sapo_core.data import SPLITS, DataUnavailableError, SyntheticTask
 from sapo_core.generation import (
     BACKENDS,
+    CPU_HF_BATCH,
     DEFAULT_HF_BATCH,
     BackendUnavailableError,
     Completion,
@@ -246,7 +247,8 @@ class EvalArguments:
                                                             "for a run, else runs/eval/<model>/<settings>)"})
     seed: int = field(default=0, metadata={"help": "sampling and bootstrap seed"})
     batch_size: int | None = field(default=None, metadata={"help": f"hf: sequences (prompts x n) per generate call "
-                                                                   f"(default {DEFAULT_HF_BATCH})"})
+                                                                   f"(default {DEFAULT_HF_BATCH} on a GPU, "
+                                                                   f"{CPU_HF_BATCH} on CPU)"})
     tensor_parallel_size: int = field(default=1, metadata={"help": "vllm: GPUs per model"})
     data_dir: str | None = field(default=None, metadata={"help": "local benchmark data (default env SAPO_DATA_DIR, "
                                                                  "else the Hugging Face hub)"})

@@ -55,7 +55,7 @@ def build_trainer(which: str, gate: str, steps: int, device: str, out_dir: Path,
     from transformers import AutoTokenizer, PrinterCallback, set_seed
     from trl import GRPOConfig, GRPOTrainer
 
-    from sapo_core.config import parse_args
+    from sapo_core.recipe import parse_args
     from sapo_core.rewards import correctness_reward, format_reward
     from sapo_core.tiny import base_model_path
     from sapo_core.train import datasets_for

@@ -24,9 +24,10 @@ import pandas as pd
 from sapo_core import claims as C
 from sapo_core import gates as G
 from sapo_core import metrics as M
-from sapo_core.batch import EVAL_DIR, TAU_KEYS, read_batch
+from sapo_core.batch import EVAL_DIR, read_batch
 from sapo_core.config import value_text
 from sapo_core.paths import read_json
+from sapo_core.plan import TAU_KEYS
 from sapo_core.train import read_metrics
 
 __all__ = ["BatchData", "load_batch", "arm_of", "group_label", "claim_runs", "per_seed", "curves", "metric_frame",

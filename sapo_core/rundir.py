@@ -22,9 +22,10 @@ from filelock import FileLock, Timeout
 
 from sapo_core import gates as G
 from sapo_core import metrics as M
-from sapo_core.config import REWARDS, RunConfig, recipe_keys_differ
+from sapo_core.config import REWARDS, RunConfig
 from sapo_core.paths import UnreadableFileError, read_json, write_atomic, write_json
 from sapo_core.provenance import git_commit, package_versions
+from sapo_core.recipe import recipe_keys_differ
 
 __all__ = ["PACKAGES", "REQUIRED_METRICS", "RUN_FILES", "RunDirError", "RunFiles", "RunLock", "check_run_dir",
            "holds_run", "missing_metrics", "prepare_run_dir", "provenance", "read_metrics", "summary_text",

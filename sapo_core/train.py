@@ -41,16 +41,11 @@ from transformers import TrainerCallback
 from transformers.integrations import TensorBoardCallback
 
 from sapo_core.cli import fail, guarded
-from sapo_core.config import (
-    ConfigError,
-    RunConfig,
-    ScriptArguments,
-    parse_args,
-    print_help,
-)
+from sapo_core.config import ConfigError, RunConfig, ScriptArguments
 from sapo_core.data import DatasetFormatError, DataUnavailableError
 from sapo_core.paths import UnreadableFileError, read_json, write_json
 from sapo_core.preflight import offline, plan_text, prompt_lengths
+from sapo_core.recipe import parse_args, print_help
 from sapo_core.rundir import (
     REQUIRED_METRICS,
     RunDirError,

@@ -33,7 +33,7 @@ def data_dir() -> Path:
 def tiny_run(tmp_path_factory) -> Path:
     """A finished 2-step tiny-cpu run directory (config, provenance, metrics, a checkpoint, final model), trained once
     per session and shared: read it, or copy it (shutil.copytree) before changing anything. Mark users slow."""
-    from sapo_core.config import parse_args
+    from sapo_core.recipe import parse_args
     from sapo_core.train import train
 
     run_dir = tmp_path_factory.mktemp("tiny_run") / "run"

@@ -42,9 +42,10 @@ import yaml
 
 matplotlib.use("Agg")
 
-from sapo_core import batch, config, data, evaluate, gates, loss, plots, prompts, rewards, rundir, tiny, train  # noqa: E402
-from sapo_core.config import ConfigError, parse_args  # noqa: E402
+from sapo_core import batch, data, evaluate, gates, loss, plots, prompts, recipe, rewards, rundir, tiny, train  # noqa: E402
+from sapo_core.config import ConfigError  # noqa: E402
 from sapo_core.paths import REPO_ROOT  # noqa: E402
+from sapo_core.recipe import parse_args
 from sapo_core.temperature import EURController, eur_tracking, make_temperature  # noqa: E402
 
 TINY_RECIPE = "configs/tiny-cpu.yaml"
@@ -559,11 +560,11 @@ REFUSED = [
          NotADirectoryError, ("figure directory", "taken", "is a file"), "not a raw FileExistsError from mkdir"),
     Case("plot-save-dir-unwritable", unwritable_figures, PermissionError, ("figure directory", "not writable"),
          "named before anything is rendered, not a raw PermissionError from the write"),
-    Case("nb02-args-gate-number", lambda c: config.notebook_args(TINY_RECIPE, 3, 0, []), ConfigError,
+    Case("nb02-args-gate-number", lambda c: recipe.notebook_args(TINY_RECIPE, 3, 0, []), ConfigError,
          ("gate must be a gate name", "int 3"), "notebook 02's gate parameter, checked by name"),
-    Case("nb02-args-flags-string", lambda c: config.notebook_args(TINY_RECIPE, "erf", 0, "--max_steps 3"),
+    Case("nb02-args-flags-string", lambda c: recipe.notebook_args(TINY_RECIPE, "erf", 0, "--max_steps 3"),
          ConfigError, ("flags must be a list", "'--max_steps 3'"), "one string would be split into characters"),
-    Case("nb02-args-seed-float", lambda c: config.notebook_args(TINY_RECIPE, "erf", 1.5, []), ConfigError,
+    Case("nb02-args-seed-float", lambda c: recipe.notebook_args(TINY_RECIPE, "erf", 1.5, []), ConfigError,
          ("seed must be an int",), "str(1.5) would reach the parser as a different refusal"),
     Case("config-argv-one-string", lambda c: parse_args("--gate erf"), ConfigError, ("list of strings", "--gate erf"),
          "a string would be read character by character"),

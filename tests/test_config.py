@@ -3,8 +3,9 @@
 import pytest
 import yaml
 
-from sapo_core.config import ConfigError, GatedGRPOConfig, parse_args, recipe_keys_differ
+from sapo_core.config import ConfigError, GatedGRPOConfig
 from sapo_core.paths import REPO_ROOT
+from sapo_core.recipe import parse_args, recipe_keys_differ
 
 TINY = ["--config", "configs/tiny-cpu.yaml", "--run_dir", "unused"]
 
@@ -149,7 +150,8 @@ BOOLEANS = _booleans()
 
 @pytest.fixture(scope="module")
 def parser():
-    from sapo_core.config import GatedGRPOConfig, ScriptArguments, _Parser
+    from sapo_core.config import GatedGRPOConfig, ScriptArguments
+    from sapo_core.recipe import _Parser
 
     return _Parser((ScriptArguments, GatedGRPOConfig))
 

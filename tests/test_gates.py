@@ -523,7 +523,7 @@ def test_figure_1_has_the_papers_layout():
 
 
 def test_run_provenance_records_the_gate_formulas():
-    from sapo_core.config import parse_args
+    from sapo_core.recipe import parse_args
     from sapo_core.train import provenance
 
     tiny = ["--config", "configs/tiny-cpu.yaml", "--run_dir", "unused"]

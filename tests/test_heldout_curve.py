@@ -9,7 +9,8 @@ from conftest import CrashAfterStep
 
 from sapo_core import metrics as M
 from sapo_core.compare import BatchData, heldout_curves, heldout_table
-from sapo_core.config import ConfigError, parse_args
+from sapo_core.config import ConfigError
+from sapo_core.recipe import parse_args
 from sapo_core.train import read_metrics, train
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

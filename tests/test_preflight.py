@@ -13,8 +13,9 @@ import torch
 import yaml
 
 from sapo_core import batch, preflight, train
-from sapo_core.config import ConfigError, parse_args
+from sapo_core.config import ConfigError
 from sapo_core.paths import REPO_ROOT
+from sapo_core.recipe import parse_args
 
 GB = 2**30
 QWEN7B = {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_size": 3584, "num_hidden_layers": 28,

@@ -122,7 +122,8 @@ def test_graded_format_reward_refuses_a_bare_string():
 
 
 def test_recipe_key_format_reward_selects_the_kind():
-    from sapo_core.config import ScriptArguments, parse_args
+    from sapo_core.config import ScriptArguments
+    from sapo_core.recipe import parse_args
 
     assert typing.get_args(typing.get_type_hints(ScriptArguments)["format_reward"]) == tuple(FORMAT_REWARDS)
     assert parse_args(["--config", str(TINY_RECIPE)]).script.format_reward == "binary"  # measured with it

@@ -9,7 +9,7 @@ import trl.generation.vllm_generation as trl_vllm
 from transformers import AutoTokenizer
 from trl.trainer.utils import RepeatSampler
 
-from sapo_core.config import parse_args
+from sapo_core.recipe import parse_args
 from sapo_core.rewards import correctness_reward, format_reward
 from sapo_core.train import datasets_for, model_path
 from sapo_core.trainer import GatedGRPOTrainer, vllm_engine_seed

@@ -17,8 +17,9 @@ import yaml
 from sapo_core import expressions
 from sapo_core import gates as G
 from sapo_core.batch import BatchArguments, BatchError, plan
-from sapo_core.config import ConfigError, notebook_args, parse_args
+from sapo_core.config import ConfigError
 from sapo_core.paths import REPO_ROOT
+from sapo_core.recipe import notebook_args, parse_args
 from sapo_core.train import provenance
 
 TINY = "configs/tiny-cpu.yaml"

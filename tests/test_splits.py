@@ -86,7 +86,7 @@ def test_a_task_too_small_for_three_splits_is_refused():
 def test_training_checks_on_validation_and_evaluate_reports_test(tmp_path, monkeypatch):
     from sapo_core import evaluate as E
     from sapo_core import train
-    from sapo_core.config import parse_args
+    from sapo_core.recipe import parse_args
 
     run = parse_args(["--config", "configs/tiny-paper.yaml", "--run_dir", str(tmp_path / "run"), "--eval_size", "5"])
     assert run.synthetic_task("train").split == "train"

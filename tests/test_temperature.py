@@ -10,8 +10,8 @@ import torch
 from conftest import CrashAfterStep
 
 from sapo_core import gates as G
-from sapo_core.config import parse_args
 from sapo_core.loss import effective_update_ratio
+from sapo_core.recipe import parse_args
 from sapo_core.temperature import CONTROLLER_RATE, EURController, Schedule, eur_tracking, make_temperature
 from sapo_core.train import read_metrics, train
 from sapo_core.trainer import TEMPERATURE_STATE

@@ -7,8 +7,9 @@ import json
 import pytest
 from conftest import REPO_ROOT, TINY_RUN_FLAGS, CrashAfterStep
 
-from sapo_core.config import ConfigError, parse_args, run_name
+from sapo_core.config import ConfigError, run_name
 from sapo_core.paths import runs_dir
+from sapo_core.recipe import parse_args
 from sapo_core.train import TENSORBOARD_DIR, read_metrics, train
 
 TINY = ["--config", str(REPO_ROOT / "configs" / "tiny-cpu.yaml")]

@@ -11,8 +11,9 @@ from safetensors.torch import load_file
 from transformers import AutoTokenizer, TrainerCallback
 
 from sapo_core import metrics as M
-from sapo_core.config import cpu_processes, parse_args
+from sapo_core.config import cpu_processes
 from sapo_core.loss import METRIC_KEYS
+from sapo_core.recipe import parse_args
 from sapo_core.rewards import correctness_reward, format_reward
 from sapo_core.train import REQUIRED_METRICS, RunDirError, main, read_metrics, train
 

@@ -12,8 +12,9 @@ import torch
 
 from sapo_core import gates as G
 from sapo_core import trust_region as TR
-from sapo_core.config import ConfigError, parse_args
+from sapo_core.config import ConfigError
 from sapo_core.loss import AGGREGATIONS, metric_tokens, policy_loss, vespo_log_weight
+from sapo_core.recipe import parse_args
 
 EPS = 0.2
 

@@ -42,7 +42,7 @@ import yaml
 
 matplotlib.use("Agg")
 
-from sapo_core import batch, data, evaluate, gates, loss, plots, prompts, recipe, rewards, rundir, tiny, train  # noqa: E402
+from sapo_core import batch, data, evaluate, gates, loss, plots, prompts, recipe, rewards, rundir, study, tiny, train  # noqa: E402
 from sapo_core.config import ConfigError  # noqa: E402
 from sapo_core.paths import REPO_ROOT  # noqa: E402
 from sapo_core.recipe import parse_args
@@ -943,6 +943,26 @@ EXITS = [
     Case("batch-jobs-zero", b("--jobs", "0"), 2, ("jobs=0",), "no worker"),
     Case("batch-eval-n-zero", b("--eval_n", "0"), 2, ("eval_n",), "no evaluation samples"),
     Case("batch-timeout-zero", b("--timeout_min", "0"), 2, ("timeout_min",), "every run would time out"),
+    Case("batch-width-matched-not-an-arm", b("--gates", "erf", "--width_matched_arms", "arctan"), 2,
+         ("width_matched_arms", "arctan"), "an arm that --gates does not run cannot also run width-matched"),
+    Case("batch-width-matched-method", b("--gates", "clip,erf", "--width_matched_arms", "clip"), 2,
+         ("width_matched_arms", "clip"), "a method has no temperature to match"),
+    Case("batch-sweep-unknown-key", b("--sweep", "learnin_rate=1e-4"), 2, ("learnin_rate",), "a typo in a swept key"),
+    Case("batch-sweep-nan", b("--sweep", "learning_rate=nan"), 2, ("learning_rate", "nan"), "NaN is not a rate"),
+    Case("batch-sweep-negative", b("--sweep", "learning_rate=1e-4,-1"), 2, ("learning_rate",),
+         "every point is checked before the batch starts"),
+    Case("batch-sweep-empty", b("--sweep", ""), 2, ("sweep",), "an empty axis is no axis"),
+    Case("batch-sweep-own-axis", b("--sweep", "seed=0,1"), 2, ("--seeds",), "seeds are the batch's own axis"),
+    Case("train-cispo-eps-nan", t("--gate", "cispo:eps_max=nan"), 2, ("eps_max",), "a NaN bound clamps nothing"),
+    Case("train-delta-inside-clip", t("--gate", "delta:delta=1.1"), 2, ("delta",),
+         "two-sided clipping needs delta > 1 + epsilon_high"),
+    Case("train-method-unknown-parameter", t("--gate", "cispo:foo=1"), 2, ("foo",), "a typo in a method parameter"),
+    Case("study-jobs-zero", lambda c: (study.main, ["--out", str(c.tmp / "s"), "--jobs", "0"]), 2, ("jobs",),
+         "no worker"),
+    Case("study-seeds-empty", lambda c: (study.main, ["--out", str(c.tmp / "s"), "--seeds", ""]), 2,
+         ("seeds=''", "integers"), "no runs"),
+    Case("study-out-is-a-file", lambda c: (study.main, ["--out", c.file("taken")]), 2, ("exists",),
+         "a study never writes into an existing path"),
     Case("batch-executor-unknown", b("--executor", "cloud"), 2, ("--executor", "'cloud'"), "local or slurm"),
     Case("batch-training-flag-unknown", b("--bogus_flag", "1"), 2, ("'bogus_flag'",),
          "an unknown flag is refused as a training flag, by name"),

@@ -30,6 +30,7 @@ from sapo_core import batch, compare
 from sapo_core import gates as G
 from sapo_core.cli import ArgumentParser, guarded
 from sapo_core.config import ConfigError
+from sapo_core.demo import run_notebook
 from sapo_core.paths import runs_dir
 
 __all__ = ["RECIPE", "STUDY_GATES", "STUDY_TAUS", "TAIL_Z", "main", "study_table", "tail_heaviness"]
@@ -81,8 +82,6 @@ def batch_arguments(out: Path, seeds: str, jobs: int) -> batch.BatchArguments:
 @guarded(batch.BatchError, ConfigError, FileExistsError, NotADirectoryError, PermissionError)
 def main(argv: list[str] | None = None) -> int:
     """The CLI: a refused argument or output directory is one line `error: ...` and exit status 2."""
-    from sapo_core.demo import run_notebook
-
     parser = ArgumentParser(prog="python -m sapo_core.study", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None, help="study directory (default: runs/study-<time>)")
     parser.add_argument("--seeds", default="0,1", help="comma-separated seeds")

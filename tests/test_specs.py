@@ -198,7 +198,7 @@ def test_a_run_repeats_from_its_config_yaml_in_a_fresh_process(user_module, tmp_
         run = parse_args(["--config", TINY, "--gate", spec, "--max_steps", "3"])
         saved.append(tmp_path / f"config{i}.yaml")
         saved[-1].write_text(yaml.safe_dump(run.recipe, sort_keys=False))
-    code = ("import sys; from sapo_core.config import parse_args; from sapo_core import gates as G\n"
+    code = ("import sys; from sapo_core.recipe import parse_args; from sapo_core import gates as G\n"
             "for path in sys.argv[1:]:\n"
             "    gate = parse_args(['--config', path, '--run_dir', 'x']).training.gate\n"
             "    print(repr((gate, G.describe(gate)['g_prime'])))")

@@ -3,8 +3,8 @@
 Both sample n = 8 completions at temperature 0.7 (top_p 1, max_new_tokens 64, the synthetic benchmark's
 budget) for each of 200 held-out synthetic prompts (configs/tiny-cpu.yaml's held-out set) from the embedded
 tiny model, with the same `GenerationConfig` (`sapo_core.generation.sampling_config`): the backend
-(`HFGenerator`: prompts sorted by length, left padded, 256 sequences per call on CPU, each prompt encoded once for
-its n samples into a preallocated key/value cache that the next batch reuses) against a loop that calls
+(`HFGenerator`: prompts sorted by length, left padded, 256 sequences per call on CPU, each prompt encoded once and
+its keys and values read once per step for its n samples, sapo_core.prefix_attention) against a loop that calls
 `model.generate(num_return_sequences=8)` on one prompt at a time.
 Loop and backend alternate, `--repeats` times each, and the medians are compared, so that load from
 elsewhere on the machine falls on both alike.

@@ -1,9 +1,10 @@
 """Generation backends (method §6): prompts in, `n` sampled completions per prompt out.
 
 `hf` (`HFGenerator`: batched `model.generate`, left padding, prompts sorted by length, each prompt encoded
-once for its n samples; CPU or GPU), `vllm` (`VLLMGenerator`: one `vllm.LLM`, the GPU extra) and `auto`
-(vLLM when CUDA and vLLM are present, else hf). Any object with `generate` and `info` (`Generator`) can stand
-in (the tests plug in an oracle that answers every problem with its gold).
+once and read once per step for its n samples, sapo_core.prefix_attention; CPU or GPU), `vllm`
+(`VLLMGenerator`: one `vllm.LLM`, the GPU extra) and `auto` (vLLM when CUDA and vLLM are present, else hf).
+Any object with `generate` and `info` (`Generator`) can stand in (the tests plug in an oracle that answers
+every problem with its gold).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from typing import Any, NamedTuple, Protocol
 import torch
 import transformers
 from tqdm.auto import tqdm
-from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig, StaticCache
+from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
+from sapo_core import prefix_attention as PA
 from sapo_core.benchmarks import EvaluationError
 from sapo_core.checks import check_bool, check_int
 
@@ -132,12 +134,11 @@ class HFGenerator:
         try:
             with torch.random.fork_rng(devices=devices), torch.inference_mode():
                 torch.manual_seed(seed)
-                cache = None  # one key/value cache for every full batch (the first is the longest)
                 for start in range(0, len(order), per_batch):
                     batch = order[start:start + per_batch]
                     enc = tok.pad({"input_ids": [ids[i] for i in batch]}, padding=True, padding_side="left",
                                   return_tensors="pt").to(model.device)
-                    gen, cache = self._generate(enc, config, n, cache)
+                    gen = self._generate(enc, config, n)
                     gen = gen[:, enc["input_ids"].shape[1]:].tolist()
                     for row, i in enumerate(batch):
                         out[i] = [self._completion(gen[row * n + j], eos, max_new_tokens) for j in range(n)]
@@ -147,32 +148,31 @@ class HFGenerator:
             model.train(was_training)
         return out
 
-    def _generate(self, enc, config, n: int, cache: StaticCache | None):
-        """`model.generate` of n samples per prompt (rows grouped by prompt), and the cache to pass to the next call.
+    def _generate(self, enc, config, n: int):
+        """`model.generate` of n samples per prompt (rows grouped by prompt).
 
-        With n > 1 each prompt is encoded once and its key/value cache repeated for its n samples, as vLLM's prefix
-        caching does: the encoding of the prompt, most of the work for short answers, is not done n times over. The
-        repeated cache is a preallocated `StaticCache` (prompt + max_new_tokens positions), so a decoding step
-        writes one position instead of copying the whole growing cache (a DynamicCache's torch.cat, most of a CPU
-        step). A cache with as many rows and room for this batch is reset and reused: allocating a fresh one per
-        batch (zero-filled memory the OS must map in) took 5-10 % of the backend's time on CPU."""
+        With n > 1 each prompt is encoded once, and decoding reads its keys and values once for its n samples
+        (sapo_core.prefix_attention, as vLLM's prefix caching does): on CPU the attention of a plain cache, which
+        holds each prompt n times, was most of a decoding step. Models that cannot use it decode plainly."""
         model, ids, mask = self.model, enc["input_ids"], enc["attention_mask"]
         if n == 1 or ids.shape[1] < 2 or not self.share_prompt_cache:
-            return model.generate(**enc, generation_config=config), cache
+            return model.generate(**enc, generation_config=config)
         head = mask[:, :-1]  # every prompt token but the last; generate starts from the last one
-        prefix = model(input_ids=ids[:, :-1], attention_mask=head, position_ids=(head.cumsum(-1) - 1).clamp(min=0),
+        prompt = model(input_ids=ids[:, :-1], attention_mask=head, position_ids=(head.cumsum(-1) - 1).clamp(min=0),
                        use_cache=True, logits_to_keep=1).cache
-        rows, length = ids.shape[0] * n, ids.shape[1] + config.max_new_tokens
-        if cache is not None and cache.layers[0].keys.shape[0] == rows and cache.get_max_length() >= length:
-            cache.reset()  # zeroes every position
-        else:
-            cache = StaticCache(config=model.config, max_cache_len=length)
-        for i, layer in enumerate(prefix.layers):  # the prompt's keys and values, once per sample
-            cache.update(layer.keys.repeat_interleave(n, 0), layer.values.repeat_interleave(n, 0), i)
+        if not PA.supports(model, prompt):
+            return model.generate(**enc, generation_config=config)
+        # the last prompt token and every generated one but the last pass through the cache
+        cache = PA.shared_prefix_cache(prompt, head, n, capacity=config.max_new_tokens)
         single = copy.deepcopy(config)
-        single.num_return_sequences = 1  # the rows are already repeated
-        return model.generate(input_ids=ids.repeat_interleave(n, 0), attention_mask=mask.repeat_interleave(n, 0),
-                              cache=cache, generation_config=single), cache
+        single.num_return_sequences = 1  # the rows are repeated here
+        before = model.config._attn_implementation
+        model.set_attn_implementation(PA.ATTENTION)
+        try:
+            return model.generate(input_ids=ids.repeat_interleave(n, 0), attention_mask=mask.repeat_interleave(n, 0),
+                                  cache=cache, generation_config=single)
+        finally:
+            model.set_attn_implementation(before)
 
     def _completion(self, tokens: list[int], eos: set[int], max_new_tokens: int) -> Completion:
         """Tokens up to and including the first end-of-sequence token (the rest is padding), decoded."""

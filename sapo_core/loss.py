@@ -369,11 +369,16 @@ def _check_length(max_completion_length, length):
 
 def _bool_mask(mask: torch.Tensor) -> torch.Tensor:
     """The mask as bool, after checking that it holds only 0 and 1."""
-    keep = mask.bool()
-    if mask.dtype != torch.bool and not torch.equal(keep.to(mask.dtype), mask):  # a 0/1 mask is its own bool
+    if mask.dtype == torch.bool:
+        return mask
+    if mask.is_floating_point() or mask.is_complex():  # 0 and 1 exactly: a float mask must equal its own bool
+        valid = torch.equal(mask.bool().to(mask.dtype), mask)
+    else:  # an integer mask: its least and largest values bound it (one pass, no copy)
+        valid = mask.numel() == 0 or all(0 <= int(v) <= 1 for v in torch.aminmax(mask))
+    if not valid:
         raise ValueError("mask must hold only 0 and 1 (bool, integer or float), got other values: "
                          f"{mask[(mask != 0) & (mask != 1)].unique()[:5].tolist()}")
-    return keep
+    return mask.bool()
 
 
 def _check_args(logps, old_logps, advantages, mask, gate, tau_pos, tau_neg, epsilon_low, epsilon_high,

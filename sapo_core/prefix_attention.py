@@ -110,7 +110,8 @@ def shared_prefix_attention(module, query: torch.Tensor, key: SharedPrefixLayer,
 def supports(model, prompt_cache: Cache) -> bool:
     """Whether `model` can decode through `shared_prefix_attention` with the prompt cache it returned: it selects its
     attention through transformers' interface, and every layer is full attention."""
-    return model._can_set_attn_implementation() and all(
+    can_switch = getattr(model, "_can_set_attn_implementation", None)  # transformers 5's check (private)
+    return callable(can_switch) and can_switch() and all(
         type(layer) is DynamicLayer and not layer.is_sliding for layer in prompt_cache.layers)
 
 

@@ -306,14 +306,38 @@ def learning_rate_views(data: BatchData, metric: str | None = None, *, last: int
     return pd.DataFrame(rows)
 
 
+def sweep_points(data: BatchData) -> list[tuple[str, BatchData]]:
+    """The batch at each point of its swept keys other than the temperatures (which are part of an arm), in batch
+    order: (label, runs at that point), e.g. ("learning_rate=3e-05", ...). A batch without such keys is one point
+    labelled ""."""
+    keys = [key for key in data.axes if key not in TAU_KEYS]
+    points: dict[str, list[str]] = {}
+    for row in data.runs:
+        label = ", ".join(f"{key}={value_text(row.get(key))}" for key in keys)
+        points.setdefault(label, []).append(group_label(data, row))
+    if len(points) <= 1:
+        return [("", data)]
+    return [(label, subset(data, list(dict.fromkeys(groups)))) for label, groups in points.items()]
+
+
+def _judged(data: BatchData, specs) -> list[dict]:
+    """`specs` judged on the batch, or at each of its sweep points (a "sweep point" column first)."""
+    points = sweep_points(data)
+    if len(points) == 1:
+        return C.table(specs, claim_runs(data))
+    return [{"sweep point": label, **row} for label, part in points for row in C.table(specs, claim_runs(part))]
+
+
 def claims(data: BatchData) -> list[dict]:
-    """The paper's claims by section, each with its statistic, arms, convention and verdict (method §5.1)."""
-    return C.table(C.CLAIMS, claim_runs(data))
+    """The paper's claims by section, each with its statistic, arms, convention and verdict (method §5.1); for a
+    batch that sweeps other keys than the temperatures, at each sweep point (`sweep_points`)."""
+    return _judged(data, C.CLAIMS)
 
 
 def project_questions(data: BatchData) -> list[dict]:
-    """The project's questions that the paper does not raise, judged by the same rule (method §5.1)."""
-    return C.table(C.QUESTIONS, claim_runs(data))
+    """The project's questions that the paper does not raise, judged by the same rule (method §5.1), at each sweep
+    point as `claims`."""
+    return _judged(data, C.QUESTIONS)
 
 
 def caption(data: BatchData) -> str:

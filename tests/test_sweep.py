@@ -12,8 +12,9 @@ import pytest
 import yaml
 
 from sapo_core import batch, compare
+from sapo_core import claims as C
 from sapo_core.batch import BatchArguments, BatchError, plan, run_batch
-from sapo_core.config import ConfigError, run_name
+from sapo_core.config import ConfigError, run_name, value_text
 
 TINY = "configs/tiny-cpu.yaml"
 
@@ -215,13 +216,28 @@ def test_group_labels_carry_every_swept_value(tmp_path):
                                "learning_rate=3e-05)", "erf (equal, tau 1/1.05, learning_rate=0.0001)"]
     assert len(data.groups) == 6
     with pytest.raises(ValueError, match="arm erf \\(equal, tau 1/1.05\\) was run at 3 points of the sweep"):
-        compare.claims(data)
+        compare.claim_runs(data)
     one = compare.select(data, learning_rate=3e-5)
     assert one.groups == ["erf (equal, tau 1/1.05, learning_rate=3e-05)",
                           "sigmoid (equal, tau 1/1.05, learning_rate=3e-05)"]
     assert len(compare.claim_runs(one)) == 4 and set(one.metrics) == {r["run"] for r in one.runs}
     with pytest.raises(ValueError, match="beta is not swept"):
         compare.select(data, beta=0.0)
+
+
+def test_claims_of_a_swept_batch_are_judged_at_each_sweep_point(tmp_path):
+    data = _sweep_batch(tmp_path)
+    points = compare.sweep_points(data)
+    assert [label for label, _ in points] == [f"learning_rate={value_text(lr)}" for lr in LRS]
+    table = compare.claims(data)
+    assert [row["sweep point"] for row in table] == [label for label, _ in points for _ in C.CLAIMS]
+    for (label, part), lr in zip(points, LRS):  # each point's rows are the claims of that point alone
+        assert part.groups == compare.select(data, learning_rate=lr).groups
+        alone = compare.claims(part)
+        assert [{k: v for k, v in row.items() if k != "sweep point"} for row in table
+                if row["sweep point"] == label] == alone and "sweep point" not in alone[0]
+    questions = compare.project_questions(data)
+    assert {row["sweep point"] for row in questions} == {label for label, _ in points}
 
 
 def test_best_learning_rate_on_validation_and_one_common_rate_both_labelled(tmp_path):

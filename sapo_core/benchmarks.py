@@ -25,12 +25,15 @@ class EvaluationError(ValueError):
 
 @dataclass(frozen=True)
 class Benchmark:
-    """One benchmark: its default number of samples per problem and generation budget."""
+    """One benchmark: its default number of samples per problem and generation budget, and the dataset column whose
+    equal values make problems one instance (resampled together by the interval of method §6; None: each problem
+    is its own)."""
 
     name: str
     default_n: int        # samples per problem; sized so the interval is useful (AIME: 30 problems)
     max_new_tokens: int   # generation budget per sample
     description: str
+    instance_column: str | None = None
 
 
 BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
@@ -39,7 +42,8 @@ BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (
     Benchmark("aime", 32, 2048, "AIME 2024 and 2025 pooled (the paper's AIME), 60 problems"),
     Benchmark("aime24", 32, 2048, "AIME 2024 I+II, 30 problems"),
     Benchmark("aime25", 32, 2048, "AIME 2025 I+II, 30 problems"),
-    Benchmark("synthetic", 8, 64, "held-out synthetic arithmetic (the tiny model's task)"),
+    # a synthetic problem's solution is its arithmetic and answer: problems worded apart share it (method §3.3)
+    Benchmark("synthetic", 8, 64, "held-out synthetic arithmetic (the tiny model's task)", "solution"),
 )}
 
 

@@ -166,7 +166,7 @@ def metric_frame(data: BatchData, keys) -> pd.DataFrame:
 
 
 def accuracy(data: BatchData, benchmark: str = "synthetic") -> dict[str, list[dict]]:
-    """Per group, one entry per seed: the evaluation's mean@n with its bootstrap interval over problems."""
+    """Per group, one entry per seed: the evaluation's mean@n with its bootstrap interval over instances."""
     out = {}
     for group in data.groups:
         entries = []

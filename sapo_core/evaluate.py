@@ -186,9 +186,11 @@ def evaluate(model, benchmarks: Sequence[str] | str = ("synthetic",), *, tokeniz
         if len(completions) != len(ds) or any(len(c) != k for c in completions):
             raise RuntimeError(f"backend {generator.info()['name']!r} returned a wrong number of completions")
         seconds = time.perf_counter() - start
-        samples = [{"benchmark": name, "problem_id": pid, "sample": j, "completion": c.text, "num_tokens": c.num_tokens,
-                    "truncated": c.truncated, "gold": gold}
-                   for pid, gold, row in zip(ds["id"], ds["answer"], completions) for j, c in enumerate(row)]
+        instances = ds[spec.instance_column] if spec.instance_column else ds["id"]
+        samples = [{"benchmark": name, "problem_id": pid, "instance": instance, "sample": j, "completion": c.text,
+                    "num_tokens": c.num_tokens, "truncated": c.truncated, "gold": gold}
+                   for pid, instance, gold, row in zip(ds["id"], instances, ds["answer"], completions)
+                   for j, c in enumerate(row)]
         grade(samples)
         metrics = benchmark_metrics(samples, k, seed=seed)
         metrics.update(max_new_tokens=budget, generation_seconds=round(seconds, 3))

@@ -107,9 +107,9 @@ METRICS: tuple[Metric, ...] = (
     # Accuracy over training (method §6): added to the logged row of the step by sapo_core.train.HeldoutCurve.
     Metric("heldout/{benchmark}/mean@n", "heldout", "held-out (validation split) mean@n at heldout_temperature "
            "(sampled with seed = the step)", source="train", when=_HELDOUT),
-    Metric("heldout/{benchmark}/mean@n_low", "heldout", "lower end of its 95% bootstrap interval over problems",
+    Metric("heldout/{benchmark}/mean@n_low", "heldout", "lower end of its 95% bootstrap interval over instances",
            source="train", when=_HELDOUT),
-    Metric("heldout/{benchmark}/mean@n_high", "heldout", "upper end of its 95% bootstrap interval over problems",
+    Metric("heldout/{benchmark}/mean@n_high", "heldout", "upper end of its 95% bootstrap interval over instances",
            source="train", when=_HELDOUT),
     Metric("heldout/{benchmark}/format_rate", "heldout", "share of the held-out samples fully formatted",
            source="train", when=_HELDOUT),

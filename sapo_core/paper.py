@@ -12,7 +12,7 @@ band over seeds (seaborn); the metrics are read from metrics.jsonl by name: `rew
 "tau = 5" without a pair; we run tau = 5 as (5, 6), the paper's tau_neg / tau_pos = 1.2 of (10, 12).
 
 Table 1: per arm and benchmark our accuracy (%) as the mean over seeds with a 95% interval (Student t over the
-seeds' mean@n when there are >= 2 seeds; the evaluation's bootstrap interval over problems for one seed), the
+seeds' mean@n when there are >= 2 seeds; the evaluation's bootstrap interval over instances for one seed), the
 paper's number beside it (`paper_table1.csv`). The base model is read from `<batch>/base/results.json`
 (written by `sapo_core.demo`). A benchmark the batch did not evaluate (GSM8K, MATH500, AIME need a GPU) is marked
 "GPU only".

@@ -342,7 +342,7 @@ def ratio_distribution(data, x_max: float = 3.0):
 
 
 def accuracy_by_gate(data, benchmark: str = "synthetic"):
-    """Held-out accuracy per gate: each seed's mean@n with its bootstrap interval over problems, and the mean
+    """Held-out accuracy per gate: each seed's mean@n with its bootstrap interval over instances, and the mean
     over seeds (bar)."""
     from sapo_core import compare
 
@@ -368,7 +368,7 @@ def accuracy_by_gate(data, benchmark: str = "synthetic"):
                         ms=4, capsize=2, lw=1)
     n = next((e["n"] for entries in acc.values() for e in entries), None)
     ax.set(xticks=range(len(acc)), xticklabels=list(acc), ylim=(0, 1.02), xlabel=None, ylabel=f"{benchmark} mean@{n}",
-           title="bar: mean over seeds; dots: each seed with its 95% bootstrap interval over problems")
+           title="bar: mean over seeds; dots: each seed with its 95% bootstrap interval over instances")
     ax.title.set_fontsize(8)
     ax.grid(axis="y", alpha=0.3)
     fig.suptitle(compare.caption(data), fontsize=8)

@@ -4,7 +4,8 @@ Each sample is graded by the training grader (`sapo_core.rewards.correctness_rew
 evaluation cannot drift apart. Per benchmark:
 
     mean@n   mean score over all samples: the pass@1 estimate, with a 95% percentile-bootstrap interval
-             over problems (scipy.stats.bootstrap, seeded)
+             over instances (scipy.stats.bootstrap, seeded): problems that share an instance (a sample's
+             "instance": the synthetic task's arithmetic) are resampled together, any other problem alone
     pass@k   unbiased pass@k for k = 1, 2, 4, ..., n:  mean over problems of 1 - C(n - c, k) / C(n, k),
              c = correct samples of the problem (Chen et al. 2021)
     maj@n    score of the majority answer (extracted answers in the grader's string normal form; a tie
@@ -30,7 +31,8 @@ __all__ = ["CONFIDENCE_LEVEL", "INTERVAL_METHOD", "N_RESAMPLES", "benchmark_metr
 
 CONFIDENCE_LEVEL = 0.95
 N_RESAMPLES = 10_000
-INTERVAL_METHOD = "percentile bootstrap over problems (scipy.stats.bootstrap)"
+INTERVAL_METHOD = ("percentile bootstrap over instances (scipy.stats.bootstrap): problems that share an instance "
+                   "are resampled together, any other problem alone")
 
 
 def grade(samples: list[dict]) -> None:
@@ -71,15 +73,39 @@ def majority_vote(answers: Sequence[str | None], scores: Sequence[float]) -> tup
     return winner, float(scores[keys.index(winner)])
 
 
-def mean_interval(per_problem: Sequence[float], seed: int) -> list[float] | None:
-    """95% percentile-bootstrap interval for the mean of the per-problem scores (None for < 2 problems)."""
+def mean_interval(per_problem: Sequence[float], seed: int,
+                  instances: Sequence[str] | None = None) -> list[float] | None:
+    """95% percentile-bootstrap interval for the mean of the per-problem scores (None for < 2 instances).
+
+    `instances` (one key per problem; None: each problem its own) groups problems that are one instance: the
+    bootstrap then resamples instances with all their problems, and the statistic is the mean over the problems
+    drawn. Problems of one instance succeed or fail together, so resampling them one by one would treat them as
+    independent evidence and give too narrow an interval (about half as wide on the synthetic test split, LOG.md).
+    """
     values = np.asarray(per_problem, dtype=float)
-    if len(values) < 2:
+    if instances is not None and len(instances) != len(values):
+        raise ValueError(f"instances must give one key per problem ({len(values)}), got {len(instances)}")
+    groups = None if instances is None else list(dict.fromkeys(instances))
+    if len(values) < 2 or (groups is not None and len(groups) < 2):
         return None
     if np.all(values == values[0]):  # every resample has the same mean
         return [float(values[0]), float(values[0])]
-    res = stats.bootstrap((values,), np.mean, confidence_level=CONFIDENCE_LEVEL, n_resamples=N_RESAMPLES,
-                          method="percentile", rng=np.random.default_rng(seed))
+    rng = np.random.default_rng(seed)
+    if groups is None or len(groups) == len(values):  # every problem its own instance
+        res = stats.bootstrap((values,), np.mean, confidence_level=CONFIDENCE_LEVEL, n_resamples=N_RESAMPLES,
+                              method="percentile", rng=rng)
+    else:
+        index = {key: i for i, key in enumerate(groups)}
+        members = np.array([index[key] for key in instances])
+        sums = np.bincount(members, weights=values, minlength=len(groups))  # per instance: its problems' total
+        counts = np.bincount(members, minlength=len(groups)).astype(float)  # and their number
+
+        def pooled_mean(s, c, axis=-1):
+            return s.sum(axis=axis) / c.sum(axis=axis)
+
+        res = stats.bootstrap((sums, counts), pooled_mean, paired=True, vectorized=True,
+                              confidence_level=CONFIDENCE_LEVEL, n_resamples=N_RESAMPLES, method="percentile",
+                              rng=rng)
     return [float(res.confidence_interval.low), float(res.confidence_interval.high)]
 
 
@@ -96,6 +122,8 @@ def benchmark_metrics(samples: Sequence[dict], n: int, *, seed: int = 0) -> dict
     scores = [[float(r["score"]) for r in rows] for rows in judged.values()]
     correct = [sum(s == 1.0 for s in row) for row in scores]
     per_problem = [sum(row) / n for row in scores]
+    # records written before instances were recorded: each problem its own instance
+    instances = [str(rows[0].get("instance", pid)) for pid, rows in judged.items()]
     majority = [majority_vote([r["extracted_answer"] for r in rows], [r["score"] for r in rows])[1]
                 for rows in judged.values()]
     lengths = [s["num_tokens"] for s in samples if s.get("num_tokens") is not None]
@@ -106,7 +134,8 @@ def benchmark_metrics(samples: Sequence[dict], n: int, *, seed: int = 0) -> dict
         "n_samples": len(judged) * n,
         "n_unjudged": len(problems) - len(judged),
         "mean@n": mean,
-        "mean@n_ci95": mean_interval(per_problem, seed),
+        "mean@n_ci95": mean_interval(per_problem, seed, instances),
+        "n_instances": len(set(instances)),
         "pass@k": {str(k): sum(pass_at_k(n, c, k) for c in correct) / len(correct) if correct else None
                    for k in pass_at_k_values(n)},
         "maj@n": sum(majority) / len(majority) if majority else None,

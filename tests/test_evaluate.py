@@ -141,6 +141,24 @@ def test_benchmark_metrics_needs_n_samples_per_problem():
         E.benchmark_metrics([_sample("p1", j, 1.0) for j in range(3)], 4)
 
 
+def test_mean_interval_resamples_instances_with_all_their_problems():
+    """40 problems, 10 instances of 4 that succeed or fail together: 10 pieces of evidence, not 40."""
+    instances = [f"i{k // 4}" for k in range(40)]
+    scores = [float(int(key[1:]) % 3 == 0) for key in instances]
+    by_problem = E.mean_interval(scores, seed=0)
+    by_instance = E.mean_interval(scores, seed=0, instances=instances)
+    of_instances = E.mean_interval([float(k % 3 == 0) for k in range(10)], seed=0)  # the 10 instances alone
+    width = lambda ci: ci[1] - ci[0]  # noqa: E731
+    assert by_instance[0] < by_problem[0] < 0.4 < by_problem[1] < by_instance[1]
+    assert width(by_instance) == pytest.approx(width(of_instances), rel=0.15) and width(by_problem) < 0.6 * width(
+        by_instance)
+    distinct = [f"p{k}" for k in range(40)]  # every problem its own instance: the plain bootstrap, to the bit
+    assert E.mean_interval(scores, seed=0, instances=distinct) == by_problem
+    assert E.mean_interval([0.0, 1.0], seed=0, instances=["a", "a"]) is None  # one instance: no interval
+    with pytest.raises(ValueError, match="one key per problem \\(2\\), got 1"):
+        E.mean_interval([0.0, 1.0], seed=0, instances=["a"])
+
+
 def test_mean_interval_degenerate_and_single_problem():
     assert E.mean_interval([1.0] * 30, seed=0) == [1.0, 1.0]
     assert E.mean_interval([0.5], seed=0) is None
@@ -260,10 +278,15 @@ def test_records_are_complete(tmp_path):
     results = json.loads((out / "results.json").read_text())
     lines = (out / "samples.jsonl").read_text().splitlines()
     assert len(lines) == 10 * 3 == results["benchmarks"]["synthetic"]["n_samples"]
-    keys = {"benchmark", "problem_id", "sample", "completion", "extracted_answer", "gold", "score", "format",
-            "num_tokens", "truncated"}
+    keys = {"benchmark", "problem_id", "instance", "sample", "completion", "extracted_answer", "gold", "score",
+            "format", "num_tokens", "truncated"}
     rows = [json.loads(line) for line in lines]
     assert all(keys <= row.keys() for row in rows)
+    # a synthetic problem's instance is its arithmetic: problems worded apart share it
+    solutions = dict(zip(*E.load_benchmark("synthetic", synthetic=E.SyntheticTask(size=50, data_seed=2),
+                                           limit=10).select_columns(["id", "solution"])[:].values()))
+    assert all(r["instance"] == solutions[r["problem_id"]] for r in rows)
+    assert results["benchmarks"]["synthetic"]["n_instances"] == len(set(solutions.values()))
     assert sorted({(r["problem_id"], r["sample"]) for r in rows}) == sorted(
         (f"synthetic-test-2-{i}", j) for i in range(10) for j in range(3))
     assert results == ev.results and results["complete"]

@@ -6,10 +6,13 @@
     paper.save_paper_figures(data)     # figures/paper_fig{2,3,4,5}_*.png|pdf
 
 An arm is a gate at one (tau_pos, tau_neg), read from each run's config.yaml (`sapo_temperature_pos`/`_neg`), or
-hard clipping (GRPO, eps from `epsilon`). A curve is the mean over the arm's seeds at each step with the min-max
-band over seeds (seaborn); the metrics are read from metrics.jsonl by name: `reward`, `entropy`, `eur`
-(method §4, EUR §4.1; figures §5). The paper names its erf temperatures (1, 1.05), (10, 12), (13, 15) and
-"tau = 5" without a pair; we run tau = 5 as (5, 6), the paper's tau_neg / tau_pos = 1.2 of (10, 12).
+hard clipping (GRPO, eps from `epsilon`). The paper gives every gate the same temperatures: its figures and table
+are drawn from the runs of the equal convention (PAPER_CONVENTION); a batch's width-matched runs, whose recipes
+name the same base pair, are left to notebook 04 and the claims (method §2.5), never pooled with them.
+A curve is the mean over the arm's seeds at each step with the min-max band over seeds (seaborn); the metrics
+are read from metrics.jsonl by name: `reward`, `entropy`, `eur` (method §4, EUR §4.1; figures §5). The paper
+names its erf temperatures (1, 1.05), (10, 12), (13, 15) and "tau = 5" without a pair; we run tau = 5 as (5, 6),
+the paper's tau_neg / tau_pos = 1.2 of (10, 12).
 
 Table 1: per arm and benchmark our accuracy (%) as the mean over seeds with a 95% interval (Student t over the
 seeds' mean@n when there are >= 2 seeds; the evaluation's bootstrap interval over instances for one seed), the
@@ -45,6 +48,7 @@ PAPER_TAUS = (10.0, 12.0)  # (tau_pos, tau_neg) of every smooth gate in the pape
 ERF_SWEEP = ((1.0, 1.05), (5.0, 6.0), (10.0, 12.0), (13.0, 15.0))  # Figures 2 and 5; "tau = 5" read as (5, 6)
 TAU5 = "the paper's tau = 5 run as (5, 6)"
 SMOOTH_GATES = ("sigmoid", "erf", "arctan", "softsign")
+PAPER_CONVENTION = "equal"  # the paper's temperatures are the same for every gate (method §2.5)
 EXAMPLE_BATCH = REPO_ROOT / "data" / "paper" / "example_batch"  # fabricated (tools/make_paper_batch.py): notebook 05
 BASE_DIR = "base"  # inside a batch directory: the base model's evaluation, results.json
 TABLE1_FILE = Path(__file__).with_name("paper_table1.csv")
@@ -98,8 +102,10 @@ def arms_frame(data: compare.BatchData, keys: tuple[str, ...] = ("reward", "entr
 
 
 def _select(frame: pd.DataFrame, arms: list[tuple[str, tuple[float, float] | None]]) -> pd.DataFrame:
-    """The rows of the arms (gate, (tau_pos, tau_neg)) asked for (clip: any temperature), in that order."""
+    """The rows of the arms (gate, (tau_pos, tau_neg)) asked for (clip: any temperature), in that order, of the
+    paper's convention."""
     parts = []
+    frame = frame[frame["convention"] == PAPER_CONVENTION]
     for gate, taus in arms:
         part = frame[frame["gate"] == gate]
         if taus is not None:
@@ -229,6 +235,7 @@ def table1(data: compare.BatchData, taus: tuple[float, float] = PAPER_TAUS) -> p
             results = [] if base is None else [base]
         else:
             results = [data.evaluation[r["run"]] for r in data.runs if r["gate"] == arm
+                       and (r["tau_convention"] or PAPER_CONVENTION) == PAPER_CONVENTION
                        and (arm == "clip" or _run_taus(data, r["run"])[:2] == tuple(taus))]
         row = {"model": label}
         for bench, title in TABLE1_BENCHMARKS.items():

@@ -202,3 +202,30 @@ def test_the_demo_summary_names_the_claims_it_leaves_to_make_paper():
                 if row["convention"] == "width_matched" and row["verdict"].startswith(C.NOT_MEASURED)}
     assert listed == expected and len(expected) >= 3
     assert C.width_matched_gates(["clip", "sigmoid", "erf", "arctan", "softsign"]) == ["erf", "arctan", "softsign"]
+
+
+def test_width_matched_runs_of_the_same_base_pair_are_not_pooled_with_the_paper_arms(data, tmp_path):
+    """A batch that also ran erf width-matched (its recipe names the same base pair (10, 12)): the paper's figures
+    and Table 1 draw the equal-tau runs alone, as without those runs."""
+    before_table, before_line = paper.table1(data), paper.figure3(data).axes[0].lines[2].get_data()
+    root = _copy(tmp_path)
+    manifest = json.loads((root / "batch.json").read_text())
+    for seed in (0, 1):
+        source, run = root / f"erf-equal-seed{seed}", f"erf-width_matched-seed{seed}"
+        shutil.copytree(source, root / run)
+        (root / run / "config.yaml").write_text((source / "config.yaml").read_text().replace(
+            "tau_convention: equal", "tau_convention: width_matched"))
+        (root / run / "metrics.jsonl").write_text("".join(  # far from every equal-tau arm
+            json.dumps({**json.loads(line), "reward": 5.0}) + "\n"
+            for line in (source / "metrics.jsonl").read_text().splitlines()))
+        results = json.loads((root / run / "eval" / "batch" / "results.json").read_text())
+        results["benchmarks"]["synthetic"]["mean@n"] = 0.99
+        (root / run / "eval" / "batch" / "results.json").write_text(json.dumps(results))
+        row = next(r for r in manifest["runs"] if r["run"] == source.name)
+        manifest["runs"].append({**row, "run": run, "tau_convention": "width_matched"})
+    (root / "batch.json").write_text(json.dumps(manifest))
+    both = compare.load_batch(root)
+    assert len(both.runs) == len(data.runs) + 2 and "erf (width_matched, tau 10/12)" in both.groups
+    assert paper.table1(both).equals(before_table)
+    line = paper.figure3(both).axes[0].lines[2].get_data()
+    np.testing.assert_allclose(line, before_line)

@@ -160,7 +160,7 @@ def _figure(data, number: int, what: str, arms, panels, by_tau: bool):
     count = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
     lines = [f"Figure {number} ({PAPER}): {what}",
              f"mean over seeds, band = min-max over seeds ({count} seed{'s' * bool(seeds.max() > 1)} per arm)",
-             _caption(data, frame)]
+             _caption(compare.subset(data, list(dict.fromkeys(frame["group"]))), frame)]  # the runs drawn
     fig.suptitle("\n".join(textwrap.fill(line, int(17 * width)) for line in lines), fontsize=8)
     return fig
 

@@ -5,6 +5,7 @@ import importlib.util
 import json
 import shutil
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
@@ -207,7 +208,9 @@ def test_the_demo_summary_names_the_claims_it_leaves_to_make_paper():
 def test_width_matched_runs_of_the_same_base_pair_are_not_pooled_with_the_paper_arms(data, tmp_path):
     """A batch that also ran erf width-matched (its recipe names the same base pair (10, 12)): the paper's figures
     and Table 1 draw the equal-tau runs alone, as without those runs."""
-    before_table, before_line = paper.table1(data), paper.figure3(data).axes[0].lines[2].get_data()
+    fig = paper.figure3(data)
+    before_table, before_line = paper.table1(data), fig.axes[0].lines[2].get_data()
+    plt.close(fig)
     root = _copy(tmp_path)
     manifest = json.loads((root / "batch.json").read_text())
     for seed in (0, 1):
@@ -227,5 +230,6 @@ def test_width_matched_runs_of_the_same_base_pair_are_not_pooled_with_the_paper_
     both = compare.load_batch(root)
     assert len(both.runs) == len(data.runs) + 2 and "erf (width_matched, tau 10/12)" in both.groups
     assert paper.table1(both).equals(before_table)
-    line = paper.figure3(both).axes[0].lines[2].get_data()
-    np.testing.assert_allclose(line, before_line)
+    fig = paper.figure3(both)
+    np.testing.assert_allclose(fig.axes[0].lines[2].get_data(), before_line)
+    plt.close(fig)

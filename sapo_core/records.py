@@ -226,7 +226,9 @@ def format_table(results: dict[str, Any]) -> str:
         ci = m["mean@n_ci95"]
         interval = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
         length = "-" if m["mean_length"] is None else f"{m['mean_length']:.1f}"
-        lines.append(f"| {name} | {m['n_problems']} | {m['n']} | {_fmt(m['mean@n'])}{interval} | {_fmt(m['maj@n'])} "
+        instances = m.get("n_instances", m["n_problems"])  # results written before instances were recorded
+        problems = m["n_problems"] if instances == m["n_problems"] else f"{m['n_problems']} ({instances} instances)"
+        lines.append(f"| {name} | {problems} | {m['n']} | {_fmt(m['mean@n'])}{interval} | {_fmt(m['maj@n'])} "
                      f"| {_fmt(m['pass@k'][str(m['n'])])} | {_fmt(m['format_rate'])} | {length} |")
     for name, m in results["benchmarks"].items():
         lines.append(f"{name}: " + "  ".join(f"pass@{k} {_fmt(v)}" for k, v in m["pass@k"].items())

@@ -92,18 +92,19 @@ def shared_prefix_attention(module, query: torch.Tensor, key: SharedPrefixLayer,
     layer = key
     rows, heads, q, _ = query.shape
     prompts, kv_heads, prompt_length, _ = layer.prompt_keys.shape
-    n, g, t = layer.n, heads // kv_heads, layer.length
+    n, t = layer.n, layer.length
+    # each key/value head serves its group of query heads: queries are regrouped, keys never copied
     prompt_scores = torch.matmul(_by_prompt(query, prompts, n, kv_heads), layer.prompt_keys.transpose(-1, -2))
     prompt_scores = _by_row(prompt_scores.mul_(scaling).add_(layer.padding), n, heads, q)  # (P n, H_q, q, L_p)
     own_keys, own_values = layer.keys[:, :, :t], layer.values[:, :, :t]
-    if g > 1:  # grouped-query attention: each key/value head serves g query heads
-        own_keys, own_values = own_keys.repeat_interleave(g, 1), own_values.repeat_interleave(g, 1)
-    own_scores = torch.matmul(query, own_keys.transpose(-1, -2)).mul_(scaling)  # (P n, H_q, q, t)
+    own_scores = torch.matmul(_by_prompt(query, rows, 1, kv_heads), own_keys.transpose(-1, -2))
+    own_scores = _by_row(own_scores.mul_(scaling), 1, heads, q)  # (P n, H_q, q, t)
     if q > 1:  # the new tokens see themselves and the ones before them
         own_scores = own_scores + torch.full((q, t), float("-inf"), device=query.device).triu(t - q + 1)
     weights = torch.softmax(torch.cat([prompt_scores, own_scores], -1), -1, dtype=torch.float32).to(query.dtype)
     prompt_part = torch.matmul(_by_prompt(weights[..., :prompt_length], prompts, n, kv_heads), layer.prompt_values)
-    out = _by_row(prompt_part, n, heads, q) + torch.matmul(weights[..., prompt_length:], own_values)
+    own_part = torch.matmul(_by_prompt(weights[..., prompt_length:], rows, 1, kv_heads), own_values)
+    out = _by_row(prompt_part, n, heads, q) + _by_row(own_part, 1, heads, q)
     return out.transpose(1, 2).contiguous(), None
 
 

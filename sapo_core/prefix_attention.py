@@ -100,7 +100,7 @@ def shared_prefix_attention(module, query: torch.Tensor, key: SharedPrefixLayer,
     own_scores = torch.matmul(_by_prompt(query, rows, 1, kv_heads), own_keys.transpose(-1, -2))
     own_scores = _by_row(own_scores.mul_(scaling), 1, heads, q)  # (P n, H_q, q, t)
     if q > 1:  # the new tokens see themselves and the ones before them
-        own_scores = own_scores + torch.full((q, t), float("-inf"), device=query.device).triu(t - q + 1)
+        own_scores = own_scores + own_scores.new_full((q, t), float("-inf")).triu(t - q + 1)
     weights = torch.softmax(torch.cat([prompt_scores, own_scores], -1), -1, dtype=torch.float32).to(query.dtype)
     prompt_part = torch.matmul(_by_prompt(weights[..., :prompt_length], prompts, n, kv_heads), layer.prompt_values)
     own_part = torch.matmul(_by_prompt(weights[..., prompt_length:], rows, 1, kv_heads), own_values)

@@ -28,24 +28,34 @@ def _plain_attention(query, prompt_keys, prompt_values, prompt_mask, own_keys, o
 @pytest.mark.parametrize("kv_heads", [4, 2, 1])
 @pytest.mark.parametrize("q", [1, 3])
 def test_shared_prefix_attention_equals_attention_over_a_plain_cache(kv_heads, q):
+    _check_against_sdpa(kv_heads, q, torch.float32, tolerance={"rtol": 1e-5, "atol": 1e-6})
+
+
+def test_shared_prefix_attention_in_bfloat16():
+    """The dtype of a GPU run: scores softmaxed in float32, the output in bfloat16 (bfloat16's rounding apart)."""
+    _check_against_sdpa(2, 3, torch.bfloat16, tolerance={"rtol": 0.0, "atol": 3e-2})
+
+
+def _check_against_sdpa(kv_heads, q, dtype, tolerance):
     gen = torch.Generator().manual_seed(kv_heads * 10 + q)
     prompts, n, heads, length, dim, generated = 3, 4, 4, 7, 8, 5
-    keys, values = (torch.randn(prompts, kv_heads, length, dim, generator=gen) for _ in range(2))
+    keys, values = (torch.randn(prompts, kv_heads, length, dim, generator=gen).to(dtype) for _ in range(2))
     prompt_mask = torch.ones(prompts, length, dtype=torch.long)
     prompt_mask[1, :3] = 0  # left padding, as the backend pads
     prompt_mask[2, :6] = 0
     cache = DynamicCache()
     cache.update(keys, values, 0)
     shared = PA.shared_prefix_cache(cache, prompt_mask, n, capacity=generated + q)
-    own = [torch.randn(prompts * n, kv_heads, generated + q, dim, generator=gen) for _ in range(2)]
+    own = [torch.randn(prompts * n, kv_heads, generated + q, dim, generator=gen).to(dtype) for _ in range(2)]
     layer = shared.layers[0]
     layer.update(own[0][:, :, :generated], own[1][:, :, :generated])  # earlier steps
     layer.update(own[0][:, :, generated:], own[1][:, :, generated:])  # this step's q tokens
-    query = torch.randn(prompts * n, heads, q, dim, generator=gen)
+    query = torch.randn(prompts * n, heads, q, dim, generator=gen).to(dtype)
     out, weights = PA.shared_prefix_attention(None, query, layer, layer, None, scaling=dim ** -0.5)
-    expected = _plain_attention(query, keys, values, prompt_mask, own[0], own[1], n, dim ** -0.5)
-    assert weights is None and out.shape == (prompts * n, q, heads, dim)
-    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+    expected = _plain_attention(*(x.float() for x in (query, keys, values)), prompt_mask, own[0].float(),
+                                own[1].float(), n, dim ** -0.5)
+    assert weights is None and out.shape == (prompts * n, q, heads, dim) and out.dtype == dtype
+    torch.testing.assert_close(out.float(), expected, **tolerance)
     assert layer.get_seq_length() == length + generated + q
     full = f"cache full: {generated + q + 1} tokens per sample, room for {generated + q}$"
     with pytest.raises(RuntimeError, match=full):

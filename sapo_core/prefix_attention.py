@@ -14,8 +14,8 @@ cache (`update` stores the new keys and hands the layer itself to the attention 
 `shared_prefix_attention` is registered with transformers' `AttentionInterface` under ATTENTION. `supports` says
 whether a model and its prompt cache can use it: models that select their attention through the interface and whose
 layers are all full attention (a sliding window would need its own masking). vLLM's prefix caching does the same on
-GPU. Checked against plain `model.generate` in tests/test_evaluate.py (same samples, same seed; grouped-query
-attention included).
+GPU. tests/test_prefix_attention.py checks it against torch's SDPA over a plain cache, and the backend against plain
+`model.generate` (same samples, same seed; grouped-query attention included; tests/test_evaluate.py too).
 """
 
 from __future__ import annotations

@@ -17,6 +17,13 @@ maker = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(maker)
 
 
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """Each test's figures are closed after it (pyplot keeps every figure open until then)."""
+    yield
+    plt.close("all")
+
+
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     return compare.load_batch(maker.write_batch(tmp_path_factory.mktemp("paper") / "batch"))

@@ -83,6 +83,9 @@ def mean_interval(per_problem: Sequence[float], seed: int,
     independent evidence and give too narrow an interval (about half as wide on the synthetic test split, LOG.md).
     """
     values = np.asarray(per_problem, dtype=float)
+    if instances is not None and (isinstance(instances, (str, bytes)) or not isinstance(instances, Sequence)):
+        raise TypeError(f"instances must be None or a sequence of one key per problem, got "
+                        f"{type(instances).__name__} {instances!r:.60}")
     if instances is not None and len(instances) != len(values):
         raise ValueError(f"instances must give one key per problem ({len(values)}), got {len(instances)}")
     groups = None if instances is None else list(dict.fromkeys(instances))

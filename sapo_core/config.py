@@ -37,7 +37,8 @@ from sapo_core import temperature as T
 from sapo_core.benchmarks import BENCHMARKS
 from sapo_core.checks import is_real
 from sapo_core.data import SyntheticTask
-from sapo_core.loss import AGGREGATIONS, LEVELS, check_method
+from sapo_core.loss import AGGREGATIONS, LEVELS
+from sapo_core.methods import check_method
 
 __all__ = ["ConfigError", "FROM_RUN_DIR", "GatedGRPOConfig", "KEY_ALIASES", "RUN_LOCATION", "RunConfig",
            "ScriptArguments", "plain_value", "run_name", "value_text"]

@@ -50,7 +50,7 @@ from sapo_core.gate_base import (
     make_gate,
     student_t,
 )
-from sapo_core.methods import METHODS, MethodSpec, is_method, parse_method
+from sapo_core.methods import METHODS, is_method, parse_method
 
 __all__ = [
     "PROPERTIES",
@@ -62,7 +62,6 @@ __all__ = [
     "GateSpec",
     "InadmissibleGateError",
     "METHODS",
-    "MethodSpec",
     "available_gates",
     "check_admissible",
     "clip_weight",

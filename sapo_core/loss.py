@@ -89,7 +89,7 @@ from sapo_core.checks import check_choice, check_positive
 from sapo_core.gates import Gate, GateSpec, available_gates, clip_weight, get_gate
 from sapo_core.methods import check_method
 
-__all__ = ["AGGREGATIONS", "CLIP", "LEVELS", "METRIC_KEYS", "MetricTokens", "check_method", "effective_update_ratio",
+__all__ = ["AGGREGATIONS", "CLIP", "LEVELS", "METRIC_KEYS", "MetricTokens", "effective_update_ratio",
            "importance_log_ratio", "masked_aggregate", "metric_tokens", "policy_loss", "token_metrics",
            "vespo_log_weight"]
 
@@ -333,7 +333,8 @@ def metric_tokens(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torc
     dtype = torch.promote_types(logps.dtype, torch.float32)
     keep = _bool_mask(mask)
     logps, old_logps, adv = logps.to(dtype), old_logps.to(dtype), advantages.to(dtype).unsqueeze(1)
-    ratio = importance_log_ratio(logps, old_logps, keep, level=level, log_ratio_clamp=log_ratio_clamp).exp()
+    log_ratio = importance_log_ratio(logps, old_logps, keep, level=level, log_ratio_clamp=log_ratio_clamp)
+    ratio = log_ratio.exp()
     # method §4: a log-ratio that is not finite before the clamp (nan, +-inf) makes its token's ratio nan (at
     # level="sequence", its row's): counted in tokens/nonfinite_count, left out of the statistics
     finite = torch.isfinite(torch.where(keep, logps - old_logps, 0.0))
@@ -342,8 +343,7 @@ def metric_tokens(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torc
         weight = clip_weight(ratio, torch.sign(adv), epsilon_low, epsilon_high)
     elif isinstance(gate, GateSpec):  # method §2.8: f' = phi(r) / r; VESPO: phi(w) / w, w its sequence ratio
         r = ratio
-        if _is_vespo(gate):
-            log_ratio = importance_log_ratio(logps, old_logps, keep, log_ratio_clamp=log_ratio_clamp)
+        if _is_vespo(gate):  # level="token" (check_method): log_ratio is the per-token one
             r = torch.where(finite.all(-1, keepdim=True), vespo_log_weight(log_ratio, keep, log_ratio_clamp).exp(),
                             math.nan)
         weight = TR.method_phi(gate.text, r, torch.sign(adv).expand_as(r), epsilon_low, epsilon_high) / r
@@ -373,8 +373,11 @@ def _bool_mask(mask: torch.Tensor) -> torch.Tensor:
         return mask
     if mask.is_floating_point() or mask.is_complex():  # 0 and 1 exactly: a float mask must equal its own bool
         valid = torch.equal(mask.bool().to(mask.dtype), mask)
-    else:  # an integer mask: its least and largest values bound it (one pass, no copy)
-        valid = mask.numel() == 0 or all(0 <= int(v) <= 1 for v in torch.aminmax(mask))
+    elif mask.numel() == 0:
+        valid = True
+    else:  # an integer mask: its least and largest values bound it (one pass, no copy, one device sync)
+        lo, hi = torch.aminmax(mask)
+        valid = bool((lo >= 0) & (hi <= 1))
     if not valid:
         raise ValueError("mask must hold only 0 and 1 (bool, integer or float), got other values: "
                          f"{mask[(mask != 0) & (mask != 1)].unique()[:5].tolist()}")

@@ -82,10 +82,9 @@ class EURController:
     log_factor: float = 0.0
 
     def __post_init__(self):
-        if self.target is None:
-            raise ValueError("EURController needs a target EUR in (0, 1)")
-        check_settings(start=self.start, schedule="constant", end=(None, None), target=self.target, rate=self.rate,
-                       tau_min=self.tau_min, tau_max=self.tau_max, max_steps=1, gate="")
+        _check_controller(self.start, self.target, self.rate, self.tau_min, self.tau_max)
+        if not (is_real(self.log_factor) and math.isfinite(self.log_factor)):
+            raise ValueError(f"log_factor must be a finite number (log(tau / tau_start)), got {self.log_factor!r}")
 
     def taus(self, step: int) -> tuple[float, float]:
         """(tau_pos, tau_neg) now: tau_start exp(x), whatever the step."""
@@ -126,6 +125,7 @@ def check_settings(*, start: tuple[float, float], schedule: str, end: tuple[floa
                    gate: str) -> None:
     """ValueError naming the setting when the schedule or controller settings are inconsistent or out of range."""
     check_choice("tau_schedule", schedule, SCHEDULES)
+    check_int("max_steps", max_steps)
     ends = dict(zip(("tau_end_pos", "tau_end_neg"), end))
     controller = {"tau_controller_rate": (rate, CONTROLLER_RATE), "tau_min": (tau_min, TAU_MIN),
                   "tau_max": (tau_max, TAU_MAX)}
@@ -136,7 +136,7 @@ def check_settings(*, start: tuple[float, float], schedule: str, end: tuple[floa
             raise ValueError(f"tau_schedule, tau_end_pos/neg, tau_target_eur and the controller's settings act on a "
                              f"smooth gate's temperatures; gate={gate} has none (use a smooth gate, or leave them out)")
         return
-    for key, value in ends.items():
+    for key, value in (*zip(("sapo_temperature_pos", "sapo_temperature_neg"), start), *ends.items()):
         if value is not None:
             check_positive(key, value)
     if schedule == "constant" and any(v is not None for v in ends.values()):
@@ -157,11 +157,23 @@ def check_settings(*, start: tuple[float, float], schedule: str, end: tuple[floa
             raise ValueError(f"{', '.join(changed)} set the EUR controller, which tau_target_eur turns on; set "
                              "tau_target_eur or leave them out")
         return
+    _check_controller(start, target, rate, tau_min, tau_max)
+
+
+def _check_target(target) -> None:
     if not (is_real(target) and 0 < target < 1):
         raise ValueError(f"tau_target_eur={target!r} must be in (0, 1) (EUR lies in [0, 1] and is 1 on policy)")
+
+
+def _check_controller(start, target, rate, tau_min, tau_max) -> None:
+    """The EUR controller's settings: a target in (0, 1), a positive rate, 0 < tau_min < tau_max, and the starting
+    temperatures within [tau_min, tau_max]."""
+    _check_target(target)
     check_positive("tau_controller_rate", rate)
     if not (is_real(tau_min) and is_real(tau_max) and 0 < tau_min < tau_max < math.inf):
         raise ValueError(f"tau_min={tau_min!r} and tau_max={tau_max!r} must be finite with 0 < tau_min < tau_max")
+    for key, value in zip(("sapo_temperature_pos", "sapo_temperature_neg"), start):
+        check_positive(key, value)
     if not tau_min <= min(start) <= max(start) <= tau_max:
         raise ValueError(f"the starting temperatures sapo_temperature_pos/neg={start[0]}/{start[1]} must lie within "
                          f"[tau_min, tau_max] = [{tau_min}, {tau_max}]")
@@ -183,6 +195,8 @@ def make_temperature(*, start: tuple[float, float], schedule: str = "constant",
 def eur_tracking(rows: list[dict], target: float, tolerance: float = TRACKING_TOLERANCE) -> dict:
     """Whether a run's mean EUR over the second half of its logged steps lies within `tolerance` of `target`:
     {"eur": mean, "steps": (first, last), "error": mean - target, "within": bool}. Rows as `read_metrics` gives."""
+    _check_target(target)
+    check_positive("tolerance", tolerance, strict=False)
     eur = M.key("eur")
     logged = [r for r in rows if is_real(r.get(eur)) and not math.isnan(r[eur])]
     if len(logged) < 2:

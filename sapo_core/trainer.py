@@ -118,14 +118,13 @@ class GatedGRPOTrainer(GRPOTrainer):
                 raise ValueError(f"GatedGRPOTrainer does not support {option}={getattr(self.args, option)!r}; "
                                  "leave it at TRL's default")
         self.gate = self.args.gate if G.is_method(self.args.gate) else G.get_gate(self.args.gate)  # method §2.8
-        self.gate_tau_pos, self.gate_tau_neg = self.args.gate_taus()
         self.temperature = T.make_temperature(  # method §2.9: the base temperatures of each step
             start=(self.args.sapo_temperature_pos, self.args.sapo_temperature_neg), schedule=self.args.tau_schedule,
             end=(self.args.tau_end_pos, self.args.tau_end_neg), target=self.args.tau_target_eur,
             rate=self.args.tau_controller_rate, tau_min=self.args.tau_min, tau_max=self.args.tau_max,
             max_steps=self.args.max_steps)
         # The gate's arguments, built once: the loss, its metric tokens and the KL's ratio all read these.
-        self.gate_args = {"gate": self.gate, "tau_pos": self.gate_tau_pos, "tau_neg": self.gate_tau_neg,
+        self.gate_args = {"gate": self.gate, **dict(zip(("tau_pos", "tau_neg"), self.args.gate_taus())),
                           "epsilon_low": self.epsilon_low, "epsilon_high": self.epsilon_high,
                           "level": self.args.importance_sampling_level, "log_ratio_clamp": self.args.log_ratio_clamp}
         self._batch_logs: dict[str, float] = {}

@@ -112,6 +112,10 @@ class BatchArguments:
         "help": "submitit cluster: unset = detect (slurm), 'local' = run the array locally (tests)"})
 
     def __post_init__(self):
+        for name in ("config", "gates", "seeds", "tau_conventions", "width_matched_arms", "eval_benchmarks"):
+            if not isinstance(getattr(self, name), str):
+                raise BatchError(f"{name} must be a string (comma-separated), got {type(getattr(self, name)).__name__} "
+                                 f"{getattr(self, name)!r}")
         if not (isinstance(self.sweep, (list, tuple)) and all(isinstance(a, str) for a in self.sweep)):
             raise BatchError(f"sweep must be a list of axes (strings KEY=V1,V2,...), got {type(self.sweep).__name__} "
                              f"{self.sweep!r}")

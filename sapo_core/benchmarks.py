@@ -60,4 +60,8 @@ def load_benchmark(name: str, *, data_dir: str | os.PathLike | None = None, synt
         ds = data.gsm8k("test", data_dir=data_dir)
     else:
         ds = getattr(data, name)(data_dir=data_dir)
+    column = BENCHMARKS[name].instance_column
+    if column is not None and column not in ds.column_names:  # before anything is generated or written
+        raise EvaluationError(f"benchmark {name!r}: its instance column {column!r} is not in the dataset (columns: "
+                              f"{', '.join(ds.column_names)})")
     return ds.select(range(min(limit, len(ds)))) if limit is not None else ds

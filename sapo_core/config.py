@@ -59,7 +59,7 @@ class ConfigError(ValueError):
 # Short names of swept recipe keys in run names (`run_name`); a key without one is named in full.
 KEY_ALIASES = {"learning_rate": "lr", "num_iterations": "mu", "sapo_temperature_pos": "taupos",
                "sapo_temperature_neg": "tauneg"}
-_TAU_KEYS = ("sapo_temperature_pos", "sapo_temperature_neg")  # both set: one segment tau<pos>_<neg>
+TAU_KEYS = ("sapo_temperature_pos", "sapo_temperature_neg")  # both set: one segment tau<pos>_<neg>
 _SAFE_NAME = re.compile(r"[A-Za-z0-9_.+-]+")
 
 
@@ -103,12 +103,12 @@ def run_name(gate: str, tau_convention: str, seed: int, taus: tuple[float, float
     `gates.spec_slug` (e.g. student_t-nu3, expr-<hash>)."""
     axes = dict(axes or {})
     if taus is not None:
-        if any(k in axes for k in _TAU_KEYS):
+        if any(k in axes for k in TAU_KEYS):
             raise ConfigError(f"run_name: taus={taus} and a swept temperature ({', '.join(axes)}) both set tau")
-        axes = {_TAU_KEYS[0]: taus[0], _TAU_KEYS[1]: taus[1], **axes}
+        axes = {TAU_KEYS[0]: taus[0], TAU_KEYS[1]: taus[1], **axes}
     segments = []
-    if all(k in axes for k in _TAU_KEYS):
-        segments.append(f"tau{_name_part(axes.pop(_TAU_KEYS[0]))}_{_name_part(axes.pop(_TAU_KEYS[1]))}")
+    if all(k in axes for k in TAU_KEYS):
+        segments.append(f"tau{_name_part(axes.pop(TAU_KEYS[0]))}_{_name_part(axes.pop(TAU_KEYS[1]))}")
     segments += [f"{KEY_ALIASES.get(key, key)}{_name_part(value)}" for key, value in axes.items()]
     try:
         slug = G.spec_slug(gate)

@@ -29,6 +29,7 @@ import pandas as pd
 
 from sapo_core import batch, compare, paper
 from sapo_core import claims as C
+from sapo_core import plan as P
 from sapo_core.cli import ArgumentParser, guarded
 from sapo_core.config import ConfigError
 from sapo_core.paths import figures_dir, runs_dir, write_atomic
@@ -86,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     # 24 steps (3 generation cycles of the recipe's 8) fit the 10-minute budget on 2 cores (LOG.md)
     parser.add_argument("--max_steps", type=int, default=24, help="RL steps per run (the recipe has 40)")
     args = parser.parse_args(argv)
+    if args.max_steps < 1:  # to TRL, -1 means "train for num_train_epochs" instead
+        raise batch.BatchError(f"--max_steps {args.max_steps} must be >= 1 (RL steps per run)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     # absolute: the notebooks run with notebooks/ as their working directory
     name = "paper" if args.paper else "demo"
@@ -100,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     gates = f"{args.gates},{SWEEP_ARMS}" if args.paper else args.gates
     # make paper: the tail-shape claims are judged at width_matched tau (only the tails differ), so their gates
     # run at both conventions; the 600 s of make demo do not hold these runs
-    matched = ",".join(C.width_matched_gates(args.gates.split(","))) if args.paper else ""
+    arms = P.split_arms(args.gates)
+    matched = ",".join(a for a in arms if C.width_matched_gates([P.arm_gate(a)])) if args.paper else ""
     batch_args = batch.BatchArguments(config=RECIPE, out=str(batch_dir), gates=gates, seeds=args.seeds, jobs=args.jobs,
                                       width_matched_arms=matched)
     batch.plan(batch_args, flags)  # a bad arm or seed list is refused before anything runs
@@ -133,9 +137,10 @@ def summary_text(batch_dir: str | Path) -> str:
     data = compare.load_batch(batch_dir)
     claims = pd.DataFrame(compare.claims(data))
     columns = [c for c in ("section", "claim", "statistic", "convention", "verdict") if c in claims.columns]
+    ran_matched = any(r["tau_convention"] == "width_matched" for r in data.runs)
     left = [f"- {row['section']}: {row['claim']}" for _, row in claims.iterrows()
-            if row.get("convention") == "width_matched" and str(row["verdict"]).startswith(C.NOT_MEASURED)
-            and not any(r["tau_convention"] == "width_matched" for r in data.runs)]
+            if not ran_matched and row.get("convention") == "width_matched"
+            and str(row["verdict"]).startswith(C.NOT_MEASURED)]
     leftover = ["Left to `make paper`, which also runs these claims' gates at width_matched tau:", "", *left, ""] \
         if left else []
     return "\n".join([

@@ -155,7 +155,7 @@ class HFGenerator:
         (sapo_core.prefix_attention, as vLLM's prefix caching does): on CPU the attention of a plain cache, which
         holds each prompt n times, was most of a decoding step. Models that cannot use it decode plainly."""
         model, ids, mask = self.model, enc["input_ids"], enc["attention_mask"]
-        if n == 1 or ids.shape[1] < 2 or not self.share_prompt_cache:
+        if n == 1 or ids.shape[1] < 2 or not self.share_prompt_cache or not PA.can_switch(model):
             return model.generate(**enc, generation_config=config)
         head = mask[:, :-1]  # every prompt token but the last; generate starts from the last one
         prompt = model(input_ids=ids[:, :-1], attention_mask=head, position_ids=(head.cumsum(-1) - 1).clamp(min=0),

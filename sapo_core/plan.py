@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import NamedTuple
 
 from sapo_core import gates as G
-from sapo_core.config import ConfigError, run_name
+from sapo_core.config import TAU_KEYS, ConfigError, run_name
 from sapo_core.recipe import flag_value
 
-__all__ = ["OWN_AXES", "TAU_KEYS", "Axis", "BatchError", "RunSpec", "parse_axis", "plan", "sweep_axes", "training_argv"]
+__all__ = ["OWN_AXES", "TAU_KEYS", "Axis", "BatchError", "RunSpec", "arm_gate", "parse_arm", "parse_axis", "plan",
+           "split_arms", "sweep_axes", "training_argv"]
 
-TAU_KEYS = ("sapo_temperature_pos", "sapo_temperature_neg")  # the base temperatures an arm GATE@POS:NEG sets
 OWN_AXES = {"gate": "--gates", "seed": "--seeds", "tau_convention": "--tau_conventions"}  # not for --sweep
 
 
@@ -68,14 +68,16 @@ def plan(args, flags: list[str], gate_flags: dict[str, list[str]] | None = None)
     axes = sweep_axes(args.sweep, flags)
     swept = {key for axis in axes for key in axis.keys}
     specs = []
-    arms = _split(args.gates, "gates", ";" if ";" in args.gates else ",")  # ';' when a gate spec has a comma
-    matched = _split(args.width_matched_arms, "width_matched_arms") if args.width_matched_arms.strip() else []
+    arms = split_arms(args.gates)
+    separator = ";" if ";" in args.gates else ","
+    matched = (_split(args.width_matched_arms, "width_matched_arms", separator) if args.width_matched_arms.strip()
+               else [])
     for arm in matched:
-        if arm not in arms or G.is_method(_arm(arm)[0]):
+        if arm not in arms or G.is_method(arm_gate(arm)):
             raise BatchError(f"width_matched_arms: {arm!r} must be one of the smooth gates' arms of --gates "
                              f"({args.gates})")
     for arm in arms:
-        gate, taus = _arm(arm)
+        gate, taus = parse_arm(arm)
         if taus is not None and swept & set(TAU_KEYS):
             raise BatchError(f"gates: arm {arm!r} sets the temperatures that --sweep sweeps; give the gate without "
                              "@POS:NEG (the sweep's points are its temperatures)")
@@ -154,7 +156,17 @@ def sweep_axes(sweep: list[str], flags: list[str]) -> list[Axis]:
     return axes
 
 
-def _arm(text: str) -> tuple[str, tuple[float, float] | None]:
+def split_arms(gates: str) -> list[str]:
+    """The arms of a --gates string, ';'-separated when a gate spec holds a comma, else ','."""
+    return _split(gates, "gates", ";" if ";" in gates else ",")
+
+
+def arm_gate(text: str) -> str:
+    """The gate spec of an arm (`GATE` or `GATE@POS:NEG`)."""
+    return parse_arm(text)[0]
+
+
+def parse_arm(text: str) -> tuple[str, tuple[float, float] | None]:
     """`GATE` (the recipe's temperatures) or `GATE@POS:NEG` (this arm's tau_pos and tau_neg, method §2)."""
     if "@" not in text:
         return text, None

@@ -25,7 +25,10 @@ from transformers import AttentionInterface
 from transformers.cache_utils import Cache, CacheLayerMixin, DynamicLayer
 from transformers.masking_utils import AttentionMaskInterface
 
-__all__ = ["ATTENTION", "SharedPrefixLayer", "shared_prefix_attention", "shared_prefix_cache", "supports"]
+from sapo_core.checks import check_int
+
+__all__ = ["ATTENTION", "SharedPrefixLayer", "can_switch", "shared_prefix_attention", "shared_prefix_cache",
+           "supports"]
 
 ATTENTION = "sapo_shared_prefix"
 
@@ -108,18 +111,28 @@ def shared_prefix_attention(module, query: torch.Tensor, key: SharedPrefixLayer,
     return out.transpose(1, 2).contiguous(), None
 
 
+def can_switch(model) -> bool:
+    """Whether `model` selects its attention through transformers' interface (so it can be switched to this one)."""
+    check = getattr(model, "_can_set_attn_implementation", None)  # transformers 5's check (private)
+    return callable(check) and check()
+
+
 def supports(model, prompt_cache: Cache) -> bool:
-    """Whether `model` can decode through `shared_prefix_attention` with the prompt cache it returned: it selects its
-    attention through transformers' interface, and every layer is full attention."""
-    can_switch = getattr(model, "_can_set_attn_implementation", None)  # transformers 5's check (private)
-    return callable(can_switch) and can_switch() and all(
-        type(layer) is DynamicLayer and not layer.is_sliding for layer in prompt_cache.layers)
+    """Whether `model` can decode through `shared_prefix_attention` with the prompt cache it returned: it can switch
+    its attention, and every layer is full attention (a sliding window would need its own masking)."""
+    return can_switch(model) and all(type(layer) is DynamicLayer and not layer.is_sliding
+                                     for layer in prompt_cache.layers)
 
 
 def shared_prefix_cache(prompt_cache: Cache, prompt_mask: torch.Tensor, n: int, capacity: int) -> Cache:
     """A cache of `SharedPrefixLayer`s from the cache of a forward pass over the P prompts (left padded; `prompt_mask`
     (P, L_p) marks their tokens), with room for `capacity` tokens of each of their n samples."""
+    check_int("n", n, minimum=1)
+    check_int("capacity", capacity, minimum=1)
     layers = prompt_cache.layers
+    shape = (layers[0].keys.shape[0], layers[0].keys.shape[-2])  # (prompts, prompt length)
+    if tuple(prompt_mask.shape) != shape:
+        raise ValueError(f"prompt_mask must be (prompts, prompt length) = {shape}, got {tuple(prompt_mask.shape)}")
     padding = torch.zeros(prompt_mask.shape, dtype=layers[0].keys.dtype, device=prompt_mask.device)
     padding = padding.masked_fill(prompt_mask == 0, float("-inf"))[:, None, None, :]
     return Cache(layers=[SharedPrefixLayer(layer.keys, layer.values, padding, n, capacity) for layer in layers])

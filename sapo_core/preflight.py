@@ -69,6 +69,9 @@ def read_launch(path: str | None) -> Launch:
     if not isinstance(data, dict):
         raise ConfigError(f"accelerate_config {path} must be a mapping of key: value")
     deepspeed = data.get("deepspeed_config") or {}
+    if not isinstance(deepspeed, dict):
+        raise ConfigError(f"accelerate_config {path}: deepspeed_config must be a mapping of key: value, got "
+                          f"{type(deepspeed).__name__} {deepspeed!r}")
     try:  # the file's values, as written (a zero_stage of "3" or 2.5 is not read as 3 or 2)
         processes = check_int("num_processes", data.get("num_processes", 1), minimum=1)
         stage = deepspeed.get("zero_stage", 0) if data.get("distributed_type") == "DEEPSPEED" else 0

@@ -126,7 +126,7 @@ def benchmark_metrics(samples: Sequence[dict], n: int, *, seed: int = 0) -> dict
     correct = [sum(s == 1.0 for s in row) for row in scores]
     per_problem = [sum(row) / n for row in scores]
     # records written before instances were recorded: each problem its own instance
-    instances = [str(rows[0].get("instance", pid)) for pid, rows in judged.items()]
+    instances = [str(pid if rows[0].get("instance") is None else rows[0]["instance"]) for pid, rows in judged.items()]
     majority = [majority_vote([r["extracted_answer"] for r in rows], [r["score"] for r in rows])[1]
                 for rows in judged.values()]
     lengths = [s["num_tokens"] for s in samples if s.get("num_tokens") is not None]

@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="runs at once")
     parser.add_argument("--max_steps", type=int, default=24, help="RL steps per run (the recipe has 40)")
     args = parser.parse_args(argv)
+    if args.max_steps < 1:  # to TRL, -1 means "train for num_train_epochs" instead
+        raise batch.BatchError(f"--max_steps {args.max_steps} must be >= 1 (RL steps per run)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     study_dir = (args.out or runs_dir() / time.strftime("study-%Y%m%d-%H%M%S")).resolve()
     if study_dir.exists():
@@ -97,7 +99,6 @@ def main(argv: list[str] | None = None) -> int:
     batch_dir = study_dir / "batch"
     batch_args = batch_arguments(batch_dir, args.seeds, args.jobs)
     specs = batch.plan(batch_args, flags)  # a bad arm or seed list is refused before anything runs
-    study_dir.mkdir(parents=True)
     start = time.perf_counter()
     log.info("study: %d runs into %s", len(specs), batch_dir)
     result = batch.run_batch(batch_args, flags)

@@ -42,7 +42,22 @@ import yaml
 
 matplotlib.use("Agg")
 
-from sapo_core import batch, data, evaluate, gates, loss, plots, prompts, recipe, rewards, rundir, study, tiny, train  # noqa: E402
+from sapo_core import (  # noqa: E402
+    batch,
+    data,
+    demo,  # noqa: E402
+    evaluate,
+    gates,
+    loss,
+    plots,
+    prompts,
+    recipe,
+    rewards,
+    rundir,
+    study,
+    tiny,
+    train,
+)
 from sapo_core.config import ConfigError  # noqa: E402
 from sapo_core.paths import REPO_ROOT  # noqa: E402
 from sapo_core.recipe import parse_args
@@ -59,6 +74,17 @@ class Case(NamedTuple):
     words: tuple[str, ...]   # what the message must name (case-insensitive substrings)
     reason: str              # why this is the right outcome
     marks: tuple = ()
+
+
+def prefix_cache(mask_rows: int = 3, n: int = 2, capacity: int = 4):
+    """sapo_core.prefix_attention.shared_prefix_cache over a 3-prompt, 5-token prompt cache."""
+    from transformers.cache_utils import DynamicCache
+
+    from sapo_core import prefix_attention
+
+    cache = DynamicCache()
+    cache.update(torch.zeros(3, 2, 5, 4), torch.zeros(3, 2, 5, 4), 0)
+    return prefix_attention.shared_prefix_cache(cache, torch.ones(mask_rows, 5), n, capacity)
 
 
 def xfail(why: str) -> tuple:
@@ -671,6 +697,12 @@ REFUSED = [
          ("instances", "str"), "a string is one key, not one per problem: its characters must not become keys"),
     Case("eval-interval-instances-short", lambda c: evaluate.mean_interval([0.0, 1.0, 1.0], 0, instances=["a"]),
          ValueError, ("one key per problem (3)", "got 1"), "a key per problem is the only pairing that means anything"),
+    Case("eval-prefix-cache-mask-shape", lambda c: prefix_cache(mask_rows=1), ValueError,
+         ("prompt_mask", "(3, 5)", "(1, 5)"), "one prompt's padding must not broadcast over every prompt"),
+    Case("eval-prefix-cache-n-zero", lambda c: prefix_cache(n=0), ValueError, ("n must be", "0"),
+         "zero samples per prompt is no cache"),
+    Case("eval-prefix-cache-capacity-negative", lambda c: prefix_cache(capacity=-1), ValueError, ("capacity", "-1"),
+         "a cache needs room for one token"),
     Case("eval-hf-batch-size-zero", lambda c: evaluate.HFGenerator(None, None, batch_size=0), ValueError,
          ("batch_size", ">= 1"), "0 was silently read as the default batch"),
     Case("eval-hf-share-cache-str", lambda c: evaluate.HFGenerator(None, None, share_prompt_cache="no"), TypeError,
@@ -981,6 +1013,10 @@ EXITS = [
     Case("train-method-unknown-parameter", t("--gate", "cispo:foo=1"), 2, ("foo",), "a typo in a method parameter"),
     Case("study-jobs-zero", lambda c: (study.main, ["--out", str(c.tmp / "s"), "--jobs", "0"]), 2, ("jobs",),
          "no worker"),
+    Case("study-max-steps-negative", lambda c: (study.main, ["--out", str(c.tmp / "s"), "--max_steps", "-1"]), 2,
+         ("--max_steps -1", ">= 1"), "-1 would train by epochs, not the steps the flag promises"),
+    Case("demo-max-steps-zero", lambda c: (demo.main, ["--out", str(c.tmp / "d"), "--max_steps", "0"]), 2,
+         ("--max_steps 0", ">= 1"), "no training at all is no demo"),
     Case("study-seeds-empty", lambda c: (study.main, ["--out", str(c.tmp / "s"), "--seeds", ""]), 2,
          ("seeds=''", "integers"), "no runs"),
     Case("study-out-is-a-file", lambda c: (study.main, ["--out", c.file("taken")]), 2, ("exists",),
@@ -1414,3 +1450,9 @@ def test_the_corpus_is_well_formed():
     for c in REFUSED:  # the project's own errors are ValueError/RuntimeError subclasses; OSErrors name a file
         assert issubclass(c.expect, (ValueError, TypeError, RuntimeError, OSError)), c.id
     assert all(callable(c.expect) for c in ACCEPTED)
+
+
+def test_a_study_refused_by_the_check_of_its_arms_leaves_no_directory(tmp_path, capsys):
+    """A seed the batch refuses (numpy's range) is found before the study claims its --out: a retry can reuse it."""
+    assert study.main(["--out", str(tmp_path / "s"), "--seeds", "-1"]) == 2
+    assert "seed=-1" in capsys.readouterr().err and not (tmp_path / "s").exists()

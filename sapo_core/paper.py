@@ -40,8 +40,9 @@ from sapo_core import compare
 from sapo_core.paths import REPO_ROOT
 from sapo_core.plots import GATE_COLORS, save_figure
 
-__all__ = ["PAPER_TAUS", "ERF_SWEEP", "SMOOTH_GATES", "BASE_DIR", "TABLE1_BENCHMARKS", "paper_table1", "arms_frame",
-           "figure2", "figure3", "figure4", "figure5", "FIGURES", "EXAMPLE_BATCH", "table1", "save_paper_figures"]
+__all__ = ["PAPER_TAUS", "ERF_SWEEP", "SMOOTH_GATES", "BASE_DIR", "TABLE1_BENCHMARKS", "paper_table1", "paper_runs",
+           "arms_frame", "figure2", "figure3", "figure4", "figure5", "FIGURES", "EXAMPLE_BATCH", "table1",
+           "save_paper_figures"]
 
 PAPER = "arXiv 2602.19345v2"
 PAPER_TAUS = (10.0, 12.0)  # (tau_pos, tau_neg) of every smooth gate in the paper's Figures 3-4 and Table 1
@@ -89,6 +90,17 @@ def _check_batch(data) -> None:
                         f"{type(data).__name__}")
 
 
+def paper_runs(data: compare.BatchData) -> compare.BatchData:
+    """The batch's runs of the paper's convention (equal tau; a method such as clip has no other), the only ones the
+    paper's figures and table draw."""
+    _check_batch(data)
+    groups = [compare.group_label(data, r) for r in data.runs
+              if (r["tau_convention"] or PAPER_CONVENTION) == PAPER_CONVENTION]
+    if not groups:
+        raise ValueError(f"the batch {data.path} has no run at the paper's convention ({PAPER_CONVENTION} tau)")
+    return compare.subset(data, list(dict.fromkeys(groups)))
+
+
 def arms_frame(data: compare.BatchData, keys: tuple[str, ...] = ("reward", "entropy", "eur")) -> pd.DataFrame:
     """compare.metric_frame with each run's arm label, tau_pos and tau_neg (from its config.yaml)."""
     _check_batch(data)
@@ -102,10 +114,8 @@ def arms_frame(data: compare.BatchData, keys: tuple[str, ...] = ("reward", "entr
 
 
 def _select(frame: pd.DataFrame, arms: list[tuple[str, tuple[float, float] | None]]) -> pd.DataFrame:
-    """The rows of the arms (gate, (tau_pos, tau_neg)) asked for (clip: any temperature), in that order, of the
-    paper's convention."""
+    """The rows of the arms (gate, (tau_pos, tau_neg)) asked for (clip: any temperature), in that order."""
     parts = []
-    frame = frame[frame["convention"] == PAPER_CONVENTION]
     for gate, taus in arms:
         part = frame[frame["gate"] == gate]
         if taus is not None:
@@ -148,6 +158,7 @@ def _band(ax, frame: pd.DataFrame, key: str, title: str, palette: dict[str, str]
 
 
 def _figure(data, number: int, what: str, arms, panels, by_tau: bool):
+    data = paper_runs(data)
     frame = arms_frame(data)
     frame.attrs["path"] = str(data.path)
     frame = _select(frame, arms)
@@ -160,7 +171,7 @@ def _figure(data, number: int, what: str, arms, panels, by_tau: bool):
     count = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
     lines = [f"Figure {number} ({PAPER}): {what}",
              f"mean over seeds, band = min-max over seeds ({count} seed{'s' * bool(seeds.max() > 1)} per arm)",
-             _caption(compare.subset(data, list(dict.fromkeys(frame["group"]))), frame)]  # the runs drawn
+             _caption(data, frame)]
     fig.suptitle("\n".join(textwrap.fill(line, int(17 * width)) for line in lines), fontsize=8)
     return fig
 
@@ -226,6 +237,7 @@ def table1(data: compare.BatchData, taus: tuple[float, float] = PAPER_TAUS) -> p
     if not (isinstance(taus, tuple) and len(taus) == 2):
         raise TypeError(f"taus must be a pair (tau_pos, tau_neg), got {taus!r}")
     paper = paper_table1()
+    runs = paper_runs(data)
     evaluated = {b for r in data.evaluation.values() for b in (r.get("benchmarks") or {})}
     base_path = data.path / BASE_DIR / "results.json"
     base = json.loads(base_path.read_text()) if base_path.exists() else None
@@ -234,9 +246,8 @@ def table1(data: compare.BatchData, taus: tuple[float, float] = PAPER_TAUS) -> p
         if arm == "base":
             results = [] if base is None else [base]
         else:
-            results = [data.evaluation[r["run"]] for r in data.runs if r["gate"] == arm
-                       and (r["tau_convention"] or PAPER_CONVENTION) == PAPER_CONVENTION
-                       and (arm == "clip" or _run_taus(data, r["run"])[:2] == tuple(taus))]
+            results = [runs.evaluation[r["run"]] for r in runs.runs if r["gate"] == arm
+                       and (arm == "clip" or _run_taus(runs, r["run"])[:2] == tuple(taus))]
         row = {"model": label}
         for bench, title in TABLE1_BENCHMARKS.items():
             values = [v for v in (_accuracy(r, bench) for r in results) if v is not None]

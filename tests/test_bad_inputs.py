@@ -45,7 +45,7 @@ matplotlib.use("Agg")
 from sapo_core import (  # noqa: E402
     batch,
     data,
-    demo,  # noqa: E402
+    demo,
     evaluate,
     gates,
     loss,

@@ -311,13 +311,11 @@ def sweep_points(data: BatchData) -> list[tuple[str, BatchData]]:
     order: (label, runs at that point), e.g. ("learning_rate=3e-05", ...). A batch without such keys is one point
     labelled ""."""
     keys = [key for key in data.axes if key not in TAU_KEYS]
-    points: dict[str, list[str]] = {}
-    for row in data.runs:
-        label = ", ".join(f"{key}={value_text(row.get(key))}" for key in keys)
-        points.setdefault(label, []).append(group_label(data, row))
+    points = list(dict.fromkeys(tuple(row.get(key) for key in keys) for row in data.runs))
     if len(points) <= 1:
         return [("", data)]
-    return [(label, subset(data, list(dict.fromkeys(groups)))) for label, groups in points.items()]
+    return [(", ".join(f"{key}={value_text(value)}" for key, value in zip(keys, point)),
+             select(data, **dict(zip(keys, point)))) for point in points]
 
 
 def _judged(data: BatchData, specs) -> list[dict]:

@@ -311,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 import_vllm()
             source = resolve_model(args.model)
             synthetic = synthetic_task(args, source)
-            out = Path(args.out) if args.out else default_out_dir(source, names, **settings)
+            out = Path(args.out) if args.out else default_out_dir(source, names, **settings, split=synthetic.split)
             evaluation = evaluate(args.model, names, backend=args.backend, batch_size=args.batch_size,
                                   tensor_parallel_size=args.tensor_parallel_size, data_dir=args.data_dir,
                                   synthetic=synthetic, out=out, **settings)

@@ -188,9 +188,11 @@ def regrade(source: Evaluation | str | os.PathLike) -> Evaluation:
 
 def default_out_dir(source: ModelSource, benchmarks: Sequence[str], *, n: int | None = None, temperature: float = 0.7,
                     top_p: float = 1.0, max_new_tokens: int | None = None, seed: int = 0,
-                    limit: int | None = None) -> Path:
-    """RUN_DIR/eval/<settings> for a run's model, else <runs>/eval/<model>/<settings>."""
+                    limit: int | None = None, split: str = "test") -> Path:
+    """RUN_DIR/eval/<settings> for a run's model, else <runs>/eval/<model>/<settings> (a synthetic split other than
+    test is part of the settings)."""
     parts = ["+".join(benchmarks), f"T{temperature:g}"]
+    parts += [f"split-{split}"] if split != "test" and "synthetic" in benchmarks else []
     parts += [f"n{n}"] if n is not None else []
     parts += [f"p{top_p:g}"] if top_p != 1.0 else []
     parts += [f"len{max_new_tokens}"] if max_new_tokens is not None else []

@@ -26,6 +26,8 @@ import torch
 
 from sapo_core import admissibility, quadrature
 from sapo_core import gates as G
+from sapo_core.cli import ArgumentParser, guarded
+from sapo_core.paths import write_atomic
 
 __all__ = ["METHODS", "PROPERTY_COLUMNS", "R_FLOOR", "Method", "main", "method_phi", "method_rows",
            "method_table_markdown", "verdicts_markdown", "with_table"]
@@ -171,20 +173,21 @@ def with_table(text: str, table: str) -> str:
     return f"{head}{START}\n{table}\n{END}{tail}"
 
 
+@guarded(OSError, ValueError)
 def main(argv: list[str] | None = None) -> int:
     """`python -m sapo_core.trust_region [docs/method.md]`: print the table, or write it into that file;
     `python -m sapo_core.trust_region --verdicts README.md`: the methods' verdicts alone (README)."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    verdicts = "--verdicts" in argv
-    argv = [a for a in argv if a != "--verdicts"]
-    table = verdicts_markdown() if verdicts else method_table_markdown()
-    if not argv:
+    parser = ArgumentParser(prog="python -m sapo_core.trust_region", description=__doc__.splitlines()[0])
+    parser.add_argument("--verdicts", action="store_true", help="the methods' verdicts alone (README's table)")
+    parser.add_argument("path", nargs="?", type=Path, help="a file whose generated table is replaced (else: print)")
+    args = parser.parse_args(argv)
+    table = verdicts_markdown() if args.verdicts else method_table_markdown()
+    if args.path is None:
         print(table)
         return 0
-    path = Path(argv[0])
-    text = path.read_text(encoding="utf-8")
-    path.write_text(with_table(text, table), encoding="utf-8")
-    print(f"wrote the method table into {path}")
+    text = args.path.read_text(encoding="utf-8")
+    write_atomic(args.path, with_table(text, table))
+    print(f"wrote the method table into {args.path}")
     return 0
 
 

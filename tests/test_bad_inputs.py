@@ -57,6 +57,7 @@ from sapo_core import (  # noqa: E402
     study,
     tiny,
     train,
+    trust_region,
 )
 from sapo_core.config import ConfigError  # noqa: E402
 from sapo_core.paths import REPO_ROOT  # noqa: E402
@@ -1013,6 +1014,10 @@ EXITS = [
     Case("train-method-unknown-parameter", t("--gate", "cispo:foo=1"), 2, ("foo",), "a typo in a method parameter"),
     Case("study-jobs-zero", lambda c: (study.main, ["--out", str(c.tmp / "s"), "--jobs", "0"]), 2, ("jobs",),
          "no worker"),
+    Case("trust-region-path-missing", lambda c: (trust_region.main, ["--verdicts", str(c.tmp / "none.md")]), 2,
+         ("no such file", "none.md"), "nothing to write the table into"),
+    Case("trust-region-path-without-block", lambda c: (trust_region.main, [c.file("plain.md", "no table here\n")]),
+         2, ("method-table:start",), "a file without the generated block is not overwritten"),
     Case("study-max-steps-negative", lambda c: (study.main, ["--out", str(c.tmp / "s"), "--max_steps", "-1"]), 2,
          ("--max_steps -1", ">= 1"), "-1 would train by epochs, not the steps the flag promises"),
     Case("demo-max-steps-zero", lambda c: (demo.main, ["--out", str(c.tmp / "d"), "--max_steps", "0"]), 2,
@@ -1456,3 +1461,11 @@ def test_a_study_refused_by_the_check_of_its_arms_leaves_no_directory(tmp_path, 
     """A seed the batch refuses (numpy's range) is found before the study claims its --out: a retry can reuse it."""
     assert study.main(["--out", str(tmp_path / "s"), "--seeds", "-1"]) == 2
     assert "seed=-1" in capsys.readouterr().err and not (tmp_path / "s").exists()
+
+
+def test_the_trust_region_cli_refuses_a_second_path(capsys):
+    """A second path was silently ignored; argparse now refuses it in one line, exit 2."""
+    with pytest.raises(SystemExit) as exit_:
+        trust_region.main(["a.md", "b.md"])
+    err = capsys.readouterr().err.strip()
+    assert exit_.value.code == 2 and err.startswith("error: ") and "unrecognized arguments: b.md" in err

@@ -318,6 +318,9 @@ def test_a_run_directory_evaluates_its_final_model_into_its_eval_folder(run_dir)
     assert source.path == str((run_dir / "final").resolve()) and source.run == {"gate": "erf", "seed": 3}
     assert E.resolve_model(run_dir / "final").run_dir == str(run_dir.resolve())
     assert E.default_out_dir(source, ["synthetic"], limit=4).parent == run_dir.resolve() / "eval"
+    # the validation split is evaluated beside the test split, never into its directory
+    assert E.default_out_dir(source, ["synthetic"], split="validation").name == "synthetic-T0.7-split-validation-seed0"
+    assert E.default_out_dir(source, ["gsm8k"], split="validation") == E.default_out_dir(source, ["gsm8k"])
     rc = E.main(["--model", str(run_dir), "--limit", "4", "--n", "2", "--backend", "hf"])
     assert rc == 0
     (out,) = (run_dir / "eval").iterdir()

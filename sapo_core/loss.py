@@ -234,10 +234,7 @@ def _method_objective(method: GateSpec, ratio, log_ratio, logps, adv, keep, epsi
         return torch.where(high | low, bound * ratio / r, ratio) * adv
     # VESPO: sg(phi(w)) A log pi, phi(w) = exp(lambda + k log w - lambda w); (k, lambda) by A >= 0 (TRL)
     log_w = vespo_log_weight(log_ratio.detach(), keep, log_ratio_clamp, token_weights)
-    nonneg = adv >= 0
-    k = torch.where(nonneg, adv.new_tensor(p["k_pos"]), p["k_neg"])
-    lam = torch.where(nonneg, adv.new_tensor(p["lambda_pos"]), p["lambda_neg"])
-    phi = torch.exp(lam + k * log_w - lam * log_w.exp()).nan_to_num(nan=0.0, posinf=0.0, neginf=0.0)
+    phi = TR.vespo_phi(log_w, log_w.exp(), adv >= 0, p).nan_to_num(nan=0.0, posinf=0.0, neginf=0.0)
     return phi * adv * logps
 
 

@@ -29,7 +29,7 @@ from sapo_core import gates as G
 from sapo_core.cli import ArgumentParser, guarded
 from sapo_core.paths import write_atomic
 
-__all__ = ["METHODS", "PROPERTY_COLUMNS", "R_FLOOR", "Method", "main", "method_phi", "method_rows",
+__all__ = ["METHODS", "PROPERTY_COLUMNS", "R_FLOOR", "Method", "main", "method_phi", "method_rows", "vespo_phi",
            "method_table_markdown", "verdicts_markdown", "with_table"]
 
 R_FLOOR = 1e-3
@@ -60,10 +60,15 @@ def method_phi(spec: str, r: torch.Tensor, sign: torch.Tensor, epsilon_low: floa
     if name == "ce_gppo":  # outside the trust region: beta2 (1 + eps_high) for A > 0, beta1 (1 - eps_low) for A < 0
         outside = torch.where(pos, r.new_tensor(p["beta2"] * (1 + epsilon_high)), p["beta1"] * (1 - epsilon_low))
         return torch.where(inside, r, outside)
-    nonneg = sign >= 0  # VESPO: e^lambda w^k e^(-lambda w), phi(1) = 1
-    k = torch.where(nonneg, r.new_tensor(p["k_pos"]), p["k_neg"])
-    lam = torch.where(nonneg, r.new_tensor(p["lambda_pos"]), p["lambda_neg"])
-    return torch.exp(lam + k * torch.log(r) - lam * r)
+    return vespo_phi(torch.log(r), r, sign >= 0, p)
+
+
+def vespo_phi(log_w: torch.Tensor, w: torch.Tensor, nonneg: torch.Tensor, params: dict) -> torch.Tensor:
+    """VESPO's weight e^lambda w^k e^(-lambda w) = exp(lambda + k log w - lambda w), phi(1) = 1, with (k, lambda) of
+    A >= 0 where `nonneg`, else of A < 0 (TRL 1.16's vespo)."""
+    k = torch.where(nonneg, w.new_tensor(params["k_pos"]), params["k_neg"])
+    lam = torch.where(nonneg, w.new_tensor(params["lambda_pos"]), params["lambda_neg"])
+    return torch.exp(lam + k * log_w - lam * w)
 
 
 @dataclass(frozen=True)
